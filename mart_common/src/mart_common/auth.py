@@ -1,0 +1,178 @@
+"""Access-token verification (RS256) and role checks, as FastAPI dependencies.
+
+Tokens are issued by the user service; every other service verifies them with the public keys from its
+JWKS endpoint (or from settings). Only RS256 is accepted, so ``alg=none`` and HS256-with-the-public-key
+forgeries fail before any key is used; refresh tokens are refused where an access token is expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import jwt
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mart_common.problems import Problem
+
+log = structlog.get_logger(__name__)
+
+ALGORITHM = "RS256"
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "jti", "typ", "role"]
+
+JwksProvider = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the verified claims of an access token."""
+
+    user_id: uuid.UUID
+    role: str
+    token_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class InvalidToken(Exception):
+    """The token is not a valid access token of this mart."""
+
+
+class TokenVerifier:
+    """Verifies access tokens against a JWKS (fetched over HTTP, or provided in-process)."""
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks_url: str | None = None,
+        jwks_provider: JwksProvider | None = None,
+        public_key_pem: str | None = None,
+        refresh_interval_s: float = 10.0,
+    ) -> None:
+        self.issuer = issuer
+        self.jwks_url = jwks_url
+        self.jwks_provider = jwks_provider
+        self.refresh_interval_s = refresh_interval_s
+        self._keys: dict[str | None, Any] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+        self._static_key: Any = None
+        if public_key_pem:
+            rsa = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256)
+            self._static_key = rsa.prepare_key(public_key_pem)
+
+    async def _load_jwks(self) -> dict[str, Any]:
+        if self.jwks_provider is not None:
+            return await self.jwks_provider()
+        if not self.jwks_url:
+            return {"keys": []}
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(self.jwks_url)
+            response.raise_for_status()
+            return response.json()
+
+    async def _refresh(self, force: bool = False) -> None:
+        async with self._lock:
+            if not force and time.monotonic() - self._fetched_at < self.refresh_interval_s and self._keys:
+                return
+            if time.monotonic() - self._fetched_at < 1.0 and self._keys:
+                return  # Unknown kids must not turn every request into a JWKS fetch.
+            try:
+                data = await self._load_jwks()
+            except Exception as exc:
+                log.warning("jwks_fetch_failed", url=self.jwks_url, error=str(exc))
+                return
+            keys: dict[str | None, Any] = {}
+            for jwk in data.get("keys", []):
+                if jwk.get("kty") != "RSA":
+                    continue
+                key = jwt.PyJWK.from_dict(jwk, algorithm=ALGORITHM).key
+                keys[jwk.get("kid")] = key
+            self._keys = keys
+            self._fetched_at = time.monotonic()
+
+    async def _key_for(self, kid: str | None) -> Any:
+        if self._static_key is not None:
+            return self._static_key
+        if kid in self._keys:
+            return self._keys[kid]
+        await self._refresh(force=bool(self._keys))
+        if kid in self._keys:
+            return self._keys[kid]
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        raise InvalidToken("unknown signing key")
+
+    async def verify(self, token: str, *, expected_type: str = "access") -> dict[str, Any]:
+        """The token's claims, or :class:`InvalidToken`."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("unsupported algorithm")
+        key = await self._key_for(header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=5,
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        if claims.get("typ") != expected_type:
+            raise InvalidToken(f"not an {expected_type} token")
+        return claims
+
+    async def principal(self, token: str) -> Principal:
+        claims = await self.verify(token)
+        try:
+            return Principal(user_id=uuid.UUID(str(claims["sub"])), role=str(claims["role"]), token_id=claims["jti"])
+        except (ValueError, KeyError) as exc:
+            raise InvalidToken("bad subject") from exc
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from `POST /user-service/auth/login`.")
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller, from a valid bearer access token; 401 otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem(401, "A bearer access token is required.", headers={"WWW-Authenticate": "Bearer"})
+    verifier: TokenVerifier = request.app.state.runtime.token_verifier
+    try:
+        principal = await verifier.principal(credentials.credentials)
+    except InvalidToken as exc:
+        raise _unauthorized(f"The access token is not valid ({exc}).") from exc
+    request.state.principal = principal
+    return principal
+
+
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """The caller, who must be an admin; 403 otherwise."""
+    if not principal.is_admin:
+        raise Problem(403, "This operation needs the admin role.")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,240 @@
+"""The Kafka adapter (aiokafka): idempotent producer with acks=all, consumer groups that commit offsets
+only after the handler's transaction, bounded retries and a dead-letter topic per group."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from mart_common.bus.base import EventBus, Handler, RetryPolicy, dead_letter_topic
+from mart_common.messaging import BusMessage
+
+log = structlog.get_logger(__name__)
+
+
+def _to_message(record: object, namespace: str = "") -> BusMessage:
+    return BusMessage(
+        topic=record.topic.removeprefix(namespace),  # type: ignore[attr-defined]
+        key=(record.key or b"").decode(),  # type: ignore[attr-defined]
+        value=record.value or b"",  # type: ignore[attr-defined]
+        headers=tuple(record.headers or ()),  # type: ignore[attr-defined]
+        partition=record.partition,  # type: ignore[attr-defined]
+        offset=record.offset,  # type: ignore[attr-defined]
+    )
+
+
+class KafkaBus(EventBus):
+    """Event bus on an Apache Kafka cluster."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        partitions: int = 3,
+        retry: RetryPolicy | None = None,
+        client_id: str = "online-mart",
+        namespace: str = "",
+    ) -> None:
+        super().__init__(retry)
+        # Prefixes topics and groups (isolated test runs on one broker); empty in real deployments.
+        self.namespace = namespace
+        self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._subscriptions: list[tuple[str, tuple[str, ...], Handler]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._known_topics: set[str] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=15000,
+        )
+        await producer.start()
+        self._producer = producer
+        self._started = True
+        for group, topics, handler in self._subscriptions:
+            self._spawn(group, topics, handler)
+
+    async def stop(self) -> None:
+        self._started = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create missing topics with the configured partition count (idempotent)."""
+        wanted = [self.namespace + t for t in topics if self.namespace + t not in self._known_topics]
+        if not wanted:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in missing]
+                    )
+            self._known_topics.update(wanted)
+        finally:
+            await admin.close()
+
+    async def ping(self) -> bool:
+        if self._producer is None:
+            return False
+        try:
+            async with asyncio.timeout(3):
+                await self._producer.client.fetch_all_metadata()
+            return True
+        except Exception:
+            return False
+
+    async def publish_many(self, messages: Sequence[BusMessage]) -> None:
+        if self._producer is None:
+            raise KafkaError("producer not started")
+        await self.ensure_topics(sorted({m.topic for m in messages}))
+        futures = []
+        for msg in messages:
+            futures.append(
+                await self._producer.send(
+                    self.namespace + msg.topic, value=msg.value, key=msg.key.encode(), headers=list(msg.headers)
+                )
+            )
+        # Sends are pipelined; the idempotent producer keeps their order per partition.
+        await asyncio.gather(*futures)
+
+    def subscribe(self, group: str, topics: Sequence[str], handler: Handler) -> None:
+        self._subscriptions.append((group, tuple(topics), handler))
+        if self._started:
+            self._spawn(group, tuple(topics), handler)
+
+    def _spawn(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
+        self._tasks.append(asyncio.create_task(self._run_group(group, topics, handler)))
+
+    def _consumer(self, group: str | None, *topics: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *(self.namespace + t for t in topics),
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            group_id=None if group is None else self.namespace + group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            metadata_max_age_ms=5000,
+        )
+
+    async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
+        while True:
+            consumer: AIOKafkaConsumer | None = None
+            try:
+                await self.ensure_topics([*topics, dead_letter_topic(group)])
+                consumer = self._consumer(group, *topics)  # _consumer applies the namespace
+                await consumer.start()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    if not batches:
+                        continue
+
+                    async def _partition(tp: TopicPartition, recs: list) -> tuple[TopicPartition, int]:
+                        for rec in recs:
+                            await self._deliver(group, handler, _to_message(rec, self.namespace))
+                        return tp, recs[-1].offset + 1
+
+                    # Partitions run side by side; records of one partition (one key) strictly in order.
+                    done = await asyncio.gather(*(_partition(tp, recs) for tp, recs in batches.items()))
+                    try:
+                        await consumer.commit(dict(done))
+                    except CommitFailedError as exc:
+                        # A rebalance moved the partitions: the new owner re-reads, the inbox dedupes.
+                        log.warning("commit_failed_rebalance", group=group, error=str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("kafka_consumer_restart", group=group, error=str(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        await consumer.stop()
+
+    async def read_topic(self, topic: str) -> list[BusMessage]:
+        await self.ensure_topics([topic])
+        consumer = self._consumer(None)
+        await consumer.start()
+        try:
+            physical = self.namespace + topic
+            parts = consumer.partitions_for_topic(physical) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(physical) or set()
+            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            out: list[BusMessage] = []
+            for tp in tps:
+                while await consumer.position(tp) < end[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    for rec in batch.get(tp, []):
+                        if rec.offset < end[tp]:
+                            out.append(_to_message(rec, self.namespace))
+            return out
+        finally:
+            await consumer.stop()
+
+    async def _drain(self, topic: str, group: str, fn: Handler) -> int:
+        await self.ensure_topics([topic])
+        consumer = self._consumer(group)
+        await consumer.start()
+        count = 0
+        try:
+            physical = self.namespace + topic
+            parts = consumer.partitions_for_topic(physical) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(physical) or set()
+            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+                while await consumer.position(tp) < end[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    for rec in batch.get(tp, []):
+                        if rec.offset >= end[tp]:
+                            break
+                        await fn(_to_message(rec, self.namespace))
+                        await consumer.commit({tp: rec.offset + 1})
+                        count += 1
+            return count
+        finally:
+            await consumer.stop()

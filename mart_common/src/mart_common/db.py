@@ -1,0 +1,145 @@
+"""Async database access for PostgreSQL (asyncpg) and SQLite (aiosqlite), plus Alembic migrations.
+
+The domain code only sees :class:`sqlalchemy.ext.asyncio.AsyncSession`; which engine runs is a setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+
+class Database:
+    """One service's database: an async engine, a session factory and commit notifications."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            _make_sqlite_transactions_immediate(self.engine)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._commit_listeners: list[Callable[[], None]] = []
+        event.listen(self.sessionmaker.class_.sync_session_class, "after_commit", self._after_commit)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("mart_outbox_pending", False):
+            for listener in self._commit_listeners:
+                listener()
+
+    def on_outbox_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every commit that wrote to the outbox (wakes the relay at once)."""
+        self._commit_listeners.append(listener)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session; the caller commits."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on any exception."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        """True when the database answers ``SELECT 1``."""
+        try:
+            async with asyncio.timeout(3):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def create_all(self, metadatas: Iterable[MetaData]) -> None:
+        """Create tables directly (internal stores such as the in-process bus log)."""
+        async with self.engine.begin() as conn:
+            for md in metadatas:
+                await conn.run_sync(md.create_all)
+
+    async def migrate(self, migrations_package: str) -> None:
+        """Upgrade the schema to the newest Alembic revision of ``migrations_package``.
+
+        The package holds Alembic's ``env.py`` and ``versions/``; see :mod:`mart_common.migrations`.
+        """
+        from alembic import command
+        from alembic.config import Config
+
+        script_location = str(resources.files(migrations_package))
+        cfg = Config()
+        cfg.set_main_option("script_location", script_location)
+
+        def _upgrade(sync_conn: Any) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Several replicas may start together: one migrates, the others wait for it.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7425001)"))
+            await conn.run_sync(_upgrade)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
+    # SQLite upgrades a read lock to a write lock lazily and fails at once when two writers race;
+    # BEGIN IMMEDIATE takes the write lock up front so concurrent transactions queue on busy_timeout.
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let the "begin" hook below, not the driver, open transactions.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row unless its primary/unique key exists; True when the row was inserted.
+
+    Used by the inbox (first delivery wins) and by read models keyed on natural ids.
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def upsert(
+    session: AsyncSession, table: Table, values: dict[str, Any], *, keys: Sequence[str]
+) -> None:
+    """Insert ``values`` or, when a row with the same ``keys`` exists, update it to ``values``."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
+    )
+    await session.execute(stmt)

@@ -1,0 +1,72 @@
+"""Inbox-backed subscriptions: each event's id is recorded in the same transaction as the handler's
+effects, so a redelivered event changes nothing.
+
+A service declares its handlers as a table ``{MessageClass: handler}``; :class:`Subscriber` decodes the
+record, checks the inbox, and runs the handler inside one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mart_common import contracts
+from mart_common.bus.base import EventBus, PermanentError
+from mart_common.db import Database, insert_ignoring_duplicates
+from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table, utcnow
+from mart_common.observability import event_context
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[AsyncSession, Message, Envelope], Awaitable[None]]
+
+
+class Subscriber:
+    """Runs a service's event handlers as one consumer group, exactly once in effect."""
+
+    def __init__(self, group: str, db: Database, handlers: Mapping[type[Message], EventHandler]) -> None:
+        self.group = group
+        self.db = db
+        self.handlers = {contracts.ce_type(cls): fn for cls, fn in handlers.items()}
+        self.topics = sorted({contracts.topic_for(cls) for cls in handlers})
+
+    def attach(self, bus: EventBus) -> None:
+        if self.topics:
+            bus.subscribe(self.group, self.topics, self)
+
+    async def __call__(self, msg: BusMessage) -> None:
+        try:
+            envelope = Envelope.from_bus(msg)
+        except MissingHeaders as exc:
+            raise PermanentError(str(exc)) from exc
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            try:
+                contracts.message_class(envelope.type)
+            except contracts.UnknownEventType as exc:
+                raise PermanentError(f"unknown event type {envelope.type!r}") from exc
+            return  # A known event this service does not care about.
+        try:
+            event = contracts.decode(envelope.type, envelope.payload)
+        except contracts.MalformedEvent as exc:
+            raise PermanentError(f"malformed {envelope.type}: {exc}") from exc
+        with event_context(envelope):
+            async with self.db.transaction() as session:
+                first = await insert_ignoring_duplicates(
+                    session,
+                    inbox_table,
+                    {
+                        "consumer": self.group,
+                        "event_id": envelope.id,
+                        "ce_type": envelope.type,
+                        "topic": envelope.topic,
+                        "processed_at": utcnow(),
+                    },
+                )
+                if not first:
+                    log.info("duplicate_event_ignored", group=self.group, event_id=envelope.id)
+                    return
+                await handler(session, event, envelope)

@@ -1,0 +1,210 @@
+"""The composition root every service uses: one FastAPI app with its database, bus, outbox relay,
+inbox subscriber, periodic jobs, problem handlers, health, readiness and metrics.
+
+A service describes itself with a :class:`ServiceDefinition`; :func:`create_service_app` wires the rest.
+Tests and the embedded mode swap the bus or the token verifier here, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from google.protobuf.message import Message
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from mart_common.auth import TokenVerifier
+from mart_common.bus import EventBus, create_bus
+from mart_common.db import Database
+from mart_common.inbox import EventHandler, Subscriber
+from mart_common.observability import BodySizeLimitMiddleware, RequestContextMiddleware, configure_logging
+from mart_common.outbox import OutboxRelay
+from mart_common.problems import install_problem_handlers, problem_response
+from mart_common.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """``run(runtime)`` every ``interval_s`` seconds while the service is up (errors are logged)."""
+
+    name: str
+    interval_s: float
+    run: Hook
+
+
+@dataclass
+class ServiceDefinition:
+    """What a service is: its routes, its migrations, the events it handles, its jobs."""
+
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    migrations_package: str
+    handlers: Mapping[type[Message], EventHandler] = field(default_factory=dict)
+    periodic: Sequence[PeriodicJob] = ()
+    on_startup: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+    openapi_tags: list[dict[str, Any]] = field(default_factory=list)
+    version: str = "1.0.0"
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a running service holds; routes reach it as ``request.app.state.runtime``."""
+
+    definition: ServiceDefinition
+    settings: ServiceSettings
+    db: Database
+    bus: EventBus
+    relay: OutboxRelay
+    subscriber: Subscriber
+    token_verifier: TokenVerifier
+    owns_bus: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+    _jobs: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.db.migrate(self.definition.migrations_package)
+        if self.owns_bus:
+            await self.bus.start()
+        self.subscriber.attach(self.bus)
+        self.relay.start()
+        for hook in self.definition.on_startup:
+            await hook(self)
+        for job in self.definition.periodic:
+            self._jobs.append(asyncio.create_task(self._run_job(job), name=f"{self.definition.name}:{job.name}"))
+
+    async def stop(self) -> None:
+        for task in self._jobs:
+            task.cancel()
+        for task in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._jobs.clear()
+        for hook in self.definition.on_shutdown:
+            with contextlib.suppress(Exception):
+                await hook(self)
+        await self.relay.stop()
+        if self.owns_bus:
+            await self.bus.stop()
+        await self.db.dispose()
+
+    async def _run_job(self, job: PeriodicJob) -> None:
+        while True:
+            await asyncio.sleep(job.interval_s)
+            try:
+                await job.run(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic_job_failed", service=self.definition.name, job=job.name)
+
+
+def create_service_app(
+    definition: ServiceDefinition,
+    settings: ServiceSettings,
+    *,
+    bus: EventBus | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """Build the FastAPI app of one service.
+
+    ``bus``: share an already-running bus (embedded mode, tests); by default the settings choose one and
+    the app owns it. ``token_verifier``: how access tokens are checked; by default the JWKS URL or the
+    public key from settings.
+    """
+    configure_logging(settings.log_level, settings.log_json)
+    db = Database(settings.resolved_database_url())
+    owns_bus = bus is None
+    bus = bus or create_bus(settings)
+    verifier = token_verifier or TokenVerifier(
+        settings.jwt_issuer, jwks_url=settings.jwks_url, public_key_pem=settings.jwt_public_key_pem
+    )
+    runtime = ServiceRuntime(
+        definition=definition,
+        settings=settings,
+        db=db,
+        bus=bus,
+        relay=OutboxRelay(
+            db,
+            bus,
+            service=definition.name,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+        ),
+        subscriber=Subscriber(definition.name, db, definition.handlers),
+        token_verifier=verifier,
+        owns_bus=owns_bus,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        log.info("service_started", service=definition.name, database=db.engine.dialect.name)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=definition.title,
+        description=definition.description,
+        version=definition.version,
+        root_path=settings.root_path,
+        lifespan=lifespan,
+        openapi_tags=[*definition.openapi_tags, {"name": "operations", "description": "Health and metrics."}],
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    for router in definition.routers:
+        app.include_router(router)
+    _install_operations(app, runtime)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, service=definition.name)
+    return app
+
+
+def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app)
+
+    @app.get("/health", tags=["operations"], summary="Liveness: the process answers.")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.definition.name}
+
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Readiness: the database and the broker are reachable.",
+        responses={503: {"description": "A dependency is unreachable (problem+json)."}},
+    )
+    async def ready() -> Response:
+        db_ok, bus_ok = await asyncio.gather(runtime.db.ping(), runtime.bus.ping())
+        if db_ok and bus_ok:
+            return JSONResponse({"status": "ready", "database": "ok", "broker": "ok"})
+        return problem_response(
+            503,
+            "Not ready.",
+            slug="not-ready",
+            database="ok" if db_ok else "unreachable",
+            broker="ok" if bus_ok else "unreachable",
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.", include_in_schema=True)
+    async def metrics() -> Response:
+        body = generate_latest(registry) + generate_latest(REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

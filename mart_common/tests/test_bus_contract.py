@@ -1,0 +1,256 @@
+"""One contract, two adapters: the in-process bus (SQLite log) and the real Kafka broker behave alike.
+
+Each test runs with the in-process bus on SQLite and with Kafka on the real PostgreSQL server, through the
+real outbox relay and inbox subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mart.orders.v1 import orders_pb2
+from mart_common.bus.base import EventBus
+from mart_common.db import Database
+from mart_common.inbox import Subscriber
+from mart_common.messaging import MESSAGING_METADATA, BusMessage, Envelope, outbox_table
+from mart_common.outbox import OutboxRelay, record_event
+from mart_common.testing import eventually
+
+TOPIC = "mart.orders.v1"
+GROUP = "contract-consumer"
+
+test_metadata = MetaData()
+effects = Table(
+    "effects",
+    test_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("partition", Integer, nullable=True),
+)
+
+
+@dataclass
+class Rig:
+    db: Database
+    bus: EventBus
+    kind: str
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.db, self.bus, service="contract-producer", poll_interval_s=0.05)
+
+    async def place(self, order_id: str, seq: int) -> None:
+        async with self.db.transaction() as session:
+            await record_event(
+                session,
+                orders_pb2.OrderPlaced(order_id=order_id, total_cents=seq, currency="USD"),
+                key=order_id,
+                source="contract-producer",
+            )
+
+    async def effects(self) -> list[tuple[str, int]]:
+        async with self.db.session() as session:
+            rows = (await session.execute(select(effects.c.order_id, effects.c.seq).order_by(effects.c.id))).all()
+        return [(r[0], r[1]) for r in rows]
+
+    async def unpublished(self) -> int:
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(func.count()).select_from(outbox_table).where(outbox_table.c.published_at.is_(None))
+            )
+
+
+async def _record_effect(session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope) -> None:
+    await session.execute(effects.insert().values(order_id=event.order_id, seq=event.total_cents))
+
+
+@pytest.fixture
+async def rig(bus_kind: str, make_bus, new_database) -> AsyncIterator[Rig]:
+    # The in-process adapter runs on SQLite (the embedded mode); Kafka with the real PostgreSQL server.
+    url = await new_database("sqlite" if bus_kind == "inprocess" else "postgres")
+    db = Database(url)
+    await db.create_all([MESSAGING_METADATA, test_metadata])
+    bus = make_bus(bus_kind)
+    await bus.start()
+    try:
+        yield Rig(db, bus, bus_kind)
+    finally:
+        await bus.stop()
+        await db.dispose()
+
+
+def _subscribe(rig: Rig, handler=_record_effect) -> Subscriber:
+    sub = Subscriber(GROUP, rig.db, {orders_pb2.OrderPlaced: handler})
+    sub.attach(rig.bus)
+    return sub
+
+
+async def test_event_committed_then_relay_killed_is_still_delivered(rig: Rig) -> None:
+    _subscribe(rig)
+
+    # The relay dies between the commit and the publish: its publish never completes.
+    class Crash(Exception):
+        pass
+
+    async def crashing_publish(messages):
+        raise Crash("relay killed before publishing")
+
+    real_publish = rig.bus.publish_many
+    rig.bus.publish_many = crashing_publish  # type: ignore[method-assign]
+    dying = rig.relay()
+    await rig.place("order-1", 1)
+    with pytest.raises(Crash):
+        await dying.publish_pending()
+    assert await rig.unpublished() == 1
+    rig.bus.publish_many = real_publish  # type: ignore[method-assign]
+
+    # A new relay (the restarted process) finds the committed row and delivers it, once.
+    relay = rig.relay()
+    relay.start()
+    try:
+        await eventually(lambda: _equals(rig.effects(), [("order-1", 1)]), timeout=60)
+        assert await rig.unpublished() == 0
+    finally:
+        await relay.stop()
+    await asyncio.sleep(0.3)
+    assert await rig.effects() == [("order-1", 1)]
+
+
+async def test_rolled_back_state_change_publishes_nothing(rig: Rig) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with rig.db.transaction() as session:
+            await record_event(
+                session, orders_pb2.OrderPlaced(order_id="ghost"), key="ghost", source="contract-producer"
+            )
+            raise Boom
+    relay = rig.relay()
+    assert await relay.publish_pending() == 0
+    await rig.place("real", 7)
+    assert await relay.publish_pending() == 1
+    records = await rig.bus.read_topic(TOPIC)
+    assert [r.key for r in records] == ["real"]
+
+
+async def test_duplicate_delivery_is_applied_once(rig: Rig) -> None:
+    _subscribe(rig)
+    envelope = Envelope.new(
+        type="mart.orders.v1.OrderPlaced",
+        source="contract-producer",
+        topic=TOPIC,
+        key="dup",
+        payload=orders_pb2.OrderPlaced(order_id="dup", total_cents=5).SerializeToString(),
+    )
+    await rig.bus.publish(envelope.to_bus())
+    await rig.bus.publish(envelope.to_bus())  # the same event id again (a producer retry)
+    await rig.place("after", 6)
+    relay = rig.relay()
+    await relay.publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("after", 6)), timeout=60)
+    assert (await rig.effects()).count(("dup", 5)) == 1
+
+
+async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive_delivers_it(rig: Rig) -> None:
+    broken = {"on": True}
+
+    async def handler(session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope) -> None:
+        if event.order_id == "poison" and event.total_cents == 1 and broken["on"]:
+            raise RuntimeError("handler bug")
+        await _record_effect(session, event, env)
+
+    _subscribe(rig, handler)
+    relay = rig.relay()
+    await rig.place("poison", 1)
+    await rig.place("poison", 2)  # same key, after the poison one
+    await rig.place("fine", 3)
+    await relay.publish_pending()
+
+    await eventually(lambda: _contains(rig.effects(), ("fine", 3)), timeout=60)
+    await eventually(lambda: _contains(rig.effects(), ("poison", 2)), timeout=60)
+    dead = await rig.bus.dead_letters(GROUP)
+    assert len(dead) == 1
+    assert dead[0].header("dlq_original_topic") == TOPIC
+    assert dead[0].header("dlq_attempts") == str(rig.bus.retry.max_attempts)
+    assert "handler bug" in (dead[0].header("dlq_reason") or "")
+    assert ("poison", 1) not in await rig.effects()
+
+    broken["on"] = False  # the fix is deployed
+    assert await rig.bus.redrive(GROUP) == 1
+    await eventually(lambda: _contains(rig.effects(), ("poison", 1)), timeout=60)
+    assert await rig.bus.redrive(GROUP) == 0  # already re-driven
+    await asyncio.sleep(0.3)
+    assert (await rig.effects()).count(("poison", 1)) == 1
+
+
+async def test_malformed_and_unknown_events_go_straight_to_dead_letters(rig: Rig) -> None:
+    _subscribe(rig)
+    garbage = Envelope.new(
+        type="mart.orders.v1.OrderPlaced", source="x", topic=TOPIC, key="g", payload=b"\xff\xff\xff"
+    )
+    unknown = Envelope.new(type="mart.orders.v1.OrderTeleported", source="x", topic=TOPIC, key="u", payload=b"")
+    no_headers = BusMessage(topic=TOPIC, key="n", value=b"")
+    for msg in (garbage.to_bus(), unknown.to_bus(), no_headers):
+        await rig.bus.publish(msg)
+    await rig.place("ok", 1)
+    await rig.relay().publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("ok", 1)), timeout=60)
+    dead = await eventually(lambda: _at_least(rig.bus.dead_letters(GROUP), 3), timeout=60)
+    reasons = sorted(m.header("dlq_reason") or "" for m in dead)
+    assert all(r.startswith("permanent:") for r in reasons)
+    assert {m.header("dlq_attempts") for m in dead} == {"1"}  # not retried
+
+
+async def test_per_key_order_holds_across_partitions(rig: Rig) -> None:
+    _subscribe(rig)
+    keys = [f"order-{i}" for i in range(6)]
+    for seq in range(15):
+        for key in keys:
+            await rig.place(key, seq)
+    relay = rig.relay()
+    relay.start()
+    try:
+        await eventually(lambda: _length(rig.effects(), 90), timeout=90)
+    finally:
+        await relay.stop()
+    seen = await rig.effects()
+    for key in keys:
+        assert [s for k, s in seen if k == key] == list(range(15))
+    partitions = {m.partition for m in await rig.bus.read_topic(TOPIC)}
+    assert len(partitions) > 1, "the keys should spread over several partitions"
+
+
+async def test_events_carry_cloudevents_headers(rig: Rig) -> None:
+    await rig.place("ce", 1)
+    await rig.relay().publish_pending()
+    (record,) = await rig.bus.read_topic(TOPIC)
+    env = Envelope.from_bus(record)
+    assert env.type == "mart.orders.v1.OrderPlaced"
+    assert env.source == "contract-producer"
+    assert record.header("ce_specversion") == "1.0"
+    assert record.header("content-type") == "application/protobuf"
+    assert orders_pb2.OrderPlaced.FromString(record.value).order_id == "ce"
+
+
+async def _equals(coro, expected):
+    return await coro == expected
+
+
+async def _contains(coro, item):
+    return item in await coro
+
+
+async def _length(coro, n):
+    return len(await coro) >= n
+
+
+async def _at_least(coro, n):
+    items = await coro
+    return items if len(items) >= n else None
