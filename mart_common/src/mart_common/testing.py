@@ -89,11 +89,15 @@ async def database_url(backend: str, tmp_path: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def new_database(tmp_path: Any) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+async def new_database(
+    tmp_path: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
     """Factory: ``await new_database(backend)`` → URL of another empty database (dropped at teardown)."""
     created: list[str] = []
 
     async def _make(kind: str) -> str:
+        if kind == "postgres":
+            request.node.add_marker(pytest.mark.postgres)
         if kind == "sqlite":
             return f"sqlite+aiosqlite:///{tmp_path / (uuid.uuid4().hex[:8] + '.sqlite')}"
         url = await create_postgres_database()
@@ -117,12 +121,13 @@ def bus_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_bus(tmp_path: Any) -> Callable[..., EventBus]:
+def make_bus(tmp_path: Any, request: pytest.FixtureRequest) -> Callable[..., EventBus]:
     """Factory for a bus of a kind; Kafka buses of one test share a namespace (same topics)."""
     namespace = f"t{uuid.uuid4().hex[:10]}."
 
     def _make(kind: str, retry: RetryPolicy = FAST_RETRY) -> EventBus:
         if kind == "kafka":
+            request.node.add_marker(pytest.mark.kafka)
             return KafkaBus(KAFKA_BOOTSTRAP, partitions=3, retry=retry, namespace=namespace)
         return InProcessBus(f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}", partitions=3, retry=retry)
 
@@ -130,8 +135,9 @@ def make_bus(tmp_path: Any) -> Callable[..., EventBus]:
 
 
 @pytest.fixture
-def kafka_namespace() -> str:
+def kafka_namespace(request: pytest.FixtureRequest) -> str:
     """A namespace for services' settings (``kafka_namespace``) so a test has its own topics and groups."""
+    request.node.add_marker(pytest.mark.kafka)
     return f"t{uuid.uuid4().hex[:10]}."
 
 
