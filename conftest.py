@@ -4,9 +4,11 @@ Import the real packages first: pytest's importlib mode would otherwise turn a w
 ``mart_common/`` (which holds ``tests/``) into a namespace stand-in hiding the installed package.
 """
 
-import mart_common  # noqa: F401
 import inventory_service  # noqa: F401
+import mart_common  # noqa: F401
 import order_service  # noqa: F401
+import product_service  # noqa: F401
+import user_service  # noqa: F401
 
 pytest_plugins = ["mart_common.testing"]
 

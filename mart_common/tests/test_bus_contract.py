@@ -11,9 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mart.orders.v1 import orders_pb2
 from mart_common.bus.base import EventBus
 from mart_common.db import Database
@@ -21,6 +18,8 @@ from mart_common.inbox import Subscriber
 from mart_common.messaging import MESSAGING_METADATA, BusMessage, Envelope, outbox_table
 from mart_common.outbox import OutboxRelay, record_event
 from mart_common.testing import eventually
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 TOPIC = "mart.orders.v1"
 GROUP = "contract-consumer"
@@ -56,7 +55,9 @@ class Rig:
 
     async def effects(self) -> list[tuple[str, int]]:
         async with self.db.session() as session:
-            rows = (await session.execute(select(effects.c.order_id, effects.c.seq).order_by(effects.c.id))).all()
+            rows = (
+                await session.execute(select(effects.c.order_id, effects.c.seq).order_by(effects.c.id))
+            ).all()
         return [(r[0], r[1]) for r in rows]
 
     async def unpublished(self) -> int:
@@ -158,7 +159,9 @@ async def test_duplicate_delivery_is_applied_once(rig: Rig) -> None:
     assert (await rig.effects()).count(("dup", 5)) == 1
 
 
-async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive_delivers_it(rig: Rig) -> None:
+async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive_delivers_it(
+    rig: Rig,
+) -> None:
     broken = {"on": True}
 
     async def handler(session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope) -> None:
@@ -195,7 +198,9 @@ async def test_malformed_and_unknown_events_go_straight_to_dead_letters(rig: Rig
     garbage = Envelope.new(
         type="mart.orders.v1.OrderPlaced", source="x", topic=TOPIC, key="g", payload=b"\xff\xff\xff"
     )
-    unknown = Envelope.new(type="mart.orders.v1.OrderTeleported", source="x", topic=TOPIC, key="u", payload=b"")
+    unknown = Envelope.new(
+        type="mart.orders.v1.OrderTeleported", source="x", topic=TOPIC, key="u", payload=b""
+    )
     no_headers = BusMessage(topic=TOPIC, key="n", value=b"")
     for msg in (garbage.to_bus(), unknown.to_bus(), no_headers):
         await rig.bus.publish(msg)

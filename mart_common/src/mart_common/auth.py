@@ -140,7 +140,9 @@ class TokenVerifier:
     async def principal(self, token: str) -> Principal:
         claims = await self.verify(token)
         try:
-            return Principal(user_id=uuid.UUID(str(claims["sub"])), role=str(claims["role"]), token_id=claims["jti"])
+            return Principal(
+                user_id=uuid.UUID(str(claims["sub"])), role=str(claims["role"]), token_id=claims["jti"]
+            )
         except (ValueError, KeyError) as exc:
             raise InvalidToken("bad subject") from exc
 

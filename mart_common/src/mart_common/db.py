@@ -132,9 +132,7 @@ async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values
     return bool(result.rowcount)
 
 
-async def upsert(
-    session: AsyncSession, table: Table, values: dict[str, Any], *, keys: Sequence[str]
-) -> None:
+async def upsert(session: AsyncSession, table: Table, values: dict[str, Any], *, keys: Sequence[str]) -> None:
     """Insert ``values`` or, when a row with the same ``keys`` exists, update it to ``values``."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     module = postgresql if dialect == "postgresql" else sqlite

@@ -83,7 +83,9 @@ class BusMessage:
                 return v.decode("utf-8", "replace")
         return None
 
-    def with_headers(self, *, topic: str | None = None, drop_prefix: str | None = None, **extra: str) -> BusMessage:
+    def with_headers(
+        self, *, topic: str | None = None, drop_prefix: str | None = None, **extra: str
+    ) -> BusMessage:
         """A copy with ``extra`` headers set (replacing same-named ones), optionally another topic."""
         kept = tuple(
             (k, v)

@@ -161,9 +161,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _json_safe(list(exc.errors()))
         first = errors[0] if errors else None
-        detail = (
-            f"{'.'.join(first['loc'])}: {first['msg']}" if first else "The request is not valid."
-        )
+        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first else "The request is not valid."
         return problem_response(422, detail, instance=request.url.path, errors=errors)
 
     @app.exception_handler(Exception)

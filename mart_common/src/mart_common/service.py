@@ -86,7 +86,9 @@ class ServiceRuntime:
         for hook in self.definition.on_startup:
             await hook(self)
         for job in self.definition.periodic:
-            self._jobs.append(asyncio.create_task(self._run_job(job), name=f"{self.definition.name}:{job.name}"))
+            self._jobs.append(
+                asyncio.create_task(self._run_job(job), name=f"{self.definition.name}:{job.name}")
+            )
 
     async def stop(self) -> None:
         for task in self._jobs:
@@ -171,7 +173,11 @@ def create_service_app(
     app.state.runtime = runtime
     install_problem_handlers(app)
     for router in definition.routers:
-        app.include_router(router)
+        # FastAPI >= 0.16x wraps an included router in a lazy `_IncludedRouter` route that
+        # prometheus-fastapi-instrumentator cannot name (AttributeError: no `path`, every request a 500):
+        # add the router's own routes (their paths already carry the router's prefix, tags, dependencies).
+        app.router.routes.extend(router.routes)
+    getattr(app.router, "_mark_routes_changed", lambda: None)()
     _install_operations(app, runtime)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=definition.name)

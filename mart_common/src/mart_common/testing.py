@@ -34,7 +34,9 @@ from mart_common.bus import EventBus, RetryPolicy
 from mart_common.bus.inprocess import InProcessBus
 from mart_common.bus.kafka import KafkaBus
 
-POSTGRES_ADMIN_DSN = os.environ.get("MART_TEST_POSTGRES_DSN", "postgresql://mart_test@127.0.0.1:5432/mart_test")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "MART_TEST_POSTGRES_DSN", "postgresql://mart_test@127.0.0.1:5432/mart_test"
+)
 KAFKA_BOOTSTRAP = os.environ.get("MART_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ISSUER = "mart-user-service"
 

@@ -138,7 +138,9 @@ class InProcessBus(EventBus):
         self._wakeups.append(wake)
         self._tasks.append(asyncio.create_task(self._run_group(group, topics, handler, wake)))
 
-    async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler, wake: asyncio.Event) -> None:
+    async def _run_group(
+        self, group: str, topics: tuple[str, ...], handler: Handler, wake: asyncio.Event
+    ) -> None:
         while True:
             wake.clear()
             try:

@@ -120,7 +120,10 @@ class KafkaBus(EventBus):
         for msg in messages:
             futures.append(
                 await self._producer.send(
-                    self.namespace + msg.topic, value=msg.value, key=msg.key.encode(), headers=list(msg.headers)
+                    self.namespace + msg.topic,
+                    value=msg.value,
+                    key=msg.key.encode(),
+                    headers=list(msg.headers),
                 )
             )
         # Sends are pipelined; the idempotent producer keeps their order per partition.
