@@ -6,7 +6,9 @@ Import the real packages first: pytest's importlib mode would otherwise turn a w
 
 import inventory_service  # noqa: F401
 import mart_common  # noqa: F401
+import notification_service  # noqa: F401
 import order_service  # noqa: F401
+import payment_service  # noqa: F401
 import product_service  # noqa: F401
 import user_service  # noqa: F401
 

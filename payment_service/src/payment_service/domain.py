@@ -1,0 +1,75 @@
+"""Payment rules, free of any framework: statuses and how a provider outcome moves them.
+
+Statuses only move forward (monotonic), whatever order the provider's events arrive in:
+
+    REQUIRES_PAYMENT ──succeeded──► SUCCEEDED ──refund──► REFUNDED
+          │                                                  ▲
+          └──failed / order cancelled──► FAILED ──late succeeded (money taken anyway)──┘ (refunded at once)
+
+- ``failed`` after ``succeeded`` (Stripe does not promise delivery order) is ignored: a success is
+  never undone.
+- ``succeeded`` for a payment already FAILED, or whose order is cancelled, is refunded at once: the
+  customer is never charged for an order that will not ship; only PaymentRefunded is published, never
+  PaymentSucceeded (which would mean "this order is paid").
+- REFUNDED is final.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+
+class PaymentStatus(enum.StrEnum):
+    REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Decision(enum.Enum):
+    MARK_SUCCEEDED = "mark_succeeded"  # publish PaymentSucceeded
+    MARK_FAILED = "mark_failed"  # publish PaymentFailed
+    REFUND = "refund"  # money was taken for an order that cannot be paid: refund, publish PaymentRefunded
+    IGNORE = "ignore"  # stale or duplicate news
+
+
+def decide(current: PaymentStatus, outcome: Outcome, *, order_cancelled: bool) -> Decision:
+    """What a provider outcome does to a payment in ``current`` status."""
+    if current is PaymentStatus.REQUIRES_PAYMENT:
+        if outcome is Outcome.FAILED:
+            return Decision.MARK_FAILED
+        return Decision.REFUND if order_cancelled else Decision.MARK_SUCCEEDED
+    if current is PaymentStatus.FAILED and outcome is Outcome.SUCCEEDED:
+        return Decision.REFUND
+    return Decision.IGNORE
+
+
+class CancelAction(enum.Enum):
+    REFUND = "refund"  # paid: refund, REFUNDED, PaymentRefunded
+    VOID = "void"  # not paid yet: cancel the intent, FAILED "order cancelled", PaymentFailed
+    NOTHING = "nothing"
+
+
+def cancel_action(current: PaymentStatus) -> CancelAction:
+    if current is PaymentStatus.SUCCEEDED:
+        return CancelAction.REFUND
+    if current is PaymentStatus.REQUIRES_PAYMENT:
+        return CancelAction.VOID
+    return CancelAction.NOTHING
+
+
+ORDER_CANCELLED_REASON = "order cancelled"
+
+_PAYMENT_ID_NAMESPACE = uuid.UUID("6f1b3a52-2f0e-4d8c-9a57-0c6a3c1f7e11")
+
+
+def payment_id_for(order_id: uuid.UUID) -> uuid.UUID:
+    """The payment id of an order, derived from it: a retried creation sends Stripe the very same
+    parameters under the same idempotency key (Stripe refuses a reused key with other parameters)."""
+    return uuid.uuid5(_PAYMENT_ID_NAMESPACE, f"payment:{order_id}")

@@ -1,0 +1,214 @@
+"""Payment providers behind one interface: ``stripe`` (the official SDK) and ``fake`` (the default).
+
+The Stripe SDK is blocking: every call runs in ``asyncio.to_thread``, never on the event loop, and carries
+an idempotency key (``order-<order_id>`` for the intent, ``refund-<payment_id>`` for a refund), so a
+retried handler never creates a second intent or a second refund.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Intent:
+    provider_payment_id: str
+    client_secret: str | None = None
+    checkout_url: str | None = None
+
+
+class PaymentProvider(ABC):
+    """What the payment service asks of a payment provider."""
+
+    name: str
+    webhook_secret: str
+
+    @abstractmethod
+    async def create_intent(
+        self,
+        *,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        user_id: uuid.UUID,
+        amount_cents: int,
+        currency: str,
+    ) -> Intent: ...
+
+    @abstractmethod
+    async def cancel_intent(self, provider_payment_id: str, *, payment_id: uuid.UUID) -> None: ...
+
+    @abstractmethod
+    async def refund(self, provider_payment_id: str, *, payment_id: uuid.UUID, order_id: uuid.UUID) -> str:
+        """Refund the whole charge; returns the provider's refund id."""
+
+
+def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """A ``Stripe-Signature`` header for ``payload``, computed exactly as Stripe does."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+class FakeProvider(PaymentProvider):
+    """No network: intents are ``pi_fake_<hex>``; outcomes come from ``POST /payments/{id}/simulate``,
+    which builds a Stripe-format event signed with the webhook secret."""
+
+    name = "fake"
+
+    def __init__(self, webhook_secret: str) -> None:
+        self.webhook_secret = webhook_secret
+
+    async def create_intent(
+        self,
+        *,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        user_id: uuid.UUID,
+        amount_cents: int,
+        currency: str,
+    ) -> Intent:
+        pi = f"pi_fake_{payment_id.hex}"  # derived from the payment: idempotent like Stripe's key
+        return Intent(provider_payment_id=pi, client_secret=f"{pi}_secret_{secrets.token_hex(12)}")
+
+    async def cancel_intent(self, provider_payment_id: str, *, payment_id: uuid.UUID) -> None:
+        return None
+
+    async def refund(self, provider_payment_id: str, *, payment_id: uuid.UUID, order_id: uuid.UUID) -> str:
+        return f"re_fake_{payment_id.hex}"
+
+    def build_event(
+        self,
+        *,
+        outcome: str,
+        provider_payment_id: str,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        amount_cents: int,
+        currency: str,
+    ) -> tuple[str, str, str]:
+        """A signed ``payment_intent.succeeded``/``payment_intent.payment_failed`` event:
+        ``(event_id, payload, Stripe-Signature header)``."""
+        event_id = f"evt_fake_{secrets.token_hex(12)}"
+        now = int(time.time())
+        intent: dict[str, Any] = {
+            "id": provider_payment_id,
+            "object": "payment_intent",
+            "amount": amount_cents,
+            "currency": currency.lower(),
+            "metadata": {"order_id": str(order_id), "payment_id": str(payment_id)},
+            "status": "succeeded" if outcome == "succeeded" else "requires_payment_method",
+        }
+        if outcome != "succeeded":
+            intent["last_payment_error"] = {
+                "type": "card_error",
+                "code": "card_declined",
+                "message": "Your card was declined.",
+            }
+        event = {
+            "id": event_id,
+            "object": "event",
+            "api_version": "2024-06-20",
+            "type": "payment_intent.succeeded" if outcome == "succeeded" else "payment_intent.payment_failed",
+            "created": now,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "data": {"object": intent},
+        }
+        payload = json.dumps(event, separators=(",", ":"))
+        return event_id, payload, sign_payload(payload, self.webhook_secret, now)
+
+
+class StripeProvider(PaymentProvider):
+    """Stripe PaymentIntents and Refunds through ``stripe.StripeClient`` (blocking SDK, off the loop)."""
+
+    name = "stripe"
+
+    def __init__(
+        self,
+        api_key: str,
+        webhook_secret: str,
+        *,
+        http_client: stripe.HTTPClient | None = None,
+        max_network_retries: int = 2,
+    ) -> None:
+        self.webhook_secret = webhook_secret
+        self.client = stripe.StripeClient(
+            api_key, http_client=http_client, max_network_retries=max_network_retries
+        )
+
+    async def create_intent(
+        self,
+        *,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        user_id: uuid.UUID,
+        amount_cents: int,
+        currency: str,
+    ) -> Intent:
+        intent = await asyncio.to_thread(
+            self.client.v1.payment_intents.create,
+            {
+                "amount": amount_cents,
+                "currency": currency.lower(),
+                "automatic_payment_methods": {"enabled": True},
+                "metadata": {
+                    "order_id": str(order_id),
+                    "payment_id": str(payment_id),
+                    "user_id": str(user_id),
+                },
+            },
+            {"idempotency_key": f"order-{order_id}"},
+        )
+        return Intent(provider_payment_id=intent.id, client_secret=intent.client_secret)
+
+    async def cancel_intent(self, provider_payment_id: str, *, payment_id: uuid.UUID) -> None:
+        try:
+            await asyncio.to_thread(
+                self.client.v1.payment_intents.cancel,
+                provider_payment_id,
+                {"cancellation_reason": "abandoned"},
+                {"idempotency_key": f"cancel-{payment_id}"},
+            )
+        except stripe.StripeError as exc:
+            # Best effort: an intent that cannot be cancelled any more (it just succeeded) is refunded when
+            # its ``payment_intent.succeeded`` arrives; see domain.decide.
+            log.warning("stripe_cancel_failed", payment_id=str(payment_id), error=str(exc))
+
+    async def refund(self, provider_payment_id: str, *, payment_id: uuid.UUID, order_id: uuid.UUID) -> str:
+        refund = await asyncio.to_thread(
+            self.client.v1.refunds.create,
+            {
+                "payment_intent": provider_payment_id,
+                "metadata": {"order_id": str(order_id), "payment_id": str(payment_id)},
+            },
+            {"idempotency_key": f"refund-{payment_id}"},
+        )
+        return refund.id
+
+
+def build_provider(settings: Any) -> PaymentProvider:
+    """The provider the settings choose (``MART_PAYMENT_PROVIDER``)."""
+    secret = settings.resolved_webhook_secret()
+    if settings.payment_provider == "stripe":
+        if settings.stripe_api_key is None or not settings.stripe_api_key.get_secret_value():
+            raise ValueError("STRIPE_API_KEY is required with MART_PAYMENT_PROVIDER=stripe")
+        return StripeProvider(
+            settings.stripe_api_key.get_secret_value(),
+            secret,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+    return FakeProvider(secret)

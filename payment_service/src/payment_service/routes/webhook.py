@@ -1,0 +1,45 @@
+"""``POST /webhook``: Stripe's events (``stripe listen --forward-to localhost:8011/webhook``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from mart_common.deps import RuntimeDep
+from mart_common.problems import problem_responses
+from pydantic import BaseModel
+
+from payment_service.webhook import process_webhook
+
+router = APIRouter(tags=["webhook"])
+
+
+class WebhookAck(BaseModel):
+    received: bool = True
+    event_id: str
+    duplicate: bool
+
+
+@router.post(
+    "/webhook",
+    response_model=WebhookAck,
+    summary="Stripe webhook: the raw body signed in Stripe-Signature; each Stripe event applied once.",
+    responses=problem_responses(400),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def stripe_webhook(
+    request: Request,
+    runtime: RuntimeDep,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> WebhookAck:
+    payload = await request.body()  # the raw bytes: the signature covers them exactly
+    result = await process_webhook(
+        runtime.db,
+        runtime.extras["payment_provider"],
+        payload,
+        stripe_signature,
+        tolerance_s=runtime.settings.webhook_tolerance_s,
+    )
+    return WebhookAck(event_id=result.event_id, duplicate=result.duplicate)
