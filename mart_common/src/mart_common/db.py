@@ -37,6 +37,10 @@ class Database:
         event.listen(self.sessionmaker.class_.sync_session_class, "after_commit", self._after_commit)
 
     def _after_commit(self, session: Session) -> None:
+        # The listener sits on the process-wide Session class (all services in the embedded mode):
+        # only sessions of this database concern this database's relay.
+        if session.bind is not self.engine.sync_engine:
+            return
         if session.info.pop("mart_outbox_pending", False):
             for listener in self._commit_listeners:
                 listener()

@@ -218,7 +218,18 @@ class InProcessBus(EventBus):
     async def _drain(self, topic: str, group: str, fn: Handler) -> int:
         count = 0
         for part in range(self.partitions):
+            # Up to the end as it is NOW (like the Kafka adapter): records appended while draining (e.g. a
+            # re-driven poison record dead-lettered again) wait for the next drain instead of looping.
+            async with self.db.session() as session:
+                end = await session.scalar(
+                    select(func.max(records.c.offset)).where(records.c.topic == topic, records.c.partition == part)
+                )
+            if end is None:
+                continue
             while batch := await self._fetch(topic, part, await self._committed(group, topic, part)):
+                batch = [m for m in batch if (m.offset or 0) <= end]
+                if not batch:
+                    break
                 for msg in batch:
                     await fn(msg)
                     await self._commit(group, topic, part, (msg.offset or 0) + 1)

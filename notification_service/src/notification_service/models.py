@@ -1,0 +1,191 @@
+"""The notification service's tables (its own registry) and its API schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, StrictBool
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from notification_service.domain import DeliveryStatus
+
+
+def _utc_column(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class NotificationTable(SQLModel, registry=registry()):
+    pass
+
+
+class Contact(NotificationTable, table=True):
+    """Read model of a user's contact details, built from UserRegistered/UserUpdated."""
+
+    __tablename__ = "contacts"
+    user_id: uuid.UUID = Field(primary_key=True)
+    email: str = Field(max_length=320)
+    full_name: str = Field(default="", max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    is_active: bool = True
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class Preference(NotificationTable, table=True):
+    """A user's channel choices; absent row = the defaults (email on, SMS off)."""
+
+    __tablename__ = "preferences"
+    user_id: uuid.UUID = Field(primary_key=True)
+    email: bool = True
+    sms: bool = False
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class Notification(NotificationTable, table=True):
+    """One message to one user about one event: the in-app notification, rendered once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID
+    event_id: str = Field(max_length=64, unique=True)
+    kind: str = Field(max_length=40)
+    order_id: uuid.UUID | None = None
+    subject: str = Field(max_length=300)
+    body_text: str = Field(sa_column=Column(Text, nullable=False))
+    body_html: str = Field(sa_column=Column(Text, nullable=False))
+    sms_text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_utc_column())
+    read_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class Delivery(NotificationTable, table=True):
+    """Sending one notification on one outside channel: exactly one per (event, channel)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_deliveries_event_channel"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    notification_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    event_id: str = Field(max_length=64)
+    channel: str = Field(max_length=10)
+    user_id: uuid.UUID
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=10)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=_utc_column())
+    recipient: str | None = Field(default=None, max_length=320)
+    provider: str | None = Field(default=None, max_length=20)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class DeliveryAttempt(NotificationTable, table=True):
+    """One try at a delivery and what came of it."""
+
+    __tablename__ = "delivery_attempts"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    delivery_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    number: int
+    provider: str = Field(max_length=20)
+    outcome: str = Field(max_length=10)  # SENT | ERROR | SKIPPED
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    started_at: datetime = Field(sa_column=_utc_column())
+    finished_at: datetime = Field(sa_column=_utc_column())
+
+
+METADATA = NotificationTable.metadata
+
+
+# --- API schemas ---------------------------------------------------------------------------------
+
+
+class NotificationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: str
+    order_id: uuid.UUID | None
+    subject: str
+    body: str
+    created_at: datetime
+    read: bool
+    read_at: datetime | None
+
+    @classmethod
+    def of(cls, n: Notification) -> NotificationPublic:
+        return cls(
+            id=n.id,
+            kind=n.kind,
+            order_id=n.order_id,
+            subject=n.subject,
+            body=n.body_text,
+            created_at=as_utc(n.created_at),
+            read=n.read_at is not None,
+            read_at=as_utc(n.read_at),
+        )
+
+
+class PreferencesPublic(BaseModel):
+    email: bool
+    sms: bool
+
+
+class PreferencesUpdate(BaseModel):
+    """Both channels, as JSON booleans (``"yes"`` or ``1`` are refused with 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: StrictBool
+    sms: StrictBool
+
+
+class DeliveryPublic(BaseModel):
+    """What operators see of a delivery (admin only): where it stands and why."""
+
+    id: uuid.UUID
+    notification_id: uuid.UUID
+    event_id: str
+    user_id: uuid.UUID
+    channel: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    provider: str | None
+    recipient: str | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryPublic:
+        return cls(
+            id=d.id,
+            notification_id=d.notification_id,
+            event_id=d.event_id,
+            user_id=d.user_id,
+            channel=d.channel,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=as_utc(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
+            provider=d.provider,
+            recipient=d.recipient,
+            last_error=d.last_error,
+            created_at=as_utc(d.created_at),
+            sent_at=as_utc(d.sent_at),
+        )

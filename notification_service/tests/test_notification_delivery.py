@@ -1,0 +1,248 @@
+"""Deliveries that fail: backoff, permanent failures, attempts on record, nothing lost across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from mart.users.v1 import users_pb2
+from mart_common.testing import eventually, running
+from notification_service.channels import DeliveryError, OutgoingMessage, SmsSender
+from notification_service.channels.sms import TwilioSmsSender
+from notification_service.domain import Channel, DeliveryStatus
+
+from .conftest import _free_port, attempts_of, deliveries, envelope_of, order_paid, user_registered
+
+
+class BrokenSms(SmsSender):
+    provider = "broken"
+
+    def __init__(self, *, permanent: bool = False) -> None:
+        self.calls = 0
+        self.permanent = permanent
+
+    async def send(self, message: OutgoingMessage) -> None:
+        self.calls += 1
+        raise DeliveryError("gateway says no", permanent=self.permanent)
+
+
+class RecordingSms(SmsSender):
+    provider = "recording"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> None:
+        self.sent.append(message)
+
+
+async def _enable_sms(client, jwt_keys, user_id):
+    response = await client.put(
+        "/preferences", json={"email": False, "sms": True}, headers=jwt_keys.headers(user_id)
+    )
+    assert response.status_code == 200
+
+
+async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_recorded(make_app, jwt_keys):
+    broken = BrokenSms()
+    app = make_app(senders={Channel.SMS: broken}, delivery_max_attempts=3)
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        await _enable_sms(client, jwt_keys, user_id)
+        envelope = user_registered(user_id, phone="+15550100")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def failed():
+            [row] = await deliveries(app, event_id=envelope.id)
+            return row if row.status == DeliveryStatus.FAILED else None
+
+        row = await eventually(failed)
+        await asyncio.sleep(0.3)  # no attempt after FAILED
+        assert broken.calls == 3
+        assert row.attempts == 3 and row.last_error == "gateway says no"
+        attempts = await attempts_of(app, row.id)
+        assert [(a.number, a.outcome, a.provider) for a in attempts] == [
+            (1, "ERROR", "broken"),
+            (2, "ERROR", "broken"),
+            (3, "ERROR", "broken"),
+        ]
+        assert all(a.error == "gateway says no" for a in attempts)
+        # The in-app notification is there regardless.
+        listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
+        assert listed["total"] == 1
+
+
+async def test_a_permanent_error_fails_at_once(make_app, jwt_keys):
+    broken = BrokenSms(permanent=True)
+    app = make_app(senders={Channel.SMS: broken})
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        await _enable_sms(client, jwt_keys, user_id)
+        envelope = user_registered(user_id, phone="+15550100")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def failed():
+            [row] = await deliveries(app, event_id=envelope.id)
+            return row if row.status == DeliveryStatus.FAILED else None
+
+        row = await eventually(failed)
+        assert row.attempts == 1 and broken.calls == 1
+
+
+async def test_smtp_rejecting_the_recipient_permanently_marks_the_delivery_failed(make_app, smtp_server):
+    handler, port = smtp_server
+    handler.refuse_always = "550 5.1.1 No such user"
+    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
+    async with running(app):
+        envelope = user_registered(uuid.uuid4(), "nobody@example.com")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def failed():
+            [row] = await deliveries(app, event_id=envelope.id)
+            return row if row.status == DeliveryStatus.FAILED else None
+
+        row = await eventually(failed)
+        assert row.attempts == 1 and "550" in row.last_error
+
+
+async def test_pending_deliveries_survive_a_restart(make_app, smtp_server):
+    handler, port = smtp_server
+    down = make_app(
+        email_backend="smtp", smtp_host="127.0.0.1", smtp_port=_free_port(), delivery_backoff_initial_s=0.3
+    )
+    user_id = uuid.uuid4()
+    envelope = user_registered(user_id, "ada@example.com")
+    async with running(down):
+        await down.state.runtime.subscriber(envelope.to_bus())
+
+        async def tried():
+            [row] = await deliveries(down, event_id=envelope.id)
+            return row.status == DeliveryStatus.PENDING and await attempts_of(down, row.id)
+
+        await eventually(tried)
+    # The service comes back with a reachable mail server: the pending delivery goes out.
+    up = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
+    async with running(up):
+
+        async def sent():
+            [row] = await deliveries(up, event_id=envelope.id)
+            return row if row.status == DeliveryStatus.SENT else None
+
+        row = await eventually(sent)
+        assert row.attempts >= 2
+        assert [rcpt for rcpt, _ in handler.messages] == [["ada@example.com"]]
+
+
+async def test_sms_goes_to_the_phone_on_file_and_is_skipped_without_one(make_app, jwt_keys):
+    sms = RecordingSms()
+    app = make_app(senders={Channel.SMS: sms})
+    with_phone, without_phone = uuid.uuid4(), uuid.uuid4()
+    async with running(app) as client:
+        for user_id in (with_phone, without_phone):
+            await _enable_sms(client, jwt_keys, user_id)
+        subscriber = app.state.runtime.subscriber
+        await subscriber(user_registered(with_phone, "a@example.com", phone="+15550100").to_bus())
+        await subscriber(user_registered(without_phone, "b@example.com").to_bus())
+        paid = order_paid(with_phone)
+        await subscriber(paid.to_bus())
+
+        async def settled():
+            rows = await deliveries(app)
+            return rows if len(rows) == 3 and all(r.status != DeliveryStatus.PENDING for r in rows) else None
+
+        rows = await eventually(settled)
+        by_user = {(r.user_id, r.event_id): r for r in rows}
+        assert by_user[(with_phone, paid.id)].status == DeliveryStatus.SENT
+        skipped = [r for r in rows if r.user_id == without_phone]
+        assert [(r.status, r.last_error) for r in skipped] == [
+            (DeliveryStatus.SKIPPED, "no phone number on file")
+        ]
+        assert {m.to for m in sms.sent} == {"+15550100"}
+        receipt = next(m for m in sms.sent if m.kind == "payment_receipt")
+        assert "$45.48" in receipt.sms
+
+
+async def test_contact_updates_are_used_for_later_deliveries(make_app, smtp_server):
+    handler, port = smtp_server
+    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
+    user_id = uuid.uuid4()
+    async with running(app):
+        subscriber = app.state.runtime.subscriber
+        await subscriber(user_registered(user_id, "old@example.com").to_bus())
+        updated = users_pb2.UserUpdated(
+            user_id=str(user_id), email="new@example.com", full_name="Ada L.", is_active=True
+        )
+        await subscriber(envelope_of(updated, str(user_id)).to_bus())
+        await subscriber(order_paid(user_id).to_bus())
+
+        async def two():
+            return len(handler.messages) == 2
+
+        await eventually(two)
+        [(rcpt, receipt)] = [(r, m) for r, m in handler.messages if "receipt" in m["Subject"].lower()]
+        assert rcpt == ["new@example.com"]
+        assert receipt["To"] == '"Ada L." <new@example.com>'
+
+
+async def test_twilio_sender_uses_the_client_off_the_loop():
+    calls = []
+
+    class FakeMessages:
+        def create(self, **kwargs):
+            calls.append(kwargs)
+
+    class FakeClient:
+        messages = FakeMessages()
+
+    sender = TwilioSmsSender(account_sid="AC1", auth_token="t", from_number="+15550000", client=FakeClient())
+    from datetime import UTC, datetime
+
+    await sender.send(
+        OutgoingMessage(
+            delivery_id=uuid.uuid4(),
+            kind="welcome",
+            to="+15550100",
+            to_name="",
+            subject="s",
+            text="t",
+            html="h",
+            sms="Welcome!",
+            created_at=datetime.now(UTC),
+        )
+    )
+    assert calls == [{"to": "+15550100", "from_": "+15550000", "body": "Welcome!"}]
+
+
+async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app, jwt_keys):
+    broken = BrokenSms()
+    app = make_app(senders={Channel.SMS: broken}, delivery_max_attempts=2)
+    user_id = uuid.uuid4()
+    admin = jwt_keys.headers(uuid.uuid4(), "admin")
+    async with running(app) as client:
+        await _enable_sms(client, jwt_keys, user_id)
+        envelope = user_registered(user_id, phone="+15550100")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def failed():
+            page = (await client.get("/deliveries?status=FAILED", headers=admin)).json()
+            return page["items"] if page["total"] == 1 else None
+
+        [row] = await eventually(failed)
+        assert row["channel"] == "sms" and row["attempts"] == 2 and row["last_error"] == "gateway says no"
+        assert (await client.get("/deliveries", headers=jwt_keys.headers(user_id))).status_code == 403
+
+        working = RecordingSms()
+        app.state.runtime.extras["dispatcher"].senders[Channel.SMS] = working
+        retried = await client.post(f"/deliveries/{row['id']}/retry", headers=admin)
+        assert retried.status_code == 202 and retried.json()["status"] == "PENDING"
+
+        async def sent():
+            [d] = await deliveries(app, event_id=envelope.id)
+            return d if d.status == DeliveryStatus.SENT else None
+
+        await eventually(sent)
+        assert [m.to for m in working.sent] == ["+15550100"]
+        again = await client.post(f"/deliveries/{row['id']}/retry", headers=admin)
+        assert again.status_code == 409
+        missing = await client.post(f"/deliveries/{uuid.uuid4()}/retry", headers=admin)
+        assert missing.status_code == 404

@@ -1,0 +1,128 @@
+"""Email through a real SMTP server (aiosmtpd in-process): receipts arrive once, retries, preferences."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from mart_common.testing import KAFKA_BOOTSTRAP, eventually, running
+from notification_service.domain import DeliveryStatus
+
+from .conftest import attempts_of, deliveries, html_body, order_paid, text_body, user_registered
+
+
+async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(make_app, smtp_server, jwt_keys):
+    handler, port = smtp_server
+    # A retry loop that never runs during the test: the dispatcher, woken by the handler's commit, sends.
+    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_retry_interval_s=600)
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        subscriber = app.state.runtime.subscriber
+        await subscriber(user_registered(user_id, "ada@example.com").to_bus())
+        paid = order_paid(user_id)
+        await subscriber(paid.to_bus())
+        await subscriber(paid.to_bus())  # redelivered by the broker
+
+        async def receipt_arrived():
+            return [m for _, m in handler.messages if "receipt" in m["Subject"].lower()]
+
+        [receipt] = await eventually(receipt_arrived)
+        welcome = [m for _, m in handler.messages if m["Subject"].startswith("Welcome")]
+        assert len(welcome) == 1
+        await asyncio.sleep(0.3)  # room for a (wrong) second send
+        receipts = [(rcpt, m) for rcpt, m in handler.messages if "receipt" in m["Subject"].lower()]
+        assert len(receipts) == 1
+        rcpt, receipt = receipts[0]
+        assert rcpt == ["ada@example.com"]
+        assert "ada@example.com" in receipt["To"]
+        assert receipt["Subject"] == f"Payment receipt for order {paid.key.split('-')[0].upper()}: $45.48"
+        text = text_body(receipt)
+        assert "2 x Blue Mug @ $19.99 = $39.98" in text
+        assert "1 x Tea <Earl Grey> @ $5.50 = $5.50" in text
+        assert "Total: $45.48" in text
+        html = html_body(receipt)
+        assert "Tea &lt;Earl Grey&gt;" in html and "<Earl Grey>" not in html  # autoescaped
+        assert "$45.48" in html
+
+        [email_delivery] = await deliveries(app, event_id=paid.id)
+        assert email_delivery.status == DeliveryStatus.SENT
+        assert email_delivery.attempts == 1
+        assert email_delivery.recipient == "ada@example.com"
+
+        listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
+        assert listed["total"] == 2
+        assert listed["items"][0]["kind"] == "payment_receipt"  # newest first
+
+
+async def test_publishing_the_same_envelope_twice_on_the_bus_sends_one_email(
+    make_app, smtp_server, bus_kind, kafka_namespace
+):
+    handler, port = smtp_server
+    app = make_app(
+        email_backend="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        event_bus=bus_kind,
+        kafka_namespace=kafka_namespace,
+        kafka_bootstrap_servers=KAFKA_BOOTSTRAP,
+    )
+    user_id = uuid.uuid4()
+    async with running(app):
+        bus = app.state.runtime.bus
+        await bus.publish(user_registered(user_id, "grace@example.com").to_bus())
+        paid = order_paid(user_id)
+        await bus.publish(paid.to_bus())
+        await bus.publish(paid.to_bus())
+
+        async def both_sent():
+            rows = await deliveries(app)
+            return len(rows) == 2 and all(r.status == DeliveryStatus.SENT for r in rows)
+
+        await eventually(both_sent)
+        await asyncio.sleep(0.3)
+        assert len(handler.messages) == 2
+        assert sorted(rcpt[0] for rcpt, _ in handler.messages) == ["grace@example.com"] * 2
+
+
+async def test_a_refusing_server_gets_the_email_after_retries(make_app, smtp_server):
+    handler, port = smtp_server
+    handler.refuse_first = 3
+    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_max_attempts=8)
+    user_id = uuid.uuid4()
+    async with running(app):
+        envelope = user_registered(user_id, "linus@example.com")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def sent():
+            [row] = await deliveries(app, event_id=envelope.id)
+            return row if row.status == DeliveryStatus.SENT else None
+
+        row = await eventually(sent)
+        assert row.attempts == 4
+        assert handler.calls == 4
+        assert len(handler.messages) == 1
+        attempts = await attempts_of(app, row.id)
+        assert [a.outcome for a in attempts] == ["ERROR", "ERROR", "ERROR", "SENT"]
+        assert "451" in (attempts[0].error or "")
+
+
+async def test_email_preference_off_sends_no_email_but_keeps_the_in_app_notification(
+    make_app, smtp_server, jwt_keys
+):
+    handler, port = smtp_server
+    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        response = await client.put(
+            "/preferences", json={"email": False, "sms": False}, headers=jwt_keys.headers(user_id)
+        )
+        assert response.status_code == 200
+        await app.state.runtime.subscriber(user_registered(user_id).to_bus())
+        paid = order_paid(user_id)
+        await app.state.runtime.subscriber(paid.to_bus())
+        await asyncio.sleep(0.3)
+        assert handler.messages == []
+        assert await deliveries(app) == []
+        listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
+        assert [n["kind"] for n in listed["items"]] == ["payment_receipt", "welcome"]
+        assert "$45.48" in listed["items"][0]["body"]

@@ -1,0 +1,91 @@
+"""Message content: money formatting, templates of every kind, autoescaping, backoff."""
+
+from __future__ import annotations
+
+import uuid
+from email import message_from_bytes, policy
+
+import pytest
+from mart.orders.v1 import orders_pb2
+from mart_common.testing import eventually, running
+from notification_service.domain import Kind, format_money, retry_delay_s
+from notification_service.rendering import order_context, render
+
+from .conftest import deliveries, envelope_of, user_registered
+
+
+@pytest.mark.parametrize(
+    ("cents", "currency", "text"),
+    [
+        (1999, "USD", "$19.99"),
+        (5, "USD", "$0.05"),
+        (123456789, "USD", "$1,234,567.89"),
+        (1500, "JPY", "¥1,500"),
+        (1999, "eur", "€19.99"),
+        (1999, "CHF", "CHF 19.99"),
+        (12345, "KWD", "KWD 12.345"),
+        (-250, "GBP", "-£2.50"),
+    ],
+)
+def test_money_is_formatted_from_minor_units(cents, currency, text):
+    assert format_money(cents, currency) == text
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [retry_delay_s(n, initial_s=5, max_s=30) for n in range(1, 6)] == [5, 10, 20, 30, 30]
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_kind_renders(kind):
+    line = orders_pb2.OrderLine(product_id="p", product_name="Mug", quantity=1, unit_price_cents=100)
+    context = {
+        **order_context(str(uuid.uuid4()), [line], 100, "USD"),
+        "name": "Ada",
+        "email": "ada@example.com",
+        "payment_id": "pay_1",
+        "reason": "out of stock",
+        "was_paid": True,
+        "amount": "$1.00",
+    }
+    message = render(kind, context)
+    assert message.subject and "\n" not in message.subject
+    assert "Ada" in message.text and "<html" in message.html and message.sms
+
+
+def test_html_is_autoescaped_and_text_is_not():
+    line = orders_pb2.OrderLine(product_name="<b>Bold</b> & co", quantity=1, unit_price_cents=100)
+    message = render(Kind.ORDER_RECEIVED, {**order_context("o-1", [line], 100, "USD"), "name": "<i>Ada</i>"})
+    assert "&lt;b&gt;Bold&lt;/b&gt; &amp; co" in message.html and "<b>Bold" not in message.html
+    assert "&lt;i&gt;Ada&lt;/i&gt;" in message.html
+    assert "<b>Bold</b> & co" in message.text
+
+
+async def test_file_backend_writes_one_eml_per_delivery(make_app, tmp_path):
+    app = make_app(email_backend="file")
+    user_id = uuid.uuid4()
+    async with running(app):
+        subscriber = app.state.runtime.subscriber
+        await subscriber(user_registered(user_id, "ada@example.com").to_bus())
+        rejected = orders_pb2.OrderRejected(
+            order_id=str(uuid.uuid4()),
+            user_id=str(user_id),
+            lines=[orders_pb2.OrderLine(product_name="Lamp", quantity=1, unit_price_cents=150000)],
+            total_cents=150000,
+            currency="JPY",
+            reason="out of stock",
+        )
+        envelope = envelope_of(rejected, rejected.order_id)
+        await subscriber(envelope.to_bus())
+        await subscriber(envelope.to_bus())
+
+        async def two_files():
+            files = sorted((tmp_path / "mail").glob("*.eml"))
+            return files if len(files) == 2 else None
+
+        files = await eventually(two_files)
+        assert len(await deliveries(app)) == 2
+    mails = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]
+    rejection = next(m for m in mails if "could not be accepted" in m["Subject"])
+    assert rejection["To"] == "Ada Lovelace <ada@example.com>"
+    assert "¥150,000" in rejection.get_body(("plain",)).get_content()
+    assert "out of stock" in rejection.get_body(("plain",)).get_content()
