@@ -1,0 +1,100 @@
+"""Builders of the events order-service publishes (topic ``mart.orders.v1``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from mart.orders.v1 import orders_pb2
+
+from order_service.domain import OrderStatus
+from order_service.models import Order
+
+SOURCE = "order-service"
+
+_STATUS = {
+    OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,
+    OrderStatus.AWAITING_PAYMENT: orders_pb2.ORDER_STATUS_AWAITING_PAYMENT,
+    OrderStatus.PAID: orders_pb2.ORDER_STATUS_PAID,
+    OrderStatus.SHIPPED: orders_pb2.ORDER_STATUS_SHIPPED,
+    OrderStatus.DELIVERED: orders_pb2.ORDER_STATUS_DELIVERED,
+    OrderStatus.REJECTED: orders_pb2.ORDER_STATUS_REJECTED,
+    OrderStatus.CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
+}
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _lines(order: Order) -> list[orders_pb2.OrderLine]:
+    return [
+        orders_pb2.OrderLine(
+            product_id=i["product_id"],
+            product_name=i.get("product_name", ""),
+            quantity=i["quantity"],
+            unit_price_cents=i["unit_price_cents"],
+        )
+        for i in order.items
+    ]
+
+
+def order_placed(order: Order) -> orders_pb2.OrderPlaced:
+    return orders_pb2.OrderPlaced(
+        order_id=str(order.id),
+        user_id=str(order.user_id),
+        lines=_lines(order),
+        total_cents=order.total_cents,
+        currency=order.currency,
+        placed_at=_utc(order.created_at),
+    )
+
+
+def for_transition(
+    order: Order, previous: OrderStatus, new: OrderStatus, reason: str, at: datetime, *, was_paid: bool
+) -> Message | None:
+    """The event announcing that ``order`` moved from ``previous`` to ``new``."""
+    common = {"order_id": str(order.id), "user_id": str(order.user_id)}
+    if new == OrderStatus.AWAITING_PAYMENT:
+        assert order.payment_deadline is not None
+        return orders_pb2.OrderAwaitingPayment(
+            **common,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            payment_deadline=_utc(order.payment_deadline),
+        )
+    if new == OrderStatus.PAID:
+        return orders_pb2.OrderPaid(
+            **common,
+            lines=_lines(order),
+            total_cents=order.total_cents,
+            currency=order.currency,
+            payment_id=order.payment_id or "",
+            paid_at=at,
+        )
+    if new == OrderStatus.REJECTED:
+        return orders_pb2.OrderRejected(
+            **common,
+            lines=_lines(order),
+            total_cents=order.total_cents,
+            currency=order.currency,
+            reason=reason,
+            rejected_at=at,
+        )
+    if new == OrderStatus.CANCELLED:
+        return orders_pb2.OrderCancelled(
+            **common,
+            lines=_lines(order),
+            total_cents=order.total_cents,
+            currency=order.currency,
+            reason=reason,
+            previous_status=_STATUS[previous],
+            was_paid=was_paid,
+            payment_id=order.payment_id or "",
+            cancelled_at=at,
+        )
+    if new == OrderStatus.SHIPPED:
+        return orders_pb2.OrderShipped(**common, shipped_at=at)
+    if new == OrderStatus.DELIVERED:
+        return orders_pb2.OrderDelivered(**common, delivered_at=at)
+    return None
