@@ -1,0 +1,216 @@
+"""The catalog: public search and reads; admins create, update and archive products."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mart_common.auth import current_principal
+from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep
+from mart_common.problems import Conflict, NotFound, Problem, Unprocessable, problem_responses
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from product_service import events
+from product_service.models import (
+    MAX_PRICE_CENTS,
+    NO_NUL,
+    Category,
+    Product,
+    ProductCreate,
+    ProductPublic,
+    ProductUpdate,
+    SortOrder,
+    utcnow,
+)
+
+router = APIRouter(tags=["products"])
+
+_optional_bearer = HTTPBearer(
+    auto_error=False, description="Only needed with `include_archived=true` (admin)."
+)
+
+_SORTS = {
+    "name": (func.lower(Product.name).asc(),),
+    "-name": (func.lower(Product.name).desc(),),
+    "price": (Product.price_cents.asc(),),
+    "-price": (Product.price_cents.desc(),),
+    "-created_at": (Product.created_at.desc(),),
+}
+
+PriceQuery = Annotated[int | None, Query(ge=0, le=MAX_PRICE_CENTS)]
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def _product_for_update(session: AsyncSession, product_id: uuid.UUID) -> Product | None:
+    # FOR UPDATE on PostgreSQL: concurrent changes of one product queue up, so versions never collide.
+    return await session.scalar(select(Product).where(Product.id == product_id).with_for_update())
+
+
+async def _check_category(session: AsyncSession, category_id: uuid.UUID | None) -> None:
+    if category_id is not None and await session.get(Category, category_id) is None:
+        raise Unprocessable(f"There is no category {category_id}.", slug="unknown-category")
+
+
+def _sku_taken(sku: str) -> Conflict:
+    return Conflict(f"A product with sku {sku!r} already exists.", slug="sku-taken")
+
+
+@router.get(
+    "/products",
+    response_model=Paginated[ProductPublic],
+    summary="Search the catalog (archived products are hidden).",
+    responses=problem_responses(422),
+)
+async def search_products(
+    session: SessionDep,
+    page: PageDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200, pattern=NO_NUL, description="Case-insensitive match on name, description or sku."
+        ),
+    ] = None,
+    category_id: uuid.UUID | None = None,
+    min_price_cents: PriceQuery = None,
+    max_price_cents: PriceQuery = None,
+    sort: Annotated[SortOrder, Query(description="Order of the results.")] = "-created_at",
+) -> dict[str, object]:
+    if min_price_cents is not None and max_price_cents is not None and min_price_cents > max_price_cents:
+        raise Unprocessable("min_price_cents is above max_price_cents.", slug="bad-price-range")
+    conditions = [Product.archived.is_(False)]
+    if q and q.strip():
+        pattern = _like(q.strip())
+        conditions.append(
+            or_(
+                func.lower(Product.name).like(pattern, escape="\\"),
+                func.lower(Product.description).like(pattern, escape="\\"),
+                func.lower(Product.sku).like(pattern, escape="\\"),
+            )
+        )
+    if category_id is not None:
+        conditions.append(Product.category_id == category_id)
+    if min_price_cents is not None:
+        conditions.append(Product.price_cents >= min_price_cents)
+    if max_price_cents is not None:
+        conditions.append(Product.price_cents <= max_price_cents)
+    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
+    rows = await session.scalars(
+        select(Product)
+        .where(*conditions)
+        .order_by(*_SORTS[sort], Product.id)  # id: a stable order across pages
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    return page.wrap(list(rows.all()), int(total or 0))
+
+
+@router.get(
+    "/products/{product_id}",
+    response_model=ProductPublic,
+    summary="One product (archived ones only for admins, with include_archived=true).",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def read_product(
+    product_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+    include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
+) -> Product:
+    if include_archived:
+        principal = await current_principal(request, credentials)
+        if not principal.is_admin:
+            raise Problem(403, "include_archived needs the admin role.")
+    product = await session.get(Product, product_id)
+    if product is None or (product.archived and not include_archived):
+        raise NotFound("No such product.")
+    return product
+
+
+@router.post(
+    "/products",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductPublic,
+    summary="Add a product (admin).",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_product(body: ProductCreate, _admin: AdminUser, session: SessionDep) -> Product:
+    await _check_category(session, body.category_id)
+    if await session.scalar(select(Product.id).where(Product.sku == body.sku)) is not None:
+        raise _sku_taken(body.sku)
+    product = Product(**body.model_dump())
+    session.add(product)
+    try:
+        await session.flush()
+        await events.product_created(session, product)
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise _sku_taken(body.sku) from exc
+    return product
+
+
+@router.patch(
+    "/products/{product_id}",
+    response_model=ProductPublic,
+    summary="Change some fields of a product (admin); archived products cannot be changed (404).",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def update_product(
+    product_id: uuid.UUID, body: ProductUpdate, _admin: AdminUser, session: SessionDep
+) -> Product:
+    product = await _product_for_update(session, product_id)
+    if product is None or product.archived:
+        raise NotFound("No such product.")
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("sku", "name", "description", "price_cents", "currency"):
+        if field in changes and changes[field] is None:
+            raise Unprocessable(f"{field} cannot be null.")
+    if "category_id" in changes and changes["category_id"] != product.category_id:
+        await _check_category(session, changes["category_id"])
+    if "sku" in changes and changes["sku"] != product.sku:
+        taken = await session.scalar(select(Product.id).where(Product.sku == changes["sku"]))
+        if taken is not None:
+            raise _sku_taken(changes["sku"])
+    changed = {k: v for k, v in changes.items() if getattr(product, k) != v}
+    if not changed:
+        return product  # Nothing new: no version bump, no event.
+    for field, value in changed.items():
+        setattr(product, field, value)
+    product.version += 1
+    product.updated_at = utcnow()
+    try:
+        await session.flush()
+        await events.product_updated(session, product)
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise _sku_taken(str(changes.get("sku"))) from exc
+    return product
+
+
+@router.delete(
+    "/products/{product_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Archive a product (admin): it leaves listings and can no longer be ordered. Idempotent.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def archive_product(product_id: uuid.UUID, _admin: AdminUser, session: SessionDep) -> Response:
+    product = await _product_for_update(session, product_id)
+    if product is None:
+        raise NotFound("No such product.")
+    if not product.archived:
+        product.archived = True
+        product.version += 1
+        product.updated_at = utcnow()
+        await events.product_archived(session, product)
+        await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

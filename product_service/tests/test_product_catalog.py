@@ -1,0 +1,334 @@
+"""The catalog through HTTP on SQLite and PostgreSQL: CRUD, search, sort, pagination, roles, events."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from mart_common.messaging import outbox_table
+from sqlalchemy import select
+
+from mart_common import contracts
+
+
+async def _events(client) -> list:
+    async with client.app.state.runtime.db.session() as session:
+        rows = (await session.execute(select(outbox_table).order_by(outbox_table.c.seq))).all()
+    return [contracts.decode(r.ce_type, r.payload) for r in rows]
+
+
+async def test_admin_creates_reads_updates_and_archives_a_product(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        books = await catalog.category(client, "Books")
+        created = await client.post(
+            "/products",
+            json={
+                "sku": "BK-1",
+                "name": "Dune",
+                "description": "Sand.",
+                "price_cents": 1299,
+                "currency": "EUR",
+                "category_id": books["id"],
+            },
+            headers=catalog.admin,
+        )
+        assert created.status_code == 201, created.text
+        product = created.json()
+        assert product["version"] == 1 and product["archived"] is False
+        assert product["rating_avg"] == 0 and product["rating_count"] == 0
+        assert (product["currency"], product["category_id"]) == ("EUR", books["id"])
+
+        got = await client.get(f"/products/{product['id']}")
+        assert got.status_code == 200 and got.json() == product
+
+        patched = await client.patch(
+            f"/products/{product['id']}", json={"price_cents": 1499}, headers=catalog.admin
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["price_cents"] == 1499 and patched.json()["version"] == 2
+        assert patched.json()["name"] == "Dune"
+        same = await client.patch(
+            f"/products/{product['id']}", json={"price_cents": 1499}, headers=catalog.admin
+        )
+        assert same.json()["version"] == 2  # no change, no new version
+        uncategorised = await client.patch(
+            f"/products/{product['id']}", json={"category_id": None}, headers=catalog.admin
+        )
+        assert uncategorised.json()["category_id"] is None and uncategorised.json()["version"] == 3
+
+        assert (await client.delete(f"/products/{product['id']}", headers=catalog.admin)).status_code == 204
+        assert (await client.delete(f"/products/{product['id']}", headers=catalog.admin)).status_code == 204
+        assert (await client.get(f"/products/{product['id']}")).status_code == 404
+        hidden = await client.get(f"/products/{product['id']}", params={"include_archived": "true"})
+        assert hidden.status_code == 401
+        as_customer = await client.get(
+            f"/products/{product['id']}", params={"include_archived": "true"}, headers=catalog.customer()
+        )
+        assert as_customer.status_code == 403
+        seen = await client.get(
+            f"/products/{product['id']}", params={"include_archived": "true"}, headers=catalog.admin
+        )
+        assert seen.status_code == 200 and seen.json()["archived"] is True and seen.json()["version"] == 4
+        assert (await client.get("/products")).json()["total"] == 0
+        assert (
+            await client.patch(f"/products/{product['id']}", json={"name": "X"}, headers=catalog.admin)
+        ).status_code == 404
+
+        events = await _events(client)
+        kinds = [(type(e).__name__, e.product.version) for e in events]
+        assert kinds == [
+            ("ProductCreated", 1),
+            ("ProductUpdated", 2),
+            ("ProductUpdated", 3),
+            ("ProductArchived", 4),
+        ]
+        assert events[0].product.sku == "BK-1" and events[0].product.price_cents == 1299
+        assert events[0].product.category_id == books["id"]
+        assert events[1].product.price_cents == 1499 and events[1].product.name == "Dune"
+        assert events[3].product.archived is True
+
+
+async def test_customers_get_403_and_anonymous_401_on_writes(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        product = await catalog.product(client)
+        customer = catalog.customer()
+        writes = [
+            ("post", "/products", {"sku": "C-1", "name": "n", "price_cents": 1}),
+            ("patch", f"/products/{product['id']}", {"name": "n"}),
+            ("delete", f"/products/{product['id']}", None),
+            ("post", "/categories", {"name": "Toys"}),
+        ]
+        for method, url, body in writes:
+            kwargs = {"json": body} if body is not None else {}
+            forbidden = await client.request(method, url, headers=customer, **kwargs)
+            assert forbidden.status_code == 403, (method, url, forbidden.text)
+            assert forbidden.headers["content-type"].startswith("application/problem+json")
+            anonymous = await client.request(method, url, **kwargs)
+            assert anonymous.status_code == 401, (method, url)
+        assert (await client.get(f"/products/{product['id']}")).json()["version"] == 1
+
+
+async def test_duplicate_sku_and_unknown_references(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        first = await catalog.product(client, sku="DUP-1")
+        second = await catalog.product(client, sku="DUP-2")
+        dup = await client.post(
+            "/products", json={"sku": "DUP-1", "name": "x", "price_cents": 5}, headers=catalog.admin
+        )
+        assert dup.status_code == 409 and dup.json()["type"].endswith("/sku-taken")
+        clash = await client.patch(f"/products/{second['id']}", json={"sku": "DUP-1"}, headers=catalog.admin)
+        assert clash.status_code == 409
+        unknown_category = await client.post(
+            "/products",
+            json={"sku": "NEW-1", "name": "x", "price_cents": 5, "category_id": str(uuid.uuid4())},
+            headers=catalog.admin,
+        )
+        assert unknown_category.status_code == 422
+        patch_unknown = await client.patch(
+            f"/products/{first['id']}", json={"category_id": str(uuid.uuid4())}, headers=catalog.admin
+        )
+        assert patch_unknown.status_code == 422
+        assert (await client.get(f"/products/{uuid.uuid4()}")).status_code == 404
+        assert (
+            await client.patch(f"/products/{uuid.uuid4()}", json={"name": "x"}, headers=catalog.admin)
+        ).status_code == 404
+        assert (await client.delete(f"/products/{uuid.uuid4()}", headers=catalog.admin)).status_code == 404
+        for url in ("/products/not-a-uuid", "/products/123/reviews"):
+            assert (await client.get(url)).status_code == 422
+        assert len(await _events(client)) == 2  # only the two creations
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sku": "A-1", "name": "x", "price_cents": 0},
+        {"sku": "A-1", "name": "x", "price_cents": -5},
+        {"sku": "A-1", "name": "x", "price_cents": "100"},
+        {"sku": "A-1", "name": "x", "price_cents": 10.5},
+        {"sku": "A-1", "name": "x", "price_cents": 10**30},
+        {"sku": "A-1", "name": "x", "price_cents": 100, "currency": "usd"},
+        {"sku": "A-1", "name": "x", "price_cents": 100, "currency": "EURO"},
+        {"sku": "", "name": "x", "price_cents": 100},
+        {"sku": "has space", "name": "x", "price_cents": 100},
+        {"sku": "A" * 65, "name": "x", "price_cents": 100},
+        {"sku": "A-1", "name": "x" * 201, "price_cents": 100},
+        {"sku": "A-1", "name": "x", "description": "d" * 5001, "price_cents": 100},
+        {"sku": "A-1", "name": "x", "price_cents": 100, "category_id": "nope"},
+        {"sku": "A-1", "name": "x", "price_cents": 100, "version": 7},
+        {"sku": ["A-1"], "name": "x", "price_cents": 100},
+        {"name": "x", "price_cents": 100},
+    ],
+)
+async def test_bad_product_input_is_422_never_500(catalog_client, catalog, body) -> None:
+    async with catalog_client() as client:
+        response = await client.post("/products", json=body, headers=catalog.admin)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_search_filters_and_sort_orders(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        books = await catalog.category(client, "Books")
+        toys = await catalog.category(client, "Toys")
+        a = await catalog.product(
+            client, sku="B-APPLE", name="apple pie cookbook", price_cents=2500, category_id=books["id"]
+        )
+        b = await catalog.product(
+            client,
+            sku="T-BALL",
+            name="Bouncy Ball",
+            price_cents=500,
+            category_id=toys["id"],
+            description="Red RUBBER ball",
+        )
+        c = await catalog.product(
+            client, sku="B-CHESS", name="Chess Openings", price_cents=4000, category_id=books["id"]
+        )
+        d = await catalog.product(client, sku="X-DRONE", name="drone 100%", price_cents=99_900)
+        gone = await catalog.product(
+            client, sku="B-GONE", name="Archived Apple", price_cents=100, category_id=books["id"]
+        )
+        assert (await client.delete(f"/products/{gone['id']}", headers=catalog.admin)).status_code == 204
+
+        async def ids(**params) -> list[str]:
+            response = await client.get("/products", params=params)
+            assert response.status_code == 200, response.text
+            return [p["id"] for p in response.json()["items"]]
+
+        assert await ids() == [d["id"], c["id"], b["id"], a["id"]]  # default: newest first
+        assert await ids(sort="-created_at") == [d["id"], c["id"], b["id"], a["id"]]
+        assert await ids(sort="name") == [a["id"], b["id"], c["id"], d["id"]]  # case-insensitive
+        assert await ids(sort="-name") == [d["id"], c["id"], b["id"], a["id"]]
+        assert await ids(sort="price") == [b["id"], a["id"], c["id"], d["id"]]
+        assert await ids(sort="-price") == [d["id"], c["id"], a["id"], b["id"]]
+
+        assert await ids(q="APPLE") == [a["id"]]  # name, case-insensitive; archived one hidden
+        assert await ids(q="rubber") == [b["id"]]  # description
+        assert await ids(q="b-ch") == [c["id"]]  # sku
+        assert await ids(q="100%") == [d["id"]]  # LIKE wildcards are literal
+        assert await ids(q="%") == [d["id"]]  # only the name with a literal %
+        assert await ids(q="_") == []
+        assert await ids(category_id=books["id"], sort="price") == [a["id"], c["id"]]
+        assert await ids(category_id=str(uuid.uuid4())) == []
+        assert await ids(min_price_cents=2500, sort="price") == [a["id"], c["id"], d["id"]]
+        assert await ids(max_price_cents=2500, sort="price") == [b["id"], a["id"]]
+        assert await ids(
+            min_price_cents=600, max_price_cents=5000, category_id=books["id"], q="o", sort="-price"
+        ) == [c["id"], a["id"]]
+
+        for params in (
+            {"sort": "price_desc"},
+            {"sort": "created_at"},
+            {"min_price_cents": -1},
+            {"min_price_cents": "cheap"},
+            {"category_id": "books"},
+            {"limit": 0},
+            {"limit": 101},
+            {"offset": -1},
+            {"q": "x" * 201},
+            {"min_price_cents": 10, "max_price_cents": 5},
+            {"max_price_cents": 10**30},
+        ):
+            bad = await client.get("/products", params=params)
+            assert bad.status_code == 422, (params, bad.text)
+            assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_pagination_totals(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        for i in range(7):
+            await catalog.product(client, name=f"Widget {i}", price_cents=100 + i)
+        await catalog.product(client, name="Gadget", price_cents=50)
+        seen = []
+        for offset in (0, 3, 6):
+            page = (
+                await client.get(
+                    "/products", params={"q": "widget", "sort": "price", "limit": 3, "offset": offset}
+                )
+            ).json()
+            assert page["total"] == 7 and page["limit"] == 3 and page["offset"] == offset
+            seen += [p["name"] for p in page["items"]]
+        assert seen == [f"Widget {i}" for i in range(7)]
+        beyond = (await client.get("/products", params={"offset": 100})).json()
+        assert beyond["items"] == [] and beyond["total"] == 8
+        default = (await client.get("/products")).json()
+        assert default["limit"] == 20 and default["offset"] == 0 and len(default["items"]) == 8
+
+
+async def test_categories(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        await catalog.category(client, "Toys", "Fun things")
+        await catalog.category(client, "books")
+        dup = await client.post("/categories", json={"name": "TOYS"}, headers=catalog.admin)
+        assert dup.status_code == 409
+        for body in ({"name": ""}, {"name": "x" * 101}, {"name": "ok", "description": "d" * 1001}, {}):
+            assert (await client.post("/categories", json=body, headers=catalog.admin)).status_code == 422, (
+                body
+            )
+        listed = (await client.get("/categories")).json()
+        assert listed["total"] == 2
+        assert [(c["name"], c["description"]) for c in listed["items"]] == [
+            ("books", ""),
+            ("Toys", "Fun things"),
+        ]
+        assert set(listed["items"][0]) == {"id", "name", "description"}
+
+
+async def test_openapi_documents_auth_and_error_responses(catalog_client) -> None:
+    async with catalog_client() as client:
+        spec = (await client.get("/openapi.json")).json()
+    expected = {
+        ("get", "/products"): {"422"},
+        ("get", "/products/{product_id}"): {"404", "422"},
+        ("post", "/products"): {"401", "403", "409", "422"},
+        ("patch", "/products/{product_id}"): {"401", "403", "404", "409", "422"},
+        ("delete", "/products/{product_id}"): {"401", "403", "404", "422"},
+        ("get", "/categories"): {"422"},
+        ("post", "/categories"): {"401", "403", "409", "422"},
+        ("post", "/products/{product_id}/reviews"): {"401", "404", "409", "422"},
+        ("get", "/products/{product_id}/reviews"): {"404", "422"},
+    }
+    for (method, path), statuses in expected.items():
+        op = spec["paths"][path][method]
+        assert statuses <= set(op["responses"]), (method, path, set(op["responses"]))
+        for status in statuses:
+            assert "application/problem+json" in op["responses"][status]["content"], (method, path, status)
+        if "401" in statuses:
+            assert op.get("security"), (method, path)
+    sort = next(p for p in spec["paths"]["/products"]["get"]["parameters"] if p["name"] == "sort")
+    assert set(sort["schema"]["enum"]) == {"name", "-name", "price", "-price", "-created_at"}
+
+
+async def test_weird_input_never_yields_500(catalog_client, catalog) -> None:
+    async with catalog_client() as client:
+        product = await catalog.product(client)
+        pid = product["id"]
+        requests = [
+            ("post", "/products", {"json": {"sku": "N-1", "name": "a\x00", "price_cents": 1}}),
+            (
+                "post",
+                "/products",
+                {"json": {"sku": "N-1", "name": "a", "description": "\x00", "price_cents": 1}},
+            ),
+            ("post", "/products", {"json": {"sku": "N\x00", "name": "a", "price_cents": 1}}),
+            ("post", "/products", {"json": {"sku": "N-1", "name": "a", "price_cents": True}}),
+            ("post", "/products", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+            ("post", "/products", {"json": {"sku": "N-1", "name": "é" * 600_000, "price_cents": 1}}),
+            ("patch", f"/products/{pid}", {"json": {"name": None}}),
+            ("patch", f"/products/{pid}", {"json": {"price_cents": None}}),
+            ("patch", f"/products/{pid}", {"json": "name"}),
+            ("post", "/categories", {"json": {"name": "\x00"}}),
+            ("post", f"/products/{pid}/reviews", {"json": {"rating": 3, "comment": "\x00"}}),
+            ("get", "/products", {"params": {"q": "\x00"}}),
+            ("get", "/products", {"params": {"q": "🙂' OR 1=1 --"}}),
+            ("get", "/products", {"params": {"sort": "\x00"}}),
+            ("get", "/products/%00", {}),
+            ("get", f"/products/{pid}", {"params": {"include_archived": "maybe"}}),
+        ]
+        for method, url, kwargs in requests:
+            headers = {**catalog.admin, **kwargs.pop("headers", {})}
+            response = await client.request(method, url, headers=headers, **kwargs)
+            assert response.status_code < 500, (method, url, response.status_code, response.text)
+            assert response.status_code in (200, 400, 404, 413, 422), (method, url, response.status_code)
+        got = (await client.get(f"/products/{pid}")).json()
+        assert got == product
