@@ -1,0 +1,261 @@
+"""Embedded mode: the six services in ONE process under the gateway's path prefixes.
+
+One :class:`InProcessBus` (``<data dir>/bus.sqlite``) carries every service's outbox to the others'
+inboxes; each service keeps its own SQLite file; the user service's key store verifies tokens for all
+six without HTTP. Starlette does not run mounted apps' lifespans, so the parent lifespan does: bus first,
+then each service; on the way out the bus consumers stop FIRST (no handler runs against a closing
+service), then the services (relays, jobs, databases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from mart_common.auth import TokenVerifier
+from mart_common.bus.inprocess import InProcessBus
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from mart_cli.credentials import Credentials, load_or_create
+from mart_cli.services import SERVICES, Endpoints
+
+SEED_MARKER = "demo-seeded"
+
+
+@dataclass
+class Embedded:
+    app: Starlette
+    data_dir: Path
+    creds: Credentials
+    bus: InProcessBus
+    service_apps: dict[str, Any] = field(default_factory=dict)
+
+
+def build(
+    data_dir: Path,
+    *,
+    seed: bool = True,
+    public_url: str = "http://localhost:8000",
+    say: Callable[[str], None] = print,
+) -> Embedded:
+    """The parent ASGI app (not started: its lifespan starts everything)."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    creds = load_or_create(data_dir)
+    bus_url = f"sqlite+aiosqlite:///{data_dir / 'bus.sqlite'}"
+    common: dict[str, Any] = {
+        "data_dir": data_dir,
+        "event_bus": "inprocess",
+        "inprocess_bus_url": bus_url,
+        "root_path": "",  # the Mount sets the prefix
+        "email_backend": "file",
+        "mail_dir": data_dir / "mail",
+        "payment_provider": "fake",
+        "admin_email": creds.admin.email,
+        "admin_password": creds.admin.password,
+        "log_json": _env_bool("MART_LOG_JSON", False),
+        "log_level": os.environ.get("MART_LOG_LEVEL", "WARNING"),
+    }
+    user_svc = SERVICES[0]
+    user_settings = user_svc.settings(**common, database_url=_sqlite(data_dir, user_svc.package))
+    bus = InProcessBus(
+        bus_url,
+        partitions=user_settings.kafka_partitions,
+        retry=_retry(user_settings),
+    )
+    keys = user_svc.main_module().load_or_create_keys(user_settings)
+    verifier = TokenVerifier(user_settings.jwt_issuer, jwks_provider=keys.jwks_provider)
+
+    apps: dict[str, Any] = {}
+    for svc in SERVICES:
+        main = svc.main_module()
+        if svc is user_svc:
+            apps[svc.package] = main.create_app(user_settings, bus=bus, token_verifier=verifier, keys=keys)
+        else:
+            settings = svc.settings(**common, database_url=_sqlite(data_dir, svc.package))
+            apps[svc.package] = main.create_app(settings, bus=bus, token_verifier=verifier)
+
+    holder: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            await bus.start()
+            stack.push_async_callback(bus.db.dispose)
+            for svc in SERVICES:
+                child = apps[svc.package]
+                await stack.enter_async_context(child.router.lifespan_context(child))
+            # Registered last so it runs first on exit: consumers stop before the services do.
+            stack.push_async_callback(bus.stop)
+            if seed:
+                await _seed_once(holder["app"], data_dir, creds, say)
+            holder["ready_in"] = time.monotonic() - started
+            _banner(public_url, creds, data_dir, holder["ready_in"], say)
+            yield
+            say("stopping: event consumers first, then the services")
+
+    async def index(request: Request) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(
+            {
+                "name": "Online Mart (embedded)",
+                "services": {
+                    svc.name: {
+                        "base": f"{base}{svc.prefix}",
+                        "docs": f"{base}{svc.prefix}/docs",
+                        "openapi": f"{base}{svc.prefix}/openapi.json",
+                        "health": f"{base}{svc.prefix}/health",
+                    }
+                    for svc in SERVICES
+                },
+                "health": f"{base}/health",
+            }
+        )
+
+    async def health(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "mode": "embedded", "services": [s.name for s in SERVICES]})
+
+    routes = [Route("/", index), Route("/health", health)]
+    routes += [Mount(svc.prefix, app=apps[svc.package]) for svc in SERVICES]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    holder["app"] = app
+    app.state.embedded = holder
+    return Embedded(app=app, data_dir=data_dir, creds=creds, bus=bus, service_apps=apps)
+
+
+def _sqlite(data_dir: Path, package: str) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / (package + '.sqlite')}"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _retry(settings: Any) -> Any:
+    from mart_common.bus import RetryPolicy
+
+    return RetryPolicy(
+        max_attempts=settings.consumer_max_attempts,
+        initial_backoff_s=settings.consumer_backoff_initial_s,
+        max_backoff_s=settings.consumer_backoff_max_s,
+    )
+
+
+async def _seed_once(app: Starlette, data_dir: Path, creds: Credentials, say: Callable[[str], None]) -> None:
+    from mart_cli.seed import seed
+
+    marker = data_dir / SEED_MARKER
+    if marker.exists():
+        return
+    say("seeding demo data (first start) ...")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://embedded", timeout=60) as client:
+        report = await seed(client, Endpoints.gateway("http://embedded"), creds, say=say)
+    marker.write_text(json.dumps(report.__dict__) + "\n")
+    say(
+        f"demo data: {report.products_total} products ({report.products_created} new), "
+        f"{report.stock_adjusted} stocked, customer {'created' if report.customer_created else 'present'}"
+    )
+
+
+def _banner(
+    url: str, creds: Credentials, data_dir: Path, ready_in: float, say: Callable[[str], None]
+) -> None:
+    admin_pw = "(from MART_ADMIN_PASSWORD)" if creds.admin.from_env else creds.admin.password
+    lines = [
+        "",
+        f"Online Mart is running (embedded mode, ready in {ready_in:.1f}s) on {url}",
+        "",
+        *(f"  {svc.name:<22} {url}{svc.prefix}/docs" for svc in SERVICES),
+        "",
+        f"  catalog                {url}/product-service/products",
+        f"  admin                  {creds.admin.email} / {admin_pw}",
+        f"  customer               {creds.customer.email} / {creds.customer.password}",
+        f"  credentials file       {creds.path}",
+        f"  data                   {data_dir} (SQLite per service, bus.sqlite, mail/)",
+        "",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    say("\n".join(lines))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with loop signal handlers that do not re-raise the signal after shutdown (which
+    would turn a clean Ctrl-C into a KeyboardInterrupt traceback). A repeated signal within a second
+    (the terminal and ``uv run`` both deliver Ctrl-C) counts once; a later one forces the exit."""
+
+    _first_signal_at: float | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        now = time.monotonic()
+        if self._first_signal_at is None:
+            self._first_signal_at = now
+            self.should_exit = True
+        elif now - self._first_signal_at > 1.0:
+            self.force_exit = True
+
+
+def run(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, seed: bool = True) -> int:
+    """Serve the embedded mart until Ctrl-C / SIGTERM; returns the exit code."""
+    shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    embedded = build(data_dir, seed=seed, public_url=f"http://{shown_host}:{port}", say=say)
+    config = uvicorn.Config(
+        embedded.app,
+        host=host,
+        port=port,
+        log_level=os.environ.get("MART_UVICORN_LOG_LEVEL", "warning"),
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = _Server(config)
+    (embedded.data_dir / "run").mkdir(exist_ok=True)
+    pid_file = embedded.data_dir / "run" / "embedded.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+    if not server.started:
+        print("the mart did not start (see the errors above)", file=sys.stderr)
+        return 1
+    print("stopped", flush=True)
+    return 0
+
+
+__all__ = ["Embedded", "build", "run"]

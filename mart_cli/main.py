@@ -1,0 +1,280 @@
+"""``mart``: run the mart (embedded or local distributed) and everyday operations.
+
+The CLI composes: it starts processes, calls the services' HTTP APIs and the bus; it holds no domain
+logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Online Mart: run it and operate it.", no_args_is_help=True, add_completion=False)
+dist_app = typer.Typer(help="Local distributed mode: PostgreSQL + Kafka + six service processes (no Docker).")
+order_app = typer.Typer(help="Orders.")
+dlq_app = typer.Typer(help="Dead letters of a consumer group (e.g. inventory-service).")
+app.add_typer(dist_app, name="dist")
+app.add_typer(order_app, name="order")
+app.add_typer(dlq_app, name="dlq")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Local state (SQLite files, keys, mail, logs). Default: $MART_DATA_DIR or <repo>/.data",
+    ),
+]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Gateway URL (embedded mode or Kong). Default: the running local distributed "
+        "mode's ports if it runs, else http://localhost:8000",
+    ),
+]
+
+
+def _data_dir(value: Path | None) -> Path:
+    from mart_cli.dist import default_data_dir
+
+    return (value or default_data_dir()).resolve()
+
+
+def _endpoints(url: str | None, data_dir: Path):  # noqa: ANN202
+    from mart_cli.dist import DistConfig
+    from mart_cli.services import Endpoints
+
+    if url:
+        return Endpoints.gateway(url)
+    dist = DistConfig.load(data_dir)
+    if dist is not None:
+        return dist.endpoints()
+    return Endpoints.gateway("http://localhost:8000")
+
+
+def _admin_pw(creds) -> str:  # noqa: ANN001
+    return "(MART_ADMIN_PASSWORD)" if creds.admin.from_env else creds.admin.password
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 inside a container).")] = "127.0.0.1",
+    data_dir: DataDir = None,
+    no_seed: Annotated[bool, typer.Option("--no-seed", help="Do not create the demo data.")] = False,
+) -> None:
+    """Embedded mode: all six services in one process on http://localhost:PORT (SQLite + in-process bus)."""
+    from mart_cli.embedded import run as run_embedded
+
+    raise typer.Exit(run_embedded(_data_dir(data_dir), host=host, port=port, seed=not no_seed))
+
+
+@app.command()
+def seed(url: Url = None, data_dir: DataDir = None) -> None:
+    """Create the demo data (admin-made categories, products, stock; a customer) through the HTTP APIs."""
+    import httpx
+
+    from mart_cli.credentials import load_or_create
+    from mart_cli.seed import AdminLoginRefused
+    from mart_cli.seed import seed as do_seed
+
+    directory = _data_dir(data_dir)
+    creds = load_or_create(directory)
+    ep = _endpoints(url, directory)
+
+    async def _go():  # noqa: ANN202
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await do_seed(client, ep, creds, say=typer.echo)
+
+    try:
+        report = asyncio.run(_go())
+    except (AdminLoginRefused, TimeoutError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{report.products_total} products ({report.products_created} new, {report.stock_adjusted} stocked), "
+        f"{report.categories_created} new categories, "
+        f"customer {'created' if report.customer_created else 'present'}"
+    )
+    typer.echo(f"admin    {creds.admin.email} / {_admin_pw(creds)}")
+    typer.echo(f"customer {creds.customer.email} / {creds.customer.password}")
+
+
+@dist_app.command("up")
+def dist_up(
+    data_dir: DataDir = None,
+    no_infra: Annotated[bool, typer.Option("--no-infra", help="PostgreSQL and Kafka already run.")] = False,
+    no_seed: Annotated[bool, typer.Option("--no-seed")] = False,
+    gateway: Annotated[
+        bool,
+        typer.Option(
+            "--gateway",
+            help="Also start the built-in gateway on --gateway-port (Kong prefixes: /user-service/docs ...) "
+            "when Kong is not around. Without it, call the services on their own ports.",
+        ),
+    ] = False,
+    gateway_port: Annotated[int, typer.Option(help="Port of the built-in gateway.")] = 8000,
+) -> None:
+    """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
+    import httpx
+
+    from mart_cli.credentials import load_or_create
+    from mart_cli.dist import DistConfig, up
+    from mart_cli.seed import seed as do_seed
+    from mart_cli.services import SERVICES
+
+    cfg = DistConfig(data_dir=_data_dir(data_dir), gateway_port=gateway_port if gateway else None)
+    try:
+        took = up(cfg, infra=not no_infra, say=typer.echo)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    typer.echo(f"up in {took:.1f}s")
+    creds = load_or_create(cfg.data_dir)
+    if not no_seed:
+
+        async def _go():  # noqa: ANN202
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await do_seed(client, cfg.endpoints(), creds, say=typer.echo)
+
+        report = asyncio.run(_go())
+        typer.echo(f"demo data: {report.products_total} products ({report.products_created} new)")
+    for svc in SERVICES:
+        typer.echo(f"  {svc.name:<22} {cfg.endpoints().url(svc.package, '/docs')}")
+    typer.echo(f"  admin    {creds.admin.email} / {_admin_pw(creds)}")
+    typer.echo(f"  customer {creds.customer.email} / {creds.customer.password}")
+    typer.echo(f"  logs     {cfg.log_dir}/<service>.log        stop with: mart dist down")
+
+
+@dist_app.command("down")
+def dist_down(
+    data_dir: DataDir = None,
+    keep_infra: Annotated[
+        bool, typer.Option("--keep-infra", help="Leave PostgreSQL and Kafka running.")
+    ] = False,
+) -> None:
+    """Stop the six services, then Kafka and PostgreSQL."""
+    from mart_cli.dist import DistConfig, down
+
+    directory = _data_dir(data_dir)
+    cfg = DistConfig.load(directory) or DistConfig(data_dir=directory)
+    down(cfg, infra=not keep_infra, say=typer.echo)
+
+
+@dist_app.command("status")
+def dist_status(data_dir: DataDir = None) -> None:
+    """Which service processes run and answer /ready (exit 1 unless all do)."""
+    from mart_cli.dist import DistConfig, status
+
+    directory = _data_dir(data_dir)
+    cfg = DistConfig.load(directory) or DistConfig(data_dir=directory)
+    result = status(cfg)
+    for name, row in result.items():
+        state = "ready" if row["ready"] is True else ("running, not ready" if row["pid"] else "stopped")
+        typer.echo(f"{name:<22} :{row['port']}  {state}{'  pid ' + str(row['pid']) if row['pid'] else ''}")
+    raise typer.Exit(0 if all(r["ready"] is True for r in result.values()) else 1)
+
+
+@order_app.command("timeline")
+def order_timeline(
+    order_id: str,
+    url: Url = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An order's saga: its status history and its payments (as the admin)."""
+    from mart_cli.client import ApiError
+    from mart_cli.ops import format_timeline
+    from mart_cli.ops import order_timeline as fetch
+
+    directory = _data_dir(data_dir)
+    try:
+        data = asyncio.run(fetch(_endpoints(url, directory), directory, order_id))
+    except ApiError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(data, indent=2) if as_json else format_timeline(data))
+
+
+def _bus(bus_kind: str | None, directory: Path):  # noqa: ANN202
+    from mart_cli.dist import DistConfig
+    from mart_cli.ops import build_bus
+
+    dist = DistConfig.load(directory)
+    kind = bus_kind or ("kafka" if dist is not None else "inprocess")
+    return build_bus(kind, directory, dist)
+
+
+BusKind = Annotated[
+    str | None,
+    typer.Option(
+        "--bus",
+        help="kafka | inprocess. Default: kafka when the local distributed mode runs, "
+        "else the embedded mode's in-process log under the data dir.",
+    ),
+]
+
+
+@dlq_app.command("list")
+def dlq_list(group: str, bus: BusKind = None, data_dir: DataDir = None) -> None:
+    """The dead letters of GROUP (all of them, re-driven ones included)."""
+    from mart_cli.ops import dead_letters, format_dead_letter
+
+    try:
+        messages = asyncio.run(dead_letters(_bus(bus, _data_dir(data_dir)), group))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    for msg in messages:
+        typer.echo(format_dead_letter(msg))
+    typer.echo(f"{len(messages)} dead letter(s)")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(group: str, bus: BusKind = None, data_dir: DataDir = None) -> None:
+    """Move GROUP's dead letters not yet re-driven back onto their original topics."""
+    from mart_cli.ops import redrive
+
+    try:
+        count = asyncio.run(redrive(_bus(bus, _data_dir(data_dir)), group))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(f"re-drove {count} dead letter(s)")
+
+
+@app.command()
+def migrate(
+    target: Annotated[
+        str, typer.Option(help="embedded (SQLite files under the data dir) | dist (PostgreSQL)")
+    ] = "embedded",
+    data_dir: DataDir = None,
+) -> None:
+    """Upgrade every service's database to the newest migration (services also do it at start)."""
+    from mart_cli.dist import DistConfig
+    from mart_cli.ops import migrate as do_migrate
+    from mart_cli.services import SERVICES
+
+    directory = _data_dir(data_dir)
+    if target == "embedded":
+        directory.mkdir(parents=True, exist_ok=True)
+        urls = {s.package: f"sqlite+aiosqlite:///{directory / (s.package + '.sqlite')}" for s in SERVICES}
+    elif target == "dist":
+        cfg = DistConfig.load(directory) or DistConfig(data_dir=directory)
+        urls = {s.package: cfg.database_url(s) for s in SERVICES}
+    else:
+        _fail("--target is embedded or dist")
+    asyncio.run(do_migrate(urls, say=typer.echo))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

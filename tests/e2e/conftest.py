@@ -1,0 +1,262 @@
+"""End-to-end fixtures: the mart started for real, in both modes, reached over real HTTP only.
+
+- ``embedded``: ``./mart run --port <free> --data-dir <tmp>`` as a subprocess (its own process group, so a
+  test can ``kill -9`` it whole), demo data seeded by the mart itself.
+- ``distributed``: the code behind ``mart dist up`` (PostgreSQL + Kafka from scripts/infra, six uvicorn
+  processes) with six fresh databases (created through the ``mart_test`` role, dropped afterwards), a
+  fresh Kafka namespace and free ports, so runs never see each other's data; seeded with ``mart seed``'s
+  code over HTTP. PostgreSQL and Kafka are started if needed and left running (other suites share them).
+
+Nothing skips: when something is missing the fixture fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from mart_common.testing import create_postgres_database, drop_postgres_database
+
+from mart_cli import dist
+from mart_cli.credentials import Credentials, load_or_create
+from mart_cli.seed import seed
+from mart_cli.services import SERVICES, Endpoints
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MART = REPO_ROOT / "mart"
+START_TIMEOUT = 180.0  # generous: CI machines may be busy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Mart:
+    """A running mart as the tests see it."""
+
+    kind: str  # "embedded" | "distributed"
+    ep: Endpoints
+    data_dir: Path
+    creds: Credentials
+    cli_args: list[str] = field(default_factory=list)  # how `mart <cmd>` reaches this mart
+    startup_s: float = 0.0
+    gateway_url: str = ""  # one port with the Kong prefixes (embedded: the mart itself)
+
+
+class EmbeddedProcess:
+    """``./mart run`` in its own process group; restartable on the same data dir."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-embedded.log"
+        self.starts: list[float] = []
+
+    def start(self, timeout: float = START_TIMEOUT) -> float:
+        begun = time.monotonic()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
+        log.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for var in ("MART_DATABASE_URL", "MART_EVENT_BUS", "MART_DATA_DIR", "MART_ROOT_PATH"):
+            env.pop(var, None)
+        self.proc = subprocess.Popen(  # noqa: S603
+            [str(MART), "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = begun + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"./mart run exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"./mart run not up after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.2)
+        took = time.monotonic() - begun
+        self.starts.append(took)
+        return took
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the wrapper, uv and the server): a crash."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Ctrl-C: SIGINT to the process group, as a terminal does."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"./mart run did not stop within {timeout}s on SIGINT:\n{self.log_tail()}"
+            ) from None
+        self.proc = None
+        return code
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def embedded_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]:
+    data_dir = tmp_path_factory.mktemp("embedded") / "data"
+    process = EmbeddedProcess(data_dir, free_port())
+    took = process.start()
+    try:
+        yield Mart(
+            kind="embedded",
+            ep=Endpoints.gateway(process.url),
+            data_dir=data_dir,
+            creds=load_or_create(data_dir),
+            cli_args=["--url", process.url, "--data-dir", str(data_dir)],
+            startup_s=took,
+            gateway_url=process.url,
+        )
+        code = process.stop()
+        assert code == 0, f"Ctrl-C exit code {code}:\n{process.log_tail()}"
+    finally:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]:
+    data_dir = tmp_path_factory.mktemp("distributed") / "data"
+    data_dir.mkdir(parents=True)
+    cfg = dist.DistConfig(
+        data_dir=data_dir,
+        ports={s.package: free_port() for s in SERVICES},
+        kafka_namespace=f"e2e{uuid.uuid4().hex[:8]}.",
+        infra_data_dir=dist.default_data_dir(),
+        gateway_port=free_port(),
+    )
+    begun = time.monotonic()
+    dist.infra_up(cfg, say=lambda _m: None)
+    infra_s = time.monotonic() - begun
+
+    async def _create() -> dict[str, str]:
+        return {s.package: await create_postgres_database() for s in SERVICES}
+
+    cfg.database_urls = asyncio.run(_create())
+    try:
+        begun = time.monotonic()
+        dist.start_services(cfg, say=lambda _m: None)
+        try:
+            dist.wait_ready(cfg, timeout=START_TIMEOUT, say=lambda _m: None)
+            dist.start_gateway(cfg, say=lambda _m: None)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{_logs(cfg)}") from exc
+        services_s = time.monotonic() - begun
+        creds = load_or_create(data_dir)
+
+        async def _seed() -> None:
+            async with httpx.AsyncClient(timeout=60) as client:
+                await seed(client, cfg.direct_endpoints(), creds)
+
+        asyncio.run(_seed())
+        print(f"\n[e2e] distributed: infra {infra_s:.1f}s, six services ready in {services_s:.1f}s")  # noqa: T201
+        yield Mart(
+            kind="distributed",
+            ep=cfg.direct_endpoints(),  # the journeys call each service on its own port
+            gateway_url=f"http://127.0.0.1:{cfg.gateway_port}",
+            data_dir=data_dir,
+            creds=creds,
+            cli_args=["--data-dir", str(data_dir)],
+            startup_s=services_s,
+        )
+    finally:
+        dist.stop_services(cfg, say=lambda _m: None)
+
+        async def _drop() -> None:
+            for url in cfg.database_urls.values():
+                await drop_postgres_database(url)
+
+        asyncio.run(_drop())
+
+
+def _logs(cfg: dist.DistConfig) -> str:
+    out = []
+    for svc in SERVICES:
+        path = cfg.log_dir / f"{svc.package}.log"
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-15:]
+            out.append(f"--- {svc.name} ---\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("distributed", marks=[pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]),
+    ]
+)
+def mart(request: pytest.FixtureRequest) -> Mart:
+    return request.getfixturevalue(f"{request.param}_mart")
+
+
+@pytest.fixture
+def embedded_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedProcess]:
+    """A not yet started embedded mart of its own (for tests that crash and restart it)."""
+    process = EmbeddedProcess(tmp_path_factory.mktemp("crash") / "data", free_port())
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``./mart <args>`` (the same wrapper the README uses)."""
+    env = {**os.environ, "MART_SKIP_SYNC": "1"}
+    return subprocess.run(  # noqa: S603
+        [str(MART), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
