@@ -222,7 +222,9 @@ class InProcessBus(EventBus):
             # re-driven poison record dead-lettered again) wait for the next drain instead of looping.
             async with self.db.session() as session:
                 end = await session.scalar(
-                    select(func.max(records.c.offset)).where(records.c.topic == topic, records.c.partition == part)
+                    select(func.max(records.c.offset)).where(
+                        records.c.topic == topic, records.c.partition == part
+                    )
                 )
             if end is None:
                 continue
