@@ -1,0 +1,941 @@
+"""One bounded benchmark run: ``uv run python -m bench.run [--quick]``.
+
+Measures, on this machine and in this one run: the machine's limits (a bare uvicorn+FastAPI endpoint,
+pgbench on the same PostgreSQL, a raw Kafka round trip), catalog reads, checkout throughput and latency in
+the local distributed mode and in the embedded mode, service memory, a profile of the hottest service;
+prints a table with the ratios and writes ``bench/results/latest.json``, ``latest.png`` and the profile.
+See ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import probes
+from bench.probes import lat_summary
+
+RESULTS = Path(__file__).resolve().parent / "results"
+T0 = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {msg}", flush=True)
+
+
+# --- budgets -----------------------------------------------------------------------------------------
+
+FULL = {
+    "wrk_s": 10,
+    "wrk_conns": 32,
+    "seq_n": 1000,
+    "pgbench_s": 15,
+    "pgbench_scale": 8,
+    "pgbench_clients": 8,
+    "commit_n": 500,
+    "kafka_n": 300,
+    "kafka_burst": 5000,
+    "n_products": 200,
+    "n_checkout": 20,
+    "sat_conc": [8, 16, 32],
+    "sat_s": 20,
+    "profile_s": 12,
+    "lat_s": 30,
+    "poll_s": 0.01,
+    "emb_conc": [8, 16],
+    "emb_sat_s": 15,
+    "emb_lat_s": 20,
+    "emb_poll_sat_s": 0.02,
+    "idle_s": 5,
+}
+QUICK = {
+    **FULL,
+    "wrk_s": 4,
+    "seq_n": 300,
+    "pgbench_s": 5,
+    "commit_n": 200,
+    "kafka_n": 100,
+    "kafka_burst": 2000,
+    "n_products": 60,
+    "n_checkout": 10,
+    "sat_conc": [8, 16],
+    "sat_s": 8,
+    "profile_s": 6,
+    "lat_s": 10,
+    "emb_conc": [8],
+    "emb_sat_s": 8,
+    "emb_lat_s": 8,
+    "idle_s": 3,
+}
+
+
+# --- process sampling ----------------------------------------------------------------------------------
+
+
+class Sampler:
+    """CPU seconds and RSS of the given processes (and of the whole machine) over a window; RSS is sampled
+    every 0.5 s (peak kept)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {n: psutil.Process(p) for n, p in pids.items()}
+        self.peak_rss: dict[str, int] = {n: 0 for n in pids}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Sampler:
+        self.cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in self.procs.items()}
+        self.sys0 = psutil.cpu_times()
+        self.g0 = probes.cpu_groups()
+        self.t0 = time.perf_counter()
+        self._thr = threading.Thread(target=self._loop, daemon=True)
+        self._thr.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            for n, p in self.procs.items():
+                try:
+                    self.peak_rss[n] = max(self.peak_rss[n], p.memory_info().rss)
+                except psutil.Error:
+                    pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thr.join()
+        wall = time.perf_counter() - self.t0
+        self.wall = wall
+        self.cpu_cores = {}
+        self.end_rss = {}
+        for n, p in self.procs.items():
+            try:
+                self.cpu_cores[n] = (sum(p.cpu_times()[:2]) - self.cpu0[n]) / wall
+                self.end_rss[n] = p.memory_info().rss
+                self.peak_rss[n] = max(self.peak_rss[n], self.end_rss[n])
+            except psutil.Error:
+                pass
+        g1 = probes.cpu_groups()
+        self.infra_cores = {k: max(0.0, (g1[k] - self.g0[k]) / wall) for k in g1}
+        self.machine_busy_cores = (probes.busy_s(psutil.cpu_times()) - probes.busy_s(self.sys0)) / wall
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "service_cpu_cores": self.cpu_cores,
+            "peak_rss_mb": {n: v / 2**20 for n, v in self.peak_rss.items()},
+            "infra_cpu_cores": self.infra_cores,
+            "machine_busy_cores": self.machine_busy_cores,
+            "wall_s": self.wall,
+        }
+
+
+def rss_mb(pids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for n, p in pids.items():
+        try:
+            out[n] = psutil.Process(p).memory_info().rss / 2**20
+        except psutil.Error:
+            pass
+    return out
+
+
+# --- phases ----------------------------------------------------------------------------------------------
+
+
+def machine_limits(b: dict[str, Any]) -> dict[str, Any]:
+    from mart_cli import dist
+
+    out: dict[str, Any] = {}
+    say("machine limits: PostgreSQL + Kafka up (scripts/infra)")
+    dist.infra_up(dist.DistConfig(data_dir=probes.ROOT / ".data"), say=lambda m: None)
+    say("bare endpoint: uvicorn + FastAPI GET /hello, same uvicorn options as the services")
+    proc, port = probes.start_hello(["--no-access-log"])
+    try:
+        url = f"http://127.0.0.1:{port}/hello"
+        out["hello"] = probes.wrk(
+            url, connections=b["wrk_conns"], duration_s=b["wrk_s"], server_pids=[proc.pid]
+        )
+        seq = probes.loadgen({"mode": "seq", "url": url, "n": b["seq_n"]})
+        out["http_hop"] = {
+            **lat_summary(seq["latencies_s"]),
+            "errors": seq["errors"],
+            "gen_cpu_cores": seq["gen_cpu_cores"],
+            "what": "one sequential GET /hello from the load generator's httpx client",
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    say(f"  hello {out['hello']['rps']:.0f} req/s, one round trip p50 {out['http_hop']['p50_ms']:.2f} ms")
+    say("pgbench (TPC-B-like) on the same PostgreSQL")
+    out["pgbench"] = probes.pgbench(
+        scale=b["pgbench_scale"], clients=b["pgbench_clients"], duration_s=b["pgbench_s"]
+    )
+    out["pg_commit"] = probes.pg_commit(b["commit_n"])
+    say(
+        f"  pgbench {out['pgbench']['tps']:.0f} tps; "
+        f"one INSERT+COMMIT p50 {out['pg_commit']['p50_ms']:.2f} ms"
+    )
+    out["kafka"] = probes.kafka_roundtrip(b["kafka_n"], b["kafka_burst"])
+    say(
+        f"  kafka produce->consume p50 {out['kafka']['p50_ms']:.2f} ms, "
+        f"burst {out['kafka']['burst_msgs_per_s']:.0f} msg/s"
+    )
+    return out
+
+
+def catalog(stack: Any, b: dict[str, Any], product_ids: list[str]) -> dict[str, Any]:
+    pid = stack.pids().get("product-service")
+    out: dict[str, Any] = {}
+    for name, path in (
+        ("list", "/products?limit=20"),
+        ("item", f"/products/{product_ids[len(product_ids) // 2]}"),
+    ):
+        url = stack.bases.product + path
+        r = probes.wrk(
+            url, connections=b["wrk_conns"], duration_s=b["wrk_s"], server_pids=[pid] if pid else None
+        )
+        r["path"] = "GET " + path.split("?")[0] + ("?limit=20" if "limit" in path else "")
+        out[name] = r
+        say(
+            f"  catalog {name}: {r['rps']:.0f} req/s p99 {r['p99_ms']:.1f} ms errors {r['errors']} "
+            f"(wrk cpu {r['gen_cpu_cores']:.2f} cores, product-service {r['server_cpu_cores'] or 0:.2f})"
+        )
+    # a separate, profiled run of the list endpoint (not the measured one): where its CPU goes
+    cmd = py_spy_cmd()
+    if cmd and pid:
+        raw = RESULTS / "profile-catalog.collapsed.txt"
+        dur = max(4, b["wrk_s"] // 2)
+        spy = subprocess.Popen(
+            [
+                *cmd,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(dur + 1),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "--gil",
+                "-o",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        time.sleep(0.5)
+        r = probes.wrk(stack.bases.product + "/products?limit=20", connections=b["wrk_conns"], duration_s=dur)
+        spy.communicate(timeout=120)
+        if raw.exists():
+            summ = summarize_profile(
+                raw, "product-service", f"wrk GET /products?limit=20 ({r['rps']:.0f} req/s while profiled)"
+            )
+            (RESULTS / "profile-catalog.txt").write_text(summ["text"])
+            out["profile"] = {
+                "files": [raw.name, "profile-catalog.txt"],
+                "by_package": summ["by_package"],
+                "top_self": summ["top_self"][:10],
+                "samples": summ["samples"],
+            }
+            say(f"  profiled a separate catalog list run: {RESULTS.name}/profile-catalog.txt")
+    return out
+
+
+def checkout_run(
+    stack: Any,
+    setup: dict[str, Any],
+    *,
+    loop: str,
+    conc: int = 16,
+    rate: float = 0,
+    duration: float,
+    observe: str,
+    poll_s: float,
+    count_db: bool,
+) -> dict[str, Any]:
+    spec = {
+        "mode": "checkout",
+        "loop": loop,
+        "concurrency": conc,
+        "rate": rate,
+        "duration_s": duration,
+        "observe": observe,
+        "poll_s": poll_s,
+        "token": setup["customer_token"],
+        "order_url": stack.bases.order,
+        "payment_url": stack.bases.payment,
+        "product_ids": setup["checkout_product_ids"],
+        "kafka": probes.KAFKA,
+        "namespace": getattr(stack, "namespace", ""),
+        "warmup": 4,
+        "order_timeout_s": 30,
+    }
+    dbs = list(getattr(stack, "dbs", {}).values()) or None
+    c0 = probes.pg_counters(dbs) if count_db else None
+    with Sampler(stack.pids()) as smp:
+        res = probes.loadgen(spec, timeout=duration + 120)
+    if count_db:
+        time.sleep(1.2)  # backends flush pg_stat_database counters at most once a second
+        c1 = probes.pg_counters(dbs)
+        d = probes.pg_delta(c0, c1)
+        orders = res["completed"] + res["warmup_completed"]
+        d["orders"] = orders
+        d["xact_commit_per_order"] = d["xact_commit"] / orders if orders else None
+        res["db"] = d
+    res["processes"] = smp.summary()
+    res["processes"]["unrelated_cpu_cores"] = max(
+        0.0,
+        smp.machine_busy_cores
+        - sum(smp.cpu_cores.values())
+        - sum(smp.infra_cores.values())
+        - res["gen_cpu_cores"],
+    )
+    res["latency"] = lat_summary(res["latencies_s"])
+    res.update(
+        {
+            "loop": loop,
+            "concurrency": conc if loop == "closed" else None,
+            "rate": rate or None,
+            "observe": observe,
+            "poll_s": poll_s if observe == "poll" else None,
+        }
+    )
+    return res
+
+
+def saturation(
+    stack: Any,
+    setup: dict[str, Any],
+    concs: list[int],
+    duration: float,
+    observe: str,
+    poll_s: float,
+    count_db: bool,
+) -> dict[str, Any]:
+    runs = []
+    for conc in concs:
+        r = checkout_run(
+            stack,
+            setup,
+            loop="closed",
+            conc=conc,
+            duration=duration,
+            observe=observe,
+            poll_s=poll_s,
+            count_db=count_db,
+        )
+        errs = sum(r["errors"].values())
+        say(
+            f"  closed loop {conc:>2} customers: {r['orders_per_s']:.1f} orders PAID/s, p50 "
+            f"{r['latency']['p50_ms'] or 0:.0f} ms, errors {errs}, "
+            f"generator cpu {r['gen_cpu_cores']:.2f} cores"
+            + (
+                f", {r['db']['xact_commit_per_order']:.1f} db xacts/order"
+                if count_db and r["db"]["orders"]
+                else ""
+            )
+            + f"; machine busy {r['processes']['machine_busy_cores']:.2f} cores"
+        )
+        r.pop("latencies_s_full", None)
+        runs.append(r)
+    best = max(runs, key=lambda r: r["orders_per_s"])
+    return {"runs": runs, "best": best}
+
+
+def fixed_rate(
+    stack: Any, setup: dict[str, Any], rate: float, duration: float, poll_s: float, observe: str
+) -> dict[str, Any]:
+    r = checkout_run(
+        stack,
+        setup,
+        loop="open",
+        rate=rate,
+        duration=duration,
+        observe=observe,
+        poll_s=poll_s,
+        count_db=False,
+    )
+    lat = r["latency"]
+    say(
+        f"  open loop {rate:.1f} orders/s: p50 {lat['p50_ms'] or 0:.0f} / p95 {lat['p95_ms'] or 0:.0f} / p99 "
+        f"{lat['p99_ms'] or 0:.0f} ms, errors {sum(r['errors'].values())}, "
+        f"generator cpu {r['gen_cpu_cores']:.2f}"
+    )
+    return r
+
+
+def py_spy_cmd() -> list[str] | None:
+    exe = shutil.which("py-spy")
+    if exe:
+        return [exe]
+    uvx = shutil.which("uvx")
+    if uvx:
+        r = subprocess.run([uvx, "--from", "py-spy", "py-spy", "--version"], capture_output=True, timeout=180)
+        if r.returncode == 0:
+            return [uvx, "--from", "py-spy", "py-spy"]
+    return None
+
+
+def profile(stack: Any, setup: dict[str, Any], svc: str, conc: int, duration: float) -> dict[str, Any]:
+    """py-spy (sampling, 100 Hz, attached to the running service) during a closed-loop checkout run."""
+    cmd = py_spy_cmd()
+    if cmd is None:
+        return {"error": "py-spy not available (uvx --from py-spy py-spy)"}
+    pid = stack.pids()[svc]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    raw = RESULTS / "profile-checkout.collapsed.txt"
+    spy = subprocess.Popen(
+        [
+            *cmd,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(duration)),
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "--gil",
+            "-o",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(1.0)
+    run = checkout_run(
+        stack,
+        setup,
+        loop="closed",
+        conc=conc,
+        duration=duration - 1.5,
+        observe="kafka",
+        poll_s=0.01,
+        count_db=False,
+    )
+    out_txt = spy.communicate(timeout=120)[0].decode(errors="replace")
+    if spy.returncode != 0 or not raw.exists():
+        return {"error": f"py-spy failed: {out_txt[-500:]}"}
+    summary = summarize_profile(
+        raw, svc, f"a closed-loop checkout run ({run['orders_per_s']:.1f} orders/s while profiled)"
+    )
+    (RESULTS / "profile-checkout.txt").write_text(summary["text"])
+    return {
+        "service": svc,
+        "pid": pid,
+        "orders_per_s_while_profiled": run["orders_per_s"],
+        "files": [raw.name, "profile-checkout.txt"],
+        "top_self": summary["top_self"][:10],
+        "top_inclusive": summary["top_inclusive"][:15],
+        "samples": summary["samples"],
+    }
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy raw: "function (path/to/file.py:123)" -> "function (pkg/file.py)"
+    fn, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")")
+    path = loc.rsplit(":", 1)[0]
+    parts = path.split("/")
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    elif "src" in parts:
+        parts = parts[parts.index("src") + 1 :]
+    else:
+        parts = parts[-2:]
+    return f"{fn} ({'/'.join(parts)})"
+
+
+def summarize_profile(raw: Path, svc: str, during: str) -> dict[str, Any]:
+    self_c: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        cnt = int(n)
+        frames = [
+            _frame_name(f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
+        if not frames:
+            continue
+        total += cnt
+        self_c[frames[-1]] += cnt
+        for f in set(frames):
+            incl[f] += cnt
+    # group the self time by library
+    lib: Counter[str] = Counter()
+    for f, c in self_c.items():
+        mod = f.rsplit("(", 1)[-1].split("/")[0].rstrip(")")
+        lib[mod] += c
+    lines = [
+        f"py-spy --gil profile of {svc} during {during}; {total} samples at 100 Hz, taken only while the "
+        "process held the GIL (= its Python CPU time)",
+        "",
+        "self time by top-level package:",
+    ]
+    lines += [f"  {100 * c / total:5.1f}%  {m}" for m, c in lib.most_common(15)]
+    lines += ["", "self time (leaf frames):"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in self_c.most_common(25)]
+    lines += ["", "inclusive time (frame anywhere on the stack):"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(40)]
+    return {
+        "text": "\n".join(lines) + "\n",
+        "samples": total,
+        "top_self": [(f, round(100 * c / total, 1)) for f, c in self_c.most_common(25)],
+        "top_inclusive": [(f, round(100 * c / total, 1)) for f, c in incl.most_common(40)],
+        "by_package": [(m, round(100 * c / total, 1)) for m, c in lib.most_common(15)],
+    }
+
+
+def idle_window(stack: Any, seconds: float) -> dict[str, Any]:
+    dbs = list(stack.dbs.values())
+    time.sleep(1.2)
+    c0 = probes.pg_counters(dbs)
+    with Sampler(stack.pids()) as smp:
+        time.sleep(seconds)
+    time.sleep(1.2)
+    c1 = probes.pg_counters(dbs)
+    d = probes.pg_delta(c0, c1)
+    return {
+        "rss_mb": rss_mb(stack.pids()),
+        "cpu_cores": smp.cpu_cores,
+        "machine_busy_cores": smp.machine_busy_cores,
+        "xact_commit_per_s": d["xact_commit"] / d["seconds"],
+        "per_db": d["per_db"],
+    }
+
+
+def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
+    from bench.stack import DistStack, setup
+
+    out: dict[str, Any] = {}
+    stack = DistStack(admin_pw, say=say)
+    say("distributed mode: mart_cli.dist (what `mart dist up` runs), fresh databases and Kafka namespace")
+    try:
+        out["up_s"] = stack.up()
+        say(f"  six services ready in {out['up_s']:.1f}s: {stack.pids()}")
+        st = setup(stack.bases, admin_pw, n_products=b["n_products"], n_checkout=b["n_checkout"], say=say)
+        out["setup_s"] = st["setup_s"]
+        say(
+            f"  setup: customer, {len(st['product_ids'])} products, stock, read models "
+            f"in {st['setup_s']:.1f}s"
+        )
+        out["idle"] = idle_window(stack, b["idle_s"])
+        say("catalog reads (wrk, one product-service process)")
+        out["catalog"] = catalog(stack, b, st["product_ids"])
+        say("checkout saturation (closed loop; PAID observed from the broker: no polling load)")
+        out["saturation"] = saturation(stack, st, b["sat_conc"], b["sat_s"], "kafka", b["poll_s"], True)
+        best = out["saturation"]["best"]
+        cores = best["processes"]["service_cpu_cores"]
+        hottest = "order-service"
+        say(
+            "  CPU at the best point (cores): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items(), key=lambda kv: -kv[1]))
+            + ", "
+            + ", ".join(f"{k} {v:.2f}" for k, v in best["processes"]["infra_cpu_cores"].items())
+        )
+        say(f"profile: py-spy (--gil: Python CPU only) on {hottest} during a closed-loop run")
+        try:
+            out["profile"] = profile(stack, st, hottest, best["concurrency"], b["profile_s"])
+        except Exception as exc:  # noqa: BLE001 - the run goes on without a profile
+            out["profile"] = {"error": repr(exc)}
+        say(f"  {out['profile'].get('error') or 'saved ' + ', '.join(out['profile']['files'])}")
+        rate = max(1.0, round(best["orders_per_s"] * 0.5, 1))
+        say(
+            f"checkout latency at a fixed arrival rate ({rate}/s = 50% of saturation; "
+            "PAID observed from the broker)"
+        )
+        out["latency"] = fixed_rate(stack, st, rate, b["lat_s"], b["poll_s"], "kafka")
+        out["pids"] = stack.pids()
+    finally:
+        say("distributed mode: stopping the six services (PostgreSQL and Kafka stay up)")
+        stack.down()
+    return out
+
+
+def embedded(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
+    from bench.stack import EmbeddedStack, setup
+
+    out: dict[str, Any] = {}
+    stack = EmbeddedStack(admin_pw, say=say)
+    say(f"embedded mode: `mart run --no-seed` on :{stack.port} (SQLite + in-process bus, one process)")
+    try:
+        out["up_s"] = stack.up()
+        st = setup(stack.bases, admin_pw, n_products=b["n_checkout"], n_checkout=b["n_checkout"], say=say)
+        out["setup_s"] = st["setup_s"]
+        time.sleep(1)
+        out["idle"] = {"rss_mb": rss_mb(stack.pids())}
+        say(
+            "checkout saturation, embedded (closed loop; "
+            f"HTTP polling every {b['emb_poll_sat_s'] * 1000:.0f} ms)"
+        )
+        out["saturation"] = saturation(
+            stack, st, b["emb_conc"], b["emb_sat_s"], "poll", b["emb_poll_sat_s"], False
+        )
+        rate = max(1.0, round(out["saturation"]["best"]["orders_per_s"] * 0.5, 1))
+        say(f"checkout latency, embedded, at {rate}/s (polling every {b['poll_s'] * 1000:.0f} ms)")
+        out["latency"] = fixed_rate(stack, st, rate, b["emb_lat_s"], b["poll_s"], "poll")
+    finally:
+        stack.down()
+    return out
+
+
+# --- ratios, table, files ------------------------------------------------------------------------------
+
+# Sequential steps on the checkout path, POST /orders -> PAID observed (SPEC §7), with HTTP polling:
+#   HTTP:   POST /orders, GET /payments?order_id= (payment found), POST /payments/{id}/simulate,
+#           GET /orders/{id} (PAID seen)                                                  -> 4 round trips
+#   commits: order PENDING+OrderPlaced, inventory reserve+StockReserved, order AWAITING_PAYMENT+
+#           OrderAwaitingPayment, payment created+PaymentRequested, payment SUCCEEDED+PaymentSucceeded
+#           (webhook path), order PAID+OrderPaid                                           -> 6 commits
+#   Kafka:  OrderPlaced->inventory, StockReserved->order, OrderAwaitingPayment->payment,
+#           PaymentSucceeded->order                                                        -> 4 hops
+HOPS_POLL = {"http": 4, "commits": 6, "kafka": 4}
+# With the Kafka observer (what the distributed run uses): the payment is found from PaymentRequested and PAID
+# from OrderPaid, each one more Kafka hop; HTTP is only POST /orders and POST simulate.
+HOPS_KAFKA = {"http": 2, "commits": 6, "kafka": 6}
+
+
+def ratios(res: dict[str, Any]) -> dict[str, Any]:
+    lim, d = res.get("limits", {}), res.get("distributed", {})
+    out: dict[str, Any] = {}
+    hello = (lim.get("hello") or {}).get("rps")
+    cat = d.get("catalog") or {}
+    for k in ("list", "item"):
+        if hello and cat.get(k, {}).get("rps"):
+            out[f"catalog_{k}_over_bare"] = cat[k]["rps"] / hello
+    best = (d.get("saturation") or {}).get("best")
+    pgb = (lim.get("pgbench") or {}).get("tps")
+    if best and pgb and best.get("db", {}).get("orders"):
+        db = best["db"]
+        idle_rate = (d.get("idle") or {}).get("xact_commit_per_s", 0.0)
+        # the services' background transactions (relay polls, jobs: idle rate x window) are not the orders'
+        net = max(0.0, db["xact_commit"] - idle_rate * db["seconds"]) / db["orders"]
+        out["db_xacts_per_order_gross"] = db["xact_commit_per_order"]
+        out["db_xacts_per_order"] = net
+        if net > 0:
+            out["db_bound_orders_per_s"] = pgb / net
+            out["checkout_over_db_bound"] = best["orders_per_s"] / (pgb / net)
+    lat = (d.get("latency") or {}).get("latency", {})
+    if lat.get("p50_ms") and lim.get("http_hop") and lim.get("pg_commit") and lim.get("kafka"):
+        hops = HOPS_KAFKA if d["latency"].get("observe") == "kafka" else HOPS_POLL
+        floor = (
+            hops["http"] * lim["http_hop"]["p50_ms"]
+            + hops["commits"] * lim["pg_commit"]["p50_ms"]
+            + hops["kafka"] * lim["kafka"]["p50_ms"]
+        )
+        out["hops"] = hops
+        out["minimal_checkout_ms"] = floor
+        out["checkout_p50_over_minimal"] = lat["p50_ms"] / floor
+    return out
+
+
+def _f(x: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def table(res: dict[str, Any]) -> str:
+    lim, d, e, r = (
+        res.get("limits", {}),
+        res.get("distributed", {}),
+        res.get("embedded", {}),
+        res.get("ratios", {}),
+    )
+    rows: list[tuple[str, ...]] = []
+
+    def row(
+        name: str, value: str, gen: Any = None, errors: Any = None, ratio: str = "", other: Any = None
+    ) -> None:
+        rows.append(
+            (
+                name,
+                value,
+                _f(gen, "{:.2f}"),
+                _f(other, "{:.2f}"),
+                "-" if errors is None else str(errors),
+                ratio,
+            )
+        )
+
+    if lim:
+        h = lim.get("hello", {})
+        row(
+            "bare ASGI GET /hello (uvicorn+FastAPI)",
+            f"{_f(h.get('rps'), '{:.0f}')} req/s, p99 {_f(h.get('p99_ms'))} ms",
+            h.get("gen_cpu_cores"),
+            h.get("errors"),
+            other=h.get("unrelated_cpu_cores"),
+        )
+        hh = lim.get("http_hop", {})
+        row(
+            "  one HTTP round trip (sequential)",
+            f"p50 {_f(hh.get('p50_ms'), '{:.2f}')} ms",
+            hh.get("gen_cpu_cores"),
+            sum(hh.get("errors", {}).values()),
+        )
+        p = lim.get("pgbench", {})
+        row(
+            f"pgbench TPC-B ({p.get('clients')} clients, scale {p.get('scale')})",
+            f"{_f(p.get('tps'), '{:.0f}')} tps, avg {_f(p.get('latency_avg_ms'), '{:.2f}')} ms",
+            None,
+            p.get("failed"),
+        )
+        c = lim.get("pg_commit", {})
+        row(
+            "  one INSERT+COMMIT (asyncpg)",
+            f"p50 {_f(c.get('p50_ms'), '{:.2f}')} ms, p99 {_f(c.get('p99_ms'), '{:.2f}')} ms",
+        )
+        k = lim.get("kafka", {})
+        row(
+            "Kafka produce->consume round trip",
+            f"p50 {_f(k.get('p50_ms'), '{:.2f}')} ms, p99 {_f(k.get('p99_ms'), '{:.2f}')} ms; "
+            f"burst {_f(k.get('burst_msgs_per_s'), '{:.0f}')} msg/s",
+        )
+    cat = d.get("catalog", {})
+    for key, label in (("list", "catalog GET /products?limit=20"), ("item", "catalog GET /products/{id}")):
+        if key in cat:
+            c = cat[key]
+            row(
+                label,
+                f"{_f(c.get('rps'), '{:.0f}')} req/s, p99 {_f(c.get('p99_ms'))} ms",
+                c.get("gen_cpu_cores"),
+                c.get("errors"),
+                f"÷ bare = {_f(r.get(f'catalog_{key}_over_bare'), '{:.3f}')}",
+                other=c.get("unrelated_cpu_cores"),
+            )
+    for mode, m in (("dist", d), ("embedded", e)):
+        sat = m.get("saturation")
+        if sat:
+            for run in sat["runs"]:
+                best = " (best)" if run is sat["best"] else ""
+                ratio = ""
+                if mode == "dist" and best and "checkout_over_db_bound" in r:
+                    ratio = (
+                        f"÷ (pgbench {_f(lim.get('pgbench', {}).get('tps'), '{:.0f}')} ÷ "
+                        f"{r['db_xacts_per_order']:.1f} db xacts/order) = {r['checkout_over_db_bound']:.3f}"
+                    )
+                row(
+                    f"checkout {mode}: {run['concurrency']} customers{best}",
+                    f"{run['orders_per_s']:.1f} PAID/s, p50 {_f(run['latency']['p50_ms'], '{:.0f}')} ms",
+                    run["gen_cpu_cores"],
+                    sum(run["errors"].values()),
+                    ratio,
+                    other=run["processes"].get("unrelated_cpu_cores"),
+                )
+        lat = m.get("latency")
+        if lat:
+            L = lat["latency"]
+            ratio = ""
+            if mode == "dist" and "checkout_p50_over_minimal" in r:
+                ratio = (
+                    f"p50 ÷ minimal hops {r['minimal_checkout_ms']:.1f} ms = "
+                    f"{r['checkout_p50_over_minimal']:.2f}"
+                )
+            row(
+                f"checkout {mode}: latency at {lat['rate']}/s (open loop)",
+                f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
+                f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
+                f"(n={L['n']})",
+                lat["gen_cpu_cores"],
+                sum(lat["errors"].values()),
+                ratio,
+                other=lat["processes"].get("unrelated_cpu_cores"),
+            )
+    if d.get("idle") or e.get("idle"):
+        peak = (d.get("saturation", {}).get("best", {}) or {}).get("processes", {}).get("peak_rss_mb", {})
+        for n, v in (d.get("idle", {}).get("rss_mb") or {}).items():
+            row(f"RSS {n}", f"idle {v:.0f} MB, under load {_f(peak.get(n), '{:.0f}')} MB")
+        epeak = (e.get("saturation", {}).get("best", {}) or {}).get("processes", {}).get("peak_rss_mb", {})
+        for n, v in (e.get("idle", {}).get("rss_mb") or {}).items():
+            row(f"RSS {n}", f"idle {v:.0f} MB, under load {_f(epeak.get(n), '{:.0f}')} MB")
+    head = ("figure", "value", "gen CPU", "other CPU", "errors", "ratio")
+    w = [max(len(x[i]) for x in [head, *rows]) for i in range(6)]
+    line = "  ".join("-" * x for x in w)
+    out = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head)), line]
+    out += ["  ".join(c.ljust(w[i]) for i, c in enumerate(rw)) for rw in rows]
+    total_err = sum(int(x[4]) for x in rows if x[4].isdigit())
+    meta = res.get("meta", {}).get("machine", {})
+    la0, la1 = meta.get("loadavg_at_start"), res.get("meta", {}).get("loadavg_at_end")
+    out += [
+        line,
+        f"errors during the run: {total_err}",
+        "gen CPU = the load generator's own CPU (user+sys ÷ wall, in cores; "
+        f"1.00 = one of {psutil.cpu_count()} "
+        "cores); other CPU = cores used meanwhile by processes unrelated to the measurement",
+        f"load average at start {_f(la0[0] if la0 else None, '{:.2f}')}, "
+        f"at end {_f(la1[0] if la1 else None, '{:.2f}')}; bench processes at nice "
+        f"{res.get('meta', {}).get('nice', 0)}",
+    ]
+    return "\n".join(out)
+
+
+def chart(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim, d, e = res.get("limits", {}), res.get("distributed", {}), res.get("embedded", {})
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    bars = []
+    if lim.get("hello"):
+        bars.append(("bare /hello\nreq/s", lim["hello"]["rps"]))
+    for k, lab in (("list", "catalog list\nreq/s"), ("item", "catalog item\nreq/s")):
+        if d.get("catalog", {}).get(k):
+            bars.append((lab, d["catalog"][k]["rps"]))
+    if lim.get("pgbench"):
+        bars.append(("pgbench\ntps", lim["pgbench"]["tps"]))
+    if res.get("ratios", {}).get("db_bound_orders_per_s"):
+        bars.append(("DB-bound\norders/s", res["ratios"]["db_bound_orders_per_s"]))
+    if d.get("saturation"):
+        bars.append(("checkout\ndistributed\nPAID/s", d["saturation"]["best"]["orders_per_s"]))
+    if e.get("saturation"):
+        bars.append(("checkout\nembedded\nPAID/s", e["saturation"]["best"]["orders_per_s"]))
+    if bars:
+        ax1.bar([b[0] for b in bars], [b[1] for b in bars], color="#4c72b0")
+        ax1.set_yscale("log")
+        for i, (_, v) in enumerate(bars):
+            ax1.text(i, v, f"{v:.0f}" if v >= 10 else f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+        ax1.set_title("throughput (log scale)")
+        ax1.tick_params(axis="x", labelsize=7, rotation=30)
+    for label, m in (("distributed", d), ("embedded", e)):
+        lat = (m.get("latency") or {}).get("latencies_s")
+        if lat:
+            xs = sorted(x * 1000 for x in lat)
+            ax2.plot(
+                xs, [(i + 1) / len(xs) for i in range(len(xs))], label=f"{label} @ {m['latency']['rate']}/s"
+            )
+    if res.get("ratios", {}).get("minimal_checkout_ms"):
+        ax2.axvline(res["ratios"]["minimal_checkout_ms"], color="grey", ls="--", label="minimal hop sum")
+    ax2.set_xscale("log")
+    ax2.xaxis.set_major_formatter(ScalarFormatter())
+    ax2.xaxis.set_minor_formatter(NullFormatter())
+    ax2.set_xlabel("POST /orders -> PAID (ms)")
+    ax2.set_ylabel("fraction of orders")
+    ax2.set_title("checkout latency CDF (open loop)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _strip(obj: Any) -> Any:
+    """Drop bulky per-request lists from the JSON (latency lists are summarised; the CDF is in the PNG)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in ("latencies_s", "raw")}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    global RESULTS
+    ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a ~2 minute smoke run (shorter phases)")
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["limits", "dist", "embedded"],
+        help="leave a part out (repeatable)",
+    )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="add this to the bench's process priority (e.g. -10, root only): on a shared machine, the "
+        "processes it starts, and the PostgreSQL backends serving its databases, get the CPU first",
+    )
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    args = ap.parse_args(argv)
+    if args.nice:
+        # inherited by everything the bench starts (services, hello server, wrk, load generator);
+        # PostgreSQL and Kafka keep their own priority
+        os.nice(args.nice)
+        renicer = probes.PgRenicer(os.nice(0))
+        renicer.start()
+    RESULTS = args.out
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    b = QUICK if args.quick else FULL
+    admin_pw = os.environ.get("MART_BENCH_ADMIN_PASSWORD") or secrets.token_urlsafe(16)
+    res: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "nice": args.nice,
+            "quick": args.quick,
+            "budget": b,
+            "machine": {
+                "cpus": psutil.cpu_count(),
+                "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "loadavg_at_start": os.getloadavg(),
+            },
+        },
+        "failures": {},
+    }
+    probes.ensure_wrk()
+    for name, fn in (("limits", machine_limits), ("distributed", distributed), ("embedded", embedded)):
+        if name in args.skip or (name == "distributed" and "dist" in args.skip):
+            continue
+        try:
+            res[name] = fn(b) if name == "limits" else fn(b, admin_pw)
+        except Exception as exc:  # noqa: BLE001 - a failed part is reported, the others still run
+            say(f"{name} FAILED: {exc!r}")
+            res["failures"][name] = "".join(traceback.format_exception(exc))[-3000:]
+    if args.nice:
+        renicer.stop()
+        res["meta"]["pg_backends_reniced"] = len(renicer.reniced)
+    res["ratios"] = ratios(res)
+    res["meta"]["wall_s"] = time.monotonic() - T0
+    res["meta"]["loadavg_at_end"] = os.getloadavg()
+    try:
+        chart(res, RESULTS / "latest.png")
+    except Exception as exc:  # noqa: BLE001
+        res["failures"]["chart"] = repr(exc)
+    text = table(res)
+    res["table"] = text.splitlines()
+    (RESULTS / "latest.json").write_text(json.dumps(_strip(res), indent=1, default=str) + "\n")
+    (RESULTS / "latest.txt").write_text(text + "\n")
+    print()
+    print(text)
+    print(
+        f"\nwall time {res['meta']['wall_s']:.0f}s; results in {RESULTS}/latest.json, latest.png, latest.txt"
+        + (
+            f", {', '.join(res['distributed']['profile']['files'])}"
+            if res.get("distributed", {}).get("profile", {}).get("files")
+            else ""
+        )
+    )
+    if res["failures"]:
+        print(
+            f"FAILED parts: {', '.join(res['failures'])} (details in latest.json 'failures')", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
