@@ -208,6 +208,8 @@ ensure_roles() {
         sql+="SELECT format('CREATE DATABASE %I OWNER %I', '$name', '$name') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$name')"$'\n'"\\gexec"$'\n'
         sql+="ALTER DATABASE \"$name\" OWNER TO \"$name\";"$'\n'
     done
+    # DROP DATABASE ... WITH (FORCE) on a test database must also end an autovacuum worker there.
+    sql+="GRANT pg_signal_backend TO mart_test;"$'\n'
     printf '%s' "$sql" | psql_admin -f - >/dev/null
     log "roles + databases ensured: ${SERVICES[*]} ${EXTRA_ROLES[*]}"
 }
