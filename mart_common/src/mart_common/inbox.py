@@ -7,6 +7,7 @@ record, checks the inbox, and runs the handler inside one transaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
@@ -53,6 +54,23 @@ class Subscriber:
             event = contracts.decode(envelope.type, envelope.payload)
         except contracts.MalformedEvent as exc:
             raise PermanentError(f"malformed {envelope.type}: {exc}") from exc
+        while True:
+            try:
+                await self._apply(envelope, handler, event)
+                return
+            except Exception:
+                # A failure while the service's own database is unreachable is not the event's fault: wait
+                # for the database instead of spending the bus's retries (which would dead-letter a good
+                # event during a short outage). With the database up, the error goes to the bus as usual.
+                if await self.db.ping():
+                    raise
+                log.warning("database_unreachable_waiting", group=self.group, event_id=envelope.id)
+                delay = 0.5
+                while not await self.db.ping():
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
         with event_context(envelope):
             async with self.db.transaction() as session:
                 first = await insert_ignoring_duplicates(

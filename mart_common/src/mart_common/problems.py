@@ -164,10 +164,52 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first else "The request is not valid."
         return problem_response(422, detail, instance=request.url.path, errors=errors)
 
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not _database_unavailable(exc):
+            raise exc  # a real error: the generic handler below logs it and answers 500
+        # The service's database is away (restart, failover, outage): the request may be retried.
+        log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0][:300])
+        return problem_response(
+            503,
+            "The service's database is temporarily unavailable; retry later.",
+            slug="database-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
+        )
+
+    for exc_class in (DBAPIError, DisconnectionError, PoolTimeout):
+        app.add_exception_handler(exc_class, _database_error)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(500, "An unexpected error occurred.", instance=request.url.path)
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database could not be reached (not a bug in the request or the code)."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DisconnectionError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause: BaseException | None = exc.orig
+        while cause is not None:
+            if isinstance(cause, ConnectionError | TimeoutError | OSError):
+                return True
+            # asyncpg: "database is not accepting connections" (55000), admin/crash shutdown (57P0x),
+            # cannot connect now (57P03), connection exceptions (08xxx).
+            code = str(getattr(cause, "sqlstate", "") or "")
+            if code == "55000" or code.startswith(("57P", "08")):
+                return True
+            cause = cause.__cause__
+    return False
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

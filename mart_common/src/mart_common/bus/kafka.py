@@ -10,12 +10,30 @@ from collections.abc import Sequence
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
 
 from mart_common.bus.base import EventBus, Handler, RetryPolicy, dead_letter_topic
 from mart_common.messaging import BusMessage
 
 log = structlog.get_logger(__name__)
+
+# Errors after which an idempotent producer is unusable until replaced.
+_PRODUCER_STATE_ERRORS = (
+    OutOfOrderSequenceNumber,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+    ProducerClosed,
+)
 
 
 def _to_message(record: object, namespace: str = "") -> BusMessage:
@@ -52,20 +70,12 @@ class KafkaBus(EventBus):
         self._tasks: list[asyncio.Task[None]] = []
         self._known_topics: set[str] = set()
         self._started = False
+        self._producer_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self._started:
             return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self.client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            request_timeout_ms=15000,
-        )
-        await producer.start()
-        self._producer = producer
+        self._producer = await self._new_producer()
         self._started = True
         for group, topics, handler in self._subscriptions:
             self._spawn(group, topics, handler)
@@ -116,18 +126,47 @@ class KafkaBus(EventBus):
         if self._producer is None:
             raise KafkaError("producer not started")
         await self.ensure_topics(sorted({m.topic for m in messages}))
-        futures = []
-        for msg in messages:
-            futures.append(
-                await self._producer.send(
-                    self.namespace + msg.topic,
-                    value=msg.value,
-                    key=msg.key.encode(),
-                    headers=list(msg.headers),
+        producer = self._producer
+        try:
+            futures = []
+            for msg in messages:
+                futures.append(
+                    await producer.send(
+                        self.namespace + msg.topic,
+                        value=msg.value,
+                        key=msg.key.encode(),
+                        headers=list(msg.headers),
+                    )
                 )
-            )
-        # Sends are pipelined; the idempotent producer keeps their order per partition.
-        await asyncio.gather(*futures)
+            # Sends are pipelined; the idempotent producer keeps their order per partition.
+            await asyncio.gather(*futures)
+        except _PRODUCER_STATE_ERRORS as exc:
+            # The idempotent producer's state no longer matches the broker's (typically after a broker
+            # restart: OutOfOrderSequenceNumber on every later send). It never recovers by itself: start a
+            # new producer (new producer id); the caller retries the batch (the outbox relay does).
+            log.warning("kafka_producer_reset", error=repr(exc))
+            await self._reset_producer(producer)
+            raise
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=15000,
+        )
+        await producer.start()
+        return producer
+
+    async def _reset_producer(self, broken: AIOKafkaProducer) -> None:
+        async with self._producer_lock:
+            if self._producer is not broken or not self._started:
+                return  # another publisher replaced it already
+            with contextlib.suppress(Exception):
+                await broken.stop()
+            self._producer = await self._new_producer()
 
     def subscribe(self, group: str, topics: Sequence[str], handler: Handler) -> None:
         self._subscriptions.append((group, tuple(topics), handler))
