@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+import structlog
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -28,7 +29,15 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No statement may wait forever (a lock wait, a half-closed connection): fail, and let the
+            # caller's retry (request, consumer, relay) take over.
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_timeout=30,
+                connect_args={"command_timeout": 60, "timeout": 10},
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _make_sqlite_transactions_immediate(self.engine)
@@ -100,7 +109,14 @@ class Database:
             await conn.run_sync(_upgrade)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        """Close the pool's connections (bounded: a broken connection must not hang a shutdown)."""
+        try:
+            async with asyncio.timeout(10):
+                await self.engine.dispose()
+        except TimeoutError:
+            structlog.get_logger(__name__).warning(
+                "database_dispose_timed_out", url=self.engine.url.render_as_string()
+            )
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:

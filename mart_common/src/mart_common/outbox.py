@@ -22,6 +22,7 @@ from mart_common.bus.base import EventBus
 from mart_common.db import Database
 from mart_common.messaging import BusMessage, Envelope, outbox_table, utcnow
 from mart_common.observability import current_correlation_id, current_traceparent
+from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,7 @@ class OutboxRelay:
         self.retention = retention
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         db.on_outbox_commit(self.notify)
 
     def notify(self) -> None:
@@ -95,13 +97,15 @@ class OutboxRelay:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
+        """Finish the batch in hand (bounded), then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await stop_gracefully([self._task])
             self._task = None
 
     async def publish_pending(self) -> int:
@@ -188,7 +192,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         next_stats = 0.0
         next_purge = loop.time() + 60
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 published = await self.publish_pending()
@@ -197,7 +201,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.warning("outbox_publish_failed", service=self.service, error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff)  # at most 5 s: within the stop grace period
                 backoff = min(self.max_backoff_s, backoff * 2)
                 continue
             now = loop.time()

@@ -30,6 +30,7 @@ from mart_common.observability import BodySizeLimitMiddleware, RequestContextMid
 from mart_common.outbox import OutboxRelay
 from mart_common.problems import install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
+from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +77,10 @@ class ServiceRuntime:
     owns_bus: bool
     extras: dict[str, Any] = field(default_factory=dict)
     _jobs: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
+        self._stopping.clear()
         await self.db.migrate(self.definition.migrations_package)
         if self.owns_bus:
             await self.bus.start()
@@ -91,11 +94,8 @@ class ServiceRuntime:
             )
 
     async def stop(self) -> None:
-        for task in self._jobs:
-            task.cancel()
-        for task in self._jobs:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self._stopping.set()
+        await stop_gracefully(self._jobs)
         self._jobs.clear()
         for hook in self.definition.on_shutdown:
             with contextlib.suppress(Exception):
@@ -106,8 +106,11 @@ class ServiceRuntime:
         await self.db.dispose()
 
     async def _run_job(self, job: PeriodicJob) -> None:
-        while True:
-            await asyncio.sleep(job.interval_s)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=job.interval_s)
+            if self._stopping.is_set():
+                return
             try:
                 await job.run(self)
             except asyncio.CancelledError:

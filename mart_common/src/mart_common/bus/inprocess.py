@@ -29,6 +29,7 @@ from sqlalchemy import (
 from mart_common.bus.base import EventBus, Handler, RetryPolicy
 from mart_common.db import Database, upsert
 from mart_common.messaging import BusMessage, utcnow
+from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -85,11 +86,9 @@ class InProcessBus(EventBus):
 
     async def stop(self) -> None:
         self._started = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for wake in self._wakeups:
+            wake.set()
+        await stop_gracefully(self._tasks)
         self._tasks.clear()
         self._wakeups.clear()
         await self.db.dispose()
@@ -141,7 +140,7 @@ class InProcessBus(EventBus):
     async def _run_group(
         self, group: str, topics: tuple[str, ...], handler: Handler, wake: asyncio.Event
     ) -> None:
-        while True:
+        while self._started:
             wake.clear()
             try:
                 handled = 0
@@ -202,6 +201,8 @@ class InProcessBus(EventBus):
         start = await self._committed(group, topic, part)
         batch = await self._fetch(topic, part, start)
         for msg in batch:
+            if not self._started:
+                break  # stopping: the rest stays for the next start
             await self._deliver(group, handler, msg)
             await self._commit(group, topic, part, (msg.offset or 0) + 1)
         return len(batch)

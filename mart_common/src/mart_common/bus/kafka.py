@@ -23,6 +23,7 @@ from aiokafka.errors import (
 
 from mart_common.bus.base import EventBus, Handler, RetryPolicy, dead_letter_topic
 from mart_common.messaging import BusMessage
+from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -82,11 +83,7 @@ class KafkaBus(EventBus):
 
     async def stop(self) -> None:
         self._started = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_gracefully(self._tasks)
         self._tasks.clear()
         if self._producer is not None:
             with contextlib.suppress(Exception):
@@ -189,26 +186,33 @@ class KafkaBus(EventBus):
         )
 
     async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
-        while True:
+        while self._started:
             consumer: AIOKafkaConsumer | None = None
             try:
                 await self.ensure_topics([*topics, dead_letter_topic(group)])
                 consumer = self._consumer(group, *topics)  # _consumer applies the namespace
                 await consumer.start()
-                while True:
+                while self._started:
                     batches = await consumer.getmany(timeout_ms=500)
                     if not batches:
                         continue
 
-                    async def _partition(tp: TopicPartition, recs: list) -> tuple[TopicPartition, int]:
+                    async def _partition(tp: TopicPartition, recs: list) -> tuple[TopicPartition, int | None]:
+                        next_offset = None
                         for rec in recs:
+                            if not self._started:
+                                break  # stopping: the rest is re-read by the next consumer
                             await self._deliver(group, handler, _to_message(rec, self.namespace))
-                        return tp, recs[-1].offset + 1
+                            next_offset = rec.offset + 1
+                        return tp, next_offset
 
                     # Partitions run side by side; records of one partition (one key) strictly in order.
                     done = await asyncio.gather(*(_partition(tp, recs) for tp, recs in batches.items()))
+                    offsets = {tp: off for tp, off in done if off is not None}
+                    if not offsets:
+                        continue
                     try:
-                        await consumer.commit(dict(done))
+                        await consumer.commit(offsets)
                     except CommitFailedError as exc:
                         # A rebalance moved the partitions: the new owner re-reads, the inbox dedupes.
                         log.warning("commit_failed_rebalance", group=group, error=str(exc))
