@@ -8,7 +8,6 @@ restarted process resumes where each group left off (no event is lost with the p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import zlib
 from collections.abc import Sequence
 
@@ -75,11 +74,23 @@ class InProcessBus(EventBus):
         self._tasks: list[asyncio.Task[None]] = []
         self._wakeups: list[asyncio.Event] = []
         self._write_lock = asyncio.Lock()
+        # Hints that spare the consumers a query per empty partition: the last offset written per
+        # (topic, partition) by this process, and each group's committed position (this process is the
+        # only one that consumes as that group). A periodic full scan covers writes by other processes.
+        self._heads: dict[tuple[str, int], int] = {}
+        self._positions: dict[tuple[str, str, int], int] = {}
 
     async def start(self) -> None:
         if self._started:
             return
         await self.db.create_all([BUS_METADATA])
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(records.c.topic, records.c.partition, func.max(records.c.offset)).group_by(
+                    records.c.topic, records.c.partition
+                )
+            )
+            self._heads = {(t, p): o for t, p, o in rows}
         self._started = True
         for group, topics, handler in self._subscriptions:
             self._spawn(group, topics, handler)
@@ -113,6 +124,7 @@ class InProcessBus(EventBus):
                     )
                     heads[tp] = -1 if current is None else current
                 heads[tp] += 1
+                self._heads[tp] = max(self._heads.get(tp, -1), heads[tp])
                 await session.execute(
                     records.insert().values(
                         topic=msg.topic,
@@ -140,12 +152,16 @@ class InProcessBus(EventBus):
     async def _run_group(
         self, group: str, topics: tuple[str, ...], handler: Handler, wake: asyncio.Event
     ) -> None:
+        full_scan = True
         while self._started:
             wake.clear()
             try:
                 handled = 0
                 for topic in topics:
                     for part in range(self.partitions):
+                        position = await self._committed(group, topic, part)
+                        if not full_scan and self._heads.get((topic, part), -1) < position:
+                            continue  # nothing new there
                         handled += await self._consume_partition(group, topic, part, handler)
             except asyncio.CancelledError:
                 raise
@@ -153,17 +169,24 @@ class InProcessBus(EventBus):
                 log.exception("inprocess_consumer_error", group=group)
                 await asyncio.sleep(0.5)
                 continue
+            full_scan = False
             if not handled:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(wake.wait(), timeout=1.0)
+                except TimeoutError:
+                    full_scan = True  # quiet for a second: look everywhere (other processes' writes)
 
     async def _committed(self, group: str, topic: str, part: int) -> int:
+        cached = self._positions.get((group, topic, part))
+        if cached is not None:
+            return cached
         async with self.db.session() as session:
             value = await session.scalar(
                 select(offsets.c.next_offset).where(
                     offsets.c.group == group, offsets.c.topic == topic, offsets.c.partition == part
                 )
             )
+        self._positions[(group, topic, part)] = value or 0
         return value or 0
 
     async def _commit(self, group: str, topic: str, part: int, next_offset: int) -> None:
@@ -174,6 +197,7 @@ class InProcessBus(EventBus):
                 {"group": group, "topic": topic, "partition": part, "next_offset": next_offset},
                 keys=("group", "topic", "partition"),
             )
+        self._positions[(group, topic, part)] = next_offset
 
     async def _fetch(self, topic: str, part: int, start: int, limit: int = 100) -> list[BusMessage]:
         async with self.db.session() as session:
