@@ -15,7 +15,8 @@ from inventory_service.settings import InventorySettings
 from mart.orders.v1 import orders_pb2
 from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
-from mart_common.messaging import Envelope, outbox_table, utcnow
+from mart_common.clock import utcnow
+from mart_common.messaging import Envelope, outbox_table
 from mart_common.testing import running
 from sqlalchemy import select
 

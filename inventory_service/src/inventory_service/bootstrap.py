@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 import structlog
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 
 from inventory_service import repository

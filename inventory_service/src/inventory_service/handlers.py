@@ -10,8 +10,9 @@ from datetime import timedelta
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart.products.v1 import products_pb2
+from mart_common.clock import utcnow
 from mart_common.inbox import EventHandler
-from mart_common.messaging import Envelope, utcnow
+from mart_common.messaging import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service import repository

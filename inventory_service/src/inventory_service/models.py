@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from pydantic import BaseModel, field_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, CheckConstraint, Column, DateTime, Index, String

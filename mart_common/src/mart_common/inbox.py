@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common import contracts
 from mart_common.bus.base import EventBus, PermanentError
+from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
-from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table, utcnow
+from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table
 from mart_common.observability import event_context
 
 log = structlog.get_logger(__name__)

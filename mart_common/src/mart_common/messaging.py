@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from mart_common.clock import utcnow
 
 CONTENT_TYPE = "application/protobuf"
 SPEC_VERSION = "1.0"
@@ -59,10 +61,6 @@ inbox_table = Table(
     Column("topic", String(200), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common import contracts
 from mart_common.bus.base import EventBus
+from mart_common.clock import utcnow
 from mart_common.db import Database
-from mart_common.messaging import BusMessage, Envelope, outbox_table, utcnow
+from mart_common.messaging import BusMessage, Envelope, outbox_table
 from mart_common.observability import current_correlation_id, current_traceparent
 from mart_common.tasks import stop_gracefully
 

@@ -22,8 +22,9 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
-from mart_common.messaging import Envelope, utcnow
+from mart_common.messaging import Envelope
 from prometheus_client import Counter
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -9,8 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
 from mart.users.v1 import users_pb2
+from mart_common.clock import utcnow
 from mart_common.db import upsert
-from mart_common.messaging import Envelope, utcnow
+from mart_common.messaging import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.deliveries import parse_uuid, record_notification

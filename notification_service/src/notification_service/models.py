@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
+from mart_common.clock import as_utc
 from pydantic import BaseModel, ConfigDict, StrictBool
 from sqlalchemy import Column, DateTime, ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
@@ -15,13 +16,6 @@ from notification_service.domain import DeliveryStatus
 
 def _utc_column(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class NotificationTable(SQLModel, registry=registry()):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import structlog
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 from sqlalchemy import select
 

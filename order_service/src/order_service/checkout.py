@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from mart_common.outbox import record_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession

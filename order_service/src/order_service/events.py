@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
+from mart_common.clock import as_utc
 
 from order_service.domain import OrderStatus
 from order_service.models import Order
@@ -21,10 +22,6 @@ _STATUS = {
     OrderStatus.REJECTED: orders_pb2.ORDER_STATUS_REJECTED,
     OrderStatus.CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
 }
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
 def _lines(order: Order) -> list[orders_pb2.OrderLine]:
@@ -46,7 +43,7 @@ def order_placed(order: Order) -> orders_pb2.OrderPlaced:
         lines=_lines(order),
         total_cents=order.total_cents,
         currency=order.currency,
-        placed_at=_utc(order.created_at),
+        placed_at=as_utc(order.created_at),
     )
 
 
@@ -61,7 +58,7 @@ def for_transition(
             **common,
             total_cents=order.total_cents,
             currency=order.currency,
-            payment_deadline=_utc(order.payment_deadline),
+            payment_deadline=as_utc(order.payment_deadline),
         )
     if new == OrderStatus.PAID:
         return orders_pb2.OrderPaid(

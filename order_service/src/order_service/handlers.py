@@ -13,8 +13,9 @@ from google.protobuf.message import Message
 from mart.payments.v1 import payments_pb2
 from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
+from mart_common.clock import utcnow
 from mart_common.inbox import EventHandler
-from mart_common.messaging import Envelope, utcnow
+from mart_common.messaging import Envelope
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -4,10 +4,10 @@ and the HTTP schemas."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-from mart_common.messaging import utcnow
+from mart_common.clock import as_utc, utcnow
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String
@@ -146,7 +146,7 @@ class OrderPublic(BaseModel):
     @field_validator("created_at", "updated_at", "payment_deadline")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:  # SQLite hands back naive UTC datetimes
-        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+        return as_utc(v)
 
     @classmethod
     def of(cls, order: Order) -> OrderPublic:

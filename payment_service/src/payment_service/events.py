@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mart.payments.v1 import payments_pb2
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from mart_common.outbox import record_event
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 import structlog
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
+from mart_common.clock import utcnow
 from mart_common.inbox import EventHandler
-from mart_common.messaging import Envelope, utcnow
+from mart_common.messaging import Envelope
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 

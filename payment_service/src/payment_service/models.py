@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from mart_common.messaging import utcnow
+from mart_common.clock import utcnow
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column, DateTime, String
 from sqlalchemy.orm import registry

@@ -11,8 +11,8 @@ from typing import Any
 
 import stripe
 import structlog
+from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
-from mart_common.messaging import utcnow
 from mart_common.problems import Problem
 from sqlalchemy import select
 

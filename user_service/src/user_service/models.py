@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+from mart_common.clock import UtcDatetime, utcnow
+from pydantic import BaseModel, ConfigDict, EmailStr, StringConstraints
 from pydantic import Field as PField
 from sqlalchemy import Column, DateTime, Index
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 Role = Literal["customer", "admin"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class UserTable(SQLModel, registry=registry()):

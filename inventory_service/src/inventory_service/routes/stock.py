@@ -6,8 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from mart_common.clock import utcnow
 from mart_common.deps import AdminUser, PageDep, Paginated, RuntimeDep, SessionDep
-from mart_common.messaging import utcnow
 from mart_common.problems import Conflict, NotFound, problem_responses
 from sqlalchemy import func, select
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import Counter
 
-from mart_common.messaging import BusMessage, utcnow
+from mart_common.clock import utcnow
+from mart_common.messaging import BusMessage
 
 log = structlog.get_logger(__name__)
 

@@ -26,8 +26,9 @@ from sqlalchemy import (
 )
 
 from mart_common.bus.base import EventBus, Handler, RetryPolicy
+from mart_common.clock import utcnow
 from mart_common.db import Database, upsert
-from mart_common.messaging import BusMessage, utcnow
+from mart_common.messaging import BusMessage
 from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from mart_common.clock import utcnow
 from mart_common.db import upsert
 from mart_common.deps import CurrentUser, SessionDep
-from mart_common.messaging import utcnow
 from mart_common.problems import problem_responses
 
 from notification_service.deliveries import preferences_of

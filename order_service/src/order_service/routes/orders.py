@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse
+from mart_common.clock import utcnow
 from mart_common.deps import AdminUser, CurrentUser, PageDep, Paginated, RuntimeDep, SessionDep
-from mart_common.messaging import utcnow
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable, problem_responses
 from sqlalchemy import func, select
