@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common.auth import AdminUser, CurrentUser, Principal
@@ -48,6 +49,15 @@ class Page:
 
     def wrap(self, items: list[Any], total: int) -> dict[str, Any]:
         return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+
+    async def of(
+        self, session: AsyncSession, query: Select[Any], convert: Callable[[Any], Any] = lambda row: row
+    ) -> dict[str, Any]:
+        """This page of ``query`` (an ordered select of entities) as ``{items, total, limit, offset}``;
+        ``total`` counts every row the query's filters match."""
+        total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        rows = (await session.scalars(query.limit(self.limit).offset(self.offset))).all()
+        return self.wrap([convert(row) for row in rows], int(total or 0))
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

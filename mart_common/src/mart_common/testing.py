@@ -213,9 +213,14 @@ async def running(app: FastAPI, base_url: str = "http://testserver") -> AsyncIte
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05, message: str = ""
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "",
+    retry_on: tuple[type[BaseException], ...] = (AssertionError,),
 ) -> T:
-    """Await ``check()`` until it returns a truthy value (or stops raising AssertionError)."""
+    """Await ``check()`` until it returns a truthy value (errors in ``retry_on`` count as "not yet")."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -224,7 +229,7 @@ async def eventually(
             if result:
                 return result
             last = result
-        except AssertionError as exc:
+        except retry_on as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout}s: {message or check!r} (last: {last!r})")

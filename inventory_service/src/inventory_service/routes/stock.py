@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from mart_common.clock import utcnow
 from mart_common.deps import AdminUser, PageDep, Paginated, RuntimeDep, SessionDep
 from mart_common.problems import Conflict, NotFound, problem_responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from inventory_service import repository
 from inventory_service.models import (
@@ -50,17 +50,8 @@ async def list_stock(
     """Stock of every product (admin), lowest availability first; ``below`` keeps those under N."""
     available = Stock.on_hand - Stock.reserved
     where = [] if below is None else [available < below]
-    total = await session.scalar(select(func.count()).select_from(Stock).where(*where))
-    rows = (
-        await session.scalars(
-            select(Stock)
-            .where(*where)
-            .order_by(available, Stock.product_id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap([StockPublic.of(s) for s in rows], int(total or 0))
+    query = select(Stock).where(*where).order_by(available, Stock.product_id)
+    return await page.of(session, query, StockPublic.of)
 
 
 @router.post(
@@ -111,14 +102,7 @@ async def list_adjustments(product_id: uuid.UUID, _: AdminUser, session: Session
     """The audit trail of on hand (admin), newest first: adjustments, sales and restocks."""
     await _stock_or_404(session, product_id)
     where = StockMovement.product_id == product_id
-    total = await session.scalar(select(func.count()).select_from(StockMovement).where(where))
-    rows = (
-        await session.scalars(
-            select(StockMovement)
-            .where(where)
-            .order_by(StockMovement.created_at.desc(), StockMovement.id)  # type: ignore[union-attr]
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap([MovementPublic.model_validate(m, from_attributes=True) for m in rows], int(total or 0))
+    query = (
+        select(StockMovement).where(where).order_by(StockMovement.created_at.desc(), StockMovement.id)  # type: ignore[union-attr]
+    )
+    return await page.of(session, query, lambda m: MovementPublic.model_validate(m, from_attributes=True))

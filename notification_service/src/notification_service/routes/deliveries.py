@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from mart_common.clock import utcnow
 from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep
 from mart_common.problems import Problem, problem_responses
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from notification_service.domain import DeliveryStatus
 from notification_service.models import Delivery, DeliveryPublic
@@ -35,17 +35,8 @@ async def list_deliveries(
         conditions.append(Delivery.status == status)
     if user_id is not None:
         conditions.append(Delivery.user_id == user_id)
-    total = await session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
-    rows = (
-        await session.scalars(
-            select(Delivery)
-            .where(*conditions)
-            .order_by(Delivery.created_at.desc(), Delivery.id.desc())
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap([DeliveryPublic.of(d) for d in rows], int(total or 0))
+    query = select(Delivery).where(*conditions).order_by(Delivery.created_at.desc(), Delivery.id.desc())
+    return await page.of(session, query, DeliveryPublic.of)
 
 
 @router.post(

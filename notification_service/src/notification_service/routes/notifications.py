@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from mart_common.clock import utcnow
 from mart_common.deps import CurrentUser, PageDep, Paginated, SessionDep
 from mart_common.problems import Problem, problem_responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from notification_service.models import Notification, NotificationPublic
 
@@ -33,17 +33,12 @@ async def list_notifications(
         conditions.append(Notification.read_at.is_(None))
     elif unread is False:
         conditions.append(Notification.read_at.is_not(None))
-    total = await session.scalar(select(func.count()).select_from(Notification).where(*conditions))
-    rows = (
-        await session.scalars(
-            select(Notification)
-            .where(*conditions)
-            .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap([NotificationPublic.of(n) for n in rows], int(total or 0))
+    query = (
+        select(Notification)
+        .where(*conditions)
+        .order_by(Notification.created_at.desc(), Notification.id.desc())
+    )
+    return await page.of(session, query, NotificationPublic.of)
 
 
 @router.post(

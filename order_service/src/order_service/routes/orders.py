@@ -12,7 +12,7 @@ from mart_common.clock import utcnow
 from mart_common.deps import AdminUser, CurrentUser, PageDep, Paginated, RuntimeDep, SessionDep
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable, problem_responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from order_service import events
@@ -178,17 +178,8 @@ async def list_orders(
         where.append(Order.user_id == user_id)
     if status_ is not None:
         where.append(Order.status == status_.value)
-    count = await session.scalar(select(func.count()).select_from(Order).where(*where))
-    rows = (
-        await session.scalars(
-            select(Order)
-            .where(*where)
-            .order_by(Order.created_at.desc(), Order.id)  # type: ignore[union-attr]
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap([OrderPublic.of(o) for o in rows], int(count or 0))
+    query = select(Order).where(*where).order_by(Order.created_at.desc(), Order.id)  # type: ignore[union-attr]
+    return await page.of(session, query, OrderPublic.of)
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=problem_responses(401, 404, 422))

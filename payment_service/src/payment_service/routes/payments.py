@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from mart_common.deps import CurrentUser, PageDep, Paginated, RuntimeDep, SessionDep
 from mart_common.problems import Conflict, NotFound, problem_responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from payment_service.domain import PaymentStatus
 from payment_service.models import Payment, PaymentPublic, SimulateRequest, SimulationAccepted
@@ -43,13 +43,11 @@ async def list_payments(
         query = query.where(Payment.user_id == user.user_id)
     if order_id is not None:
         query = query.where(Payment.order_id == order_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = (
-        await session.scalars(
-            query.order_by(Payment.created_at.desc(), Payment.id).limit(page.limit).offset(page.offset)
-        )
-    ).all()
-    return page.wrap([PaymentPublic.model_validate(p, from_attributes=True) for p in rows], int(total or 0))
+    return await page.of(
+        session,
+        query.order_by(Payment.created_at.desc(), Payment.id),
+        lambda p: PaymentPublic.model_validate(p, from_attributes=True),
+    )
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep
 from mart_common.problems import Conflict, problem_responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from product_service.models import Category, CategoryCreate, CategoryPublic
@@ -20,11 +20,7 @@ router = APIRouter(tags=["categories"])
     responses=problem_responses(422),
 )
 async def list_categories(session: SessionDep, page: PageDep) -> dict[str, object]:
-    total = await session.scalar(select(func.count()).select_from(Category))
-    rows = await session.scalars(
-        select(Category).order_by(Category.name_key, Category.id).limit(page.limit).offset(page.offset)
-    )
-    return page.wrap(list(rows.all()), int(total or 0))
+    return await page.of(session, select(Category).order_by(Category.name_key, Category.id))
 
 
 @router.post(

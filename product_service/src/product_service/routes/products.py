@@ -101,15 +101,8 @@ async def search_products(
         conditions.append(Product.price_cents >= min_price_cents)
     if max_price_cents is not None:
         conditions.append(Product.price_cents <= max_price_cents)
-    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
-    rows = await session.scalars(
-        select(Product)
-        .where(*conditions)
-        .order_by(*_SORTS[sort], Product.id)  # id: a stable order across pages
-        .limit(page.limit)
-        .offset(page.offset)
-    )
-    return page.wrap(list(rows.all()), int(total or 0))
+    # id: a stable order across pages
+    return await page.of(session, select(Product).where(*conditions).order_by(*_SORTS[sort], Product.id))
 
 
 @router.get(

@@ -73,14 +73,7 @@ async def create_review(
 )
 async def list_reviews(product_id: uuid.UUID, session: SessionDep, page: PageDep) -> dict[str, object]:
     await _listed_product(session, product_id)
-    total = await session.scalar(
-        select(func.count()).select_from(Review).where(Review.product_id == product_id)
+    query = (
+        select(Review).where(Review.product_id == product_id).order_by(Review.created_at.desc(), Review.id)
     )
-    rows = await session.scalars(
-        select(Review)
-        .where(Review.product_id == product_id)
-        .order_by(Review.created_at.desc(), Review.id)
-        .limit(page.limit)
-        .offset(page.offset)
-    )
-    return page.wrap(list(rows.all()), int(total or 0))
+    return await page.of(session, query)

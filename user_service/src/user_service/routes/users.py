@@ -130,17 +130,7 @@ async def list_users(
                 func.lower(User.full_name).like(pattern, escape="\\"),
             )
         )
-    total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
-    rows = (
-        await session.scalars(
-            select(User)
-            .where(*conditions)
-            .order_by(User.created_at, User.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-    ).all()
-    return page.wrap(list(rows), int(total or 0))
+    return await page.of(session, select(User).where(*conditions).order_by(User.created_at, User.id))
 
 
 @router.get(
