@@ -4,13 +4,13 @@ distributed mode; plus the crash test: kill -9 the embedded mart mid-checkout, r
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from mart_common.testing import eventually as poll_until
 
 from mart_cli.client import bearer
 from mart_cli.credentials import load_or_create
@@ -32,19 +32,10 @@ SAGA_TIMEOUT = 60.0
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = SAGA_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last = result
-        except (AssertionError, httpx.TransportError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s: {what} (last: {last!r})")
-        await asyncio.sleep(0.2)
+    """The shared poller, tolerating a mart that is restarting (connection refused) between polls."""
+    return await poll_until(
+        check, timeout=timeout, interval=0.2, message=what, retry_on=(AssertionError, httpx.TransportError)
+    )
 
 
 def ok(response: httpx.Response, *codes: int) -> Any:
