@@ -199,7 +199,7 @@ psql_admin() {
 }
 
 ensure_roles() {
-    local name attrs sql=""
+    local name attrs sql="SET client_min_messages = warning;"$'\n'
     for name in "${SERVICES[@]}" "${EXTRA_ROLES[@]}"; do
         attrs="LOGIN"
         [[ "$name" == mart_test ]] && attrs="LOGIN CREATEDB"
