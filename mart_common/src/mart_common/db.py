@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 
 class Database:
-    """One service's database: an async engine, a session factory and commit notifications."""
+    """One service's database: an async engine, session factories and after-commit hand-overs."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
@@ -30,33 +30,56 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             # No statement may wait forever (a lock wait, a half-closed connection): fail, and let the
-            # caller's retry (request, consumer, relay) take over.
+            # caller's retry (request, consumer, relay) take over. No pool_pre_ping: with asyncpg it costs
+            # BEGIN / ";" / ROLLBACK on every checkout (three round trips, most of the mart's rollbacks);
+            # a connection broken by a database restart fails its first statement instead, SQLAlchemy then
+            # invalidates the whole pool, and the caller's retry gets a fresh connection
+            # (docs/performance.md, docs/decisions.md).
             kwargs.update(
                 pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_pre_ping=True,
+                max_overflow=10,
                 pool_timeout=30,
+                pool_recycle=1800,
                 connect_args={"command_timeout": 60, "timeout": 10},
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _make_sqlite_transactions_immediate(self.engine)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._commit_listeners: list[Callable[[], None]] = []
-        event.listen(self.sessionmaker.class_.sync_session_class, "after_commit", self._after_commit)
+            read_engine = self.engine.execution_options(mart_read_only=True)
+        else:
+            # READ COMMITTED gives every statement its own snapshot anyway: a read-only unit of work
+            # loses nothing without BEGIN/COMMIT, and saves two round trips.
+            read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # A session class of this database's own: its commit hooks see only this database's sessions
+        # (the embedded mode runs six databases in one process).
+        self._session_class: type[Session] = type("MartSession", (Session,), {})
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=self._session_class
+        )
+        self.read_sessionmaker = async_sessionmaker(
+            read_engine, expire_on_commit=False, sync_session_class=self._session_class
+        )
+        self._handovers: dict[str, Callable[[Any], None]] = {}
+        event.listen(self._session_class, "after_commit", self._after_commit)
+        event.listen(self._session_class, "after_rollback", self._after_rollback)
+
+    def after_commit(self, key: str, listener: Callable[[Any], None]) -> None:
+        """Hand ``session.info[key]`` to ``listener`` after a commit of a session that set it.
+
+        A rolled-back transaction hands over nothing (its ``info[key]`` is dropped). The outbox relay
+        receives the rows a transaction wrote this way; notification-service its new deliveries.
+        """
+        self._handovers[key] = listener
 
     def _after_commit(self, session: Session) -> None:
-        # The listener sits on the process-wide Session class (all services in the embedded mode):
-        # only sessions of this database concern this database's relay.
-        if session.bind is not self.engine.sync_engine:
-            return
-        if session.info.pop("mart_outbox_pending", False):
-            for listener in self._commit_listeners:
-                listener()
+        for key, listener in self._handovers.items():
+            value = session.info.pop(key, None)
+            if value is not None:
+                listener(value)
 
-    def on_outbox_commit(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` after every commit that wrote to the outbox (wakes the relay at once)."""
-        self._commit_listeners.append(listener)
+    def _after_rollback(self, session: Session) -> None:
+        for key in self._handovers:
+            session.info.pop(key, None)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -69,6 +92,16 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on any exception."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only: no BEGIN/COMMIT on PostgreSQL (each statement is its own
+        READ COMMITTED snapshot, as inside a transaction), a deferred (shared) transaction on SQLite
+        instead of the writers' BEGIN IMMEDIATE. Nothing written through it is guaranteed."""
+        async with self.read_sessionmaker() as session:
+            yield session
+            if session.in_transaction():
+                await session.commit()
 
     async def ping(self) -> bool:
         """True when the database answers ``SELECT 1``."""
@@ -137,7 +170,10 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (Database.read) take no write lock: WAL lets them run beside the writer.
+        conn.exec_driver_sql(
+            "BEGIN" if conn.get_execution_options().get("mart_read_only") else "BEGIN IMMEDIATE"
+        )
 
 
 async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common.auth import AdminUser, CurrentUser, Principal
@@ -19,9 +19,15 @@ def get_runtime(request: Request) -> ServiceRuntime:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for the request; routes that write call ``await session.commit()``."""
-    async with request.app.state.runtime.db.session() as session:
-        yield session
+    """The request's session. Reads (GET, HEAD) get :meth:`Database.read` (no BEGIN/COMMIT round trips on
+    PostgreSQL, no write lock on SQLite); routes that write call ``await session.commit()``."""
+    db = request.app.state.runtime.db
+    if request.method in ("GET", "HEAD"):
+        async with db.read() as session:
+            yield session
+    else:
+        async with db.session() as session:
+            yield session
 
 
 T = TypeVar("T")
@@ -50,14 +56,51 @@ class Page:
     def wrap(self, items: list[Any], total: int) -> dict[str, Any]:
         return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
 
+    async def rows(
+        self,
+        session: AsyncSession,
+        query: Select[Any],
+        params: dict[str, Any] | None = None,
+        *,
+        entities: bool = False,
+    ) -> tuple[list[Any], int]:
+        """This page of ``query`` (an ordered select) and how many rows its filters match in all.
+
+        One statement: the count rides on every row as a window over the filters; only a page past the
+        end (no rows) counts on its own. ``entities``: ``query`` selects one ORM entity; return those
+        objects instead of rows. ``query`` may come from :func:`paged` (built once, cached by SQLAlchemy),
+        with ``params`` for its other bound parameters.
+        """
+        if query._limit_clause is None:  # noqa: SLF001 - not built by paged(): page it here
+            query = paged(query)
+        params = params or {}
+        rows = (
+            await session.execute(query, {**params, "_page_limit": self.limit, "_page_offset": self.offset})
+        ).all()
+        if rows:
+            total = int(rows[0][-1])
+            return ([row[0] for row in rows] if entities else list(rows)), total
+        counted = query.limit(None).offset(None).order_by(None)
+        total = await session.scalar(select(func.count()).select_from(counted.subquery()), params)
+        return [], int(total or 0)
+
     async def of(
         self, session: AsyncSession, query: Select[Any], convert: Callable[[Any], Any] = lambda row: row
     ) -> dict[str, Any]:
         """This page of ``query`` (an ordered select of entities) as ``{items, total, limit, offset}``;
         ``total`` counts every row the query's filters match."""
-        total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-        rows = (await session.scalars(query.limit(self.limit).offset(self.offset))).all()
-        return self.wrap([convert(row) for row in rows], int(total or 0))
+        rows, total = await self.rows(session, query, entities=True)
+        return self.wrap([convert(row) for row in rows], total)
+
+
+def paged(query: Select[Any]) -> Select[Any]:
+    """``query`` (ordered) with the total as a window column (``_total``, last) and the page's ``limit``
+    and ``offset`` as bound parameters: build it once per query shape and run it with :meth:`Page.rows`."""
+    return (
+        query.add_columns(func.count().over().label("_total"))
+        .limit(bindparam("_page_limit"))
+        .offset(bindparam("_page_offset"))
+    )
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

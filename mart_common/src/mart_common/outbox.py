@@ -2,20 +2,36 @@
 publishes them afterwards, in commit order, retrying with backoff while the broker is away.
 
 A crash between commit and publish loses nothing: the row stays unpublished until a relay sends it.
-A rolled-back transaction publishes nothing: its rows never existed.
+A rolled-back transaction publishes nothing: its rows never existed (and are never handed over).
+
+How the relay publishes (docs/performance.md, "The outbox relay"):
+
+- **Fast path.** A committed transaction hands its rows to this process's relay in memory (the database's
+  after-commit hook); the relay publishes them at once, with no query, and marks them published later in
+  batches. It is taken only while this relay is the *sole* publisher of the database: the leader, with no
+  other process holding the database's writer lock (a second replica turns it off within a second, and
+  a joining replica waits longer than that before it writes). Per-key order then is commit order.
+- **Sweep.** ``SELECT ... WHERE published_at IS NULL ORDER BY seq`` under a transaction-scoped advisory
+  lock publishes whatever the fast path did not: rows left by a crash, rows written while the broker was
+  away, and, while several replicas share the database, every row (each relay sweeps when its process
+  commits and every ``poll_interval_s``; the lock keeps two sweeps from sending the same rows at once).
+- Published-but-unmarked rows are re-published after a crash: consumers' inboxes absorb the duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
 from sqlalchemy import and_, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mart_common import contracts
 from mart_common.bus.base import EventBus
@@ -32,15 +48,35 @@ OUTBOX_AGE = Gauge("mart_outbox_oldest_unpublished_seconds", "Age of the oldest 
 OUTBOX_PUBLISHED = Counter("mart_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_ERRORS = Counter("mart_outbox_publish_errors_total", "Failed publish attempts", ["service"])
 
-_RELAY_LOCK_ID = 7425002
+# PostgreSQL advisory locks, per database. LEADER: session lock of the one relay that may take the fast path.
+# WRITER: shared session lock of every running relay (the leader counts them). PUBLISH: transaction lock
+# around every sweep, so two sweeps never publish the same rows at once.
+_LEADER_LOCK = 7425002
+_WRITER_LOCK = 7425003
+_PUBLISH_LOCK = 7425004
+
+_HANDOVER = "mart_outbox_rows"
+
+FAULT_CRASH_AFTER_PUBLISH = "MART_FAULT_RELAY_CRASH_AFTER_PUBLISH"
+"""Fault injection for tests, off unless set: ``N`` makes the process exit (``os._exit(17)``) once the
+relay has published ``N`` rows in all, after that publish and before the rows are marked published."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    event_id: str
+    message: BusMessage
 
 
 async def record_event(session: AsyncSession, message: Message, *, key: str, source: str) -> Envelope:
     """Add ``message`` to the outbox inside the caller's transaction; returns its envelope.
 
     The topic is the message's Protobuf package, the key its aggregate id (keeps per-aggregate order).
-    The current correlation id and trace context travel with it.
+    The current correlation id and trace context travel with it. Not inside a savepoint: a savepoint
+    rolled back alone would take the row with it but not the in-memory hand-over.
     """
+    if session.in_nested_transaction():
+        raise RuntimeError("record events outside a savepoint (see mart_common.outbox.record_event)")
     envelope = Envelope.new(
         type=contracts.ce_type(message),
         source=source,
@@ -50,6 +86,7 @@ async def record_event(session: AsyncSession, message: Message, *, key: str, sou
         correlation_id=current_correlation_id(),
         traceparent=current_traceparent(),
     )
+    headers = envelope.headers()
     await session.execute(
         outbox_table.insert().values(
             event_id=envelope.id,
@@ -57,17 +94,25 @@ async def record_event(session: AsyncSession, message: Message, *, key: str, sou
             key=envelope.key,
             ce_type=envelope.type,
             payload=envelope.payload,
-            headers=envelope.headers(),
+            headers=headers,
             created_at=envelope.time,
             attempts=0,
         )
     )
-    session.info["mart_outbox_pending"] = True
+    session.info.setdefault(_HANDOVER, []).append(
+        _Row(envelope.id, _bus_message(envelope.topic, envelope.key, envelope.payload, headers))
+    )
     return envelope
 
 
+def _bus_message(topic: str, key: str, payload: bytes, headers: dict[str, Any]) -> BusMessage:
+    return BusMessage(
+        topic=topic, key=key, value=payload, headers=tuple((k, str(v).encode()) for k, v in headers.items())
+    )
+
+
 class OutboxRelay:
-    """Publishes a service's outbox rows in order; one active relay per database at a time."""
+    """Publishes a service's outbox rows in order; one leader per database (see the module docstring)."""
 
     def __init__(
         self,
@@ -79,6 +124,8 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         max_backoff_s: float = 5.0,
         retention: timedelta = timedelta(days=7),
+        mark_interval_s: float = 0.25,
+        role_check_interval_s: float = 1.0,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -87,14 +134,46 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.max_backoff_s = max_backoff_s
         self.retention = retention
+        self.mark_interval_s = mark_interval_s
+        self.role_check_interval_s = role_check_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        db.on_outbox_commit(self.notify)
+        self._mutex = asyncio.Lock()  # one publisher at a time inside this process
+        self._queue: list[_Row] = []  # committed here, not yet published (fast path)
+        self._unmarked: list[str] = []  # published, published_at not yet written
+        self._unmarked_since = 0.0
+        # SQLite is one process's file: its relay is always the sole publisher.
+        self._leader = self._exclusive = not db.is_postgres
+        self._roles: AsyncConnection | None = None  # PostgreSQL: the connection holding the session locks
+        self._published_total = 0
+        crash_after = os.environ.get(FAULT_CRASH_AFTER_PUBLISH)
+        self._crash_after = int(crash_after) if crash_after else None
+        db.after_commit(_HANDOVER, self._handover)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
 
     def notify(self) -> None:
-        """Wake the relay (called after a commit that wrote to the outbox)."""
+        """Wake the relay (something was committed that it should look at)."""
         self._wake.set()
+
+    def _handover(self, rows: list[_Row]) -> None:
+        if self._task is not None and self._exclusive:
+            self._queue.extend(rows)
+        self._wake.set()
+
+    async def join(self) -> None:
+        """Take this process's place among the database's relays before the service writes anything.
+
+        PostgreSQL: hold the shared writer lock and try to lead. A process that finds another leader
+        waits until that leader has seen it (two role checks), so the leader's fast path is off before
+        this process commits its first event.
+        """
+        if not self.db.is_postgres or self._roles is not None:
+            return
+        await self._check_roles()
+        if not self._leader:
+            await asyncio.sleep(2.5 * self.role_check_interval_s)
 
     def start(self) -> None:
         if self._task is None:
@@ -102,37 +181,55 @@ class OutboxRelay:
             self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand (bounded), then stop."""
+        """Publish what is in hand and mark it (bounded), then stop."""
         if self._task is not None:
             self._stopping = True
             self._wake.set()
             await stop_gracefully([self._task])
             self._task = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self._flush_marks()
+        await self._release_roles()
+
+    # --- publishing --------------------------------------------------------------------------------
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unpublished rows; returns how many were published."""
-        try:
-            return await self._publish_batch()
-        except _PublishFailed as failed:
-            OUTBOX_ERRORS.labels(self.service).inc()
-            async with self.db.transaction() as session:
-                await session.execute(
-                    update(outbox_table)
-                    .where(outbox_table.c.seq.in_(failed.seqs))
-                    .values(attempts=outbox_table.c.attempts + 1, last_error=str(failed.__cause__)[:1000])
-                )
-            raise failed.__cause__ from None  # type: ignore[misc]
+        """Sweep: publish one batch of unpublished rows (in ``seq`` order) and mark them; returns how many.
 
-    async def _publish_batch(self) -> int:
+        Rows this relay published on the fast path are marked first, so they are not sent again.
+        """
+        async with self._mutex:
+            await self._flush_marks()
+            try:
+                return await self._sweep()
+            except _PublishFailed as failed:
+                OUTBOX_ERRORS.labels(self.service).inc()
+                async with self.db.transaction() as session:
+                    await session.execute(
+                        update(outbox_table)
+                        .where(outbox_table.c.seq.in_(failed.seqs))
+                        .values(attempts=outbox_table.c.attempts + 1, last_error=str(failed.__cause__)[:1000])
+                    )
+                raise failed.__cause__ from None  # type: ignore[misc]
+
+    async def _sweep(self) -> int:
         async with self.db.transaction() as session:
             if self.db.is_postgres:
-                # Replicas of a service share one outbox: only one relays at a time, keeping the order.
-                got = await session.scalar(text(f"SELECT pg_try_advisory_xact_lock({_RELAY_LOCK_ID})"))
+                # Two sweeps (a leader and a process that just lost leadership) never publish together.
+                got = await session.scalar(text(f"SELECT pg_try_advisory_xact_lock({_PUBLISH_LOCK})"))
                 if not got:
                     return 0
             rows = (
                 await session.execute(
-                    select(outbox_table)
+                    select(
+                        outbox_table.c.seq,
+                        outbox_table.c.event_id,
+                        outbox_table.c.topic,
+                        outbox_table.c.key,
+                        outbox_table.c.payload,
+                        outbox_table.c.headers,
+                    )
                     .where(outbox_table.c.published_at.is_(None))
                     .order_by(outbox_table.c.seq)
                     .limit(self.batch_size)
@@ -141,28 +238,107 @@ class OutboxRelay:
             if not rows:
                 return 0
             seqs = [r.seq for r in rows]
-            messages = [
-                BusMessage(
-                    topic=r.topic,
-                    key=r.key,
-                    value=r.payload,
-                    headers=tuple((k, str(v).encode()) for k, v in r.headers.items()),
-                )
-                for r in rows
-            ]
             try:
-                await self.bus.publish_many(messages)
+                await self.bus.publish_many(
+                    [_bus_message(r.topic, r.key, r.payload, r.headers) for r in rows]
+                )
             except Exception as exc:
                 raise _PublishFailed(seqs) from exc
+            self._published(len(rows))
             await session.execute(
                 update(outbox_table).where(outbox_table.c.seq.in_(seqs)).values(published_at=utcnow())
             )
-        OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        swept = {r.event_id for r in rows}
+        if self._queue:
+            self._queue = [row for row in self._queue if row.event_id not in swept]
         return len(rows)
+
+    async def _publish_queue(self) -> None:
+        """Fast path: publish what this process committed, in commit order; marked later in batches."""
+        async with self._mutex:
+            while self._queue:
+                batch = self._queue[: self.batch_size]
+                try:
+                    await self.bus.publish_many([row.message for row in batch])
+                except Exception:
+                    OUTBOX_ERRORS.labels(self.service).inc()
+                    raise
+                del self._queue[: len(batch)]
+                if not self._unmarked:
+                    self._unmarked_since = asyncio.get_running_loop().time()
+                self._unmarked.extend(row.event_id for row in batch)
+                self._published(len(batch))
+
+    def _published(self, n: int) -> None:
+        OUTBOX_PUBLISHED.labels(self.service).inc(n)
+        if self._crash_after is not None:
+            self._published_total += n
+            if self._published_total >= self._crash_after:
+                log.warning("fault_injection_relay_crash", service=self.service, published=n)
+                os._exit(17)
+
+    async def _flush_marks(self) -> None:
+        if not self._unmarked:
+            return
+        ids = list(self._unmarked)
+        async with self.db.transaction() as session:
+            for start in range(0, len(ids), 1000):
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.event_id.in_(ids[start : start + 1000]))
+                    .values(published_at=utcnow())
+                )
+        del self._unmarked[: len(ids)]
+
+    # --- roles (PostgreSQL) ------------------------------------------------------------------------
+
+    async def _check_roles(self) -> None:
+        """Hold the writer lock, try to lead, and count the writers: the fast path needs to be alone."""
+        if self._roles is None:
+            self._roles = await self.db.engine.connect()
+            await self._roles.execution_options(isolation_level="AUTOCOMMIT")
+            await self._roles.execute(text(f"SELECT pg_advisory_lock_shared({_WRITER_LOCK})"))
+            self._leader = False
+        row = (
+            await self._roles.execute(
+                text(
+                    "SELECT CASE WHEN :leader THEN true ELSE pg_try_advisory_lock(:leader_lock) END, "
+                    "(SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    " WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+                    " AND l.classid = 0 AND l.objid = :writer_lock AND l.objsubid = 1)"
+                ),
+                {"leader": self._leader, "leader_lock": _LEADER_LOCK, "writer_lock": _WRITER_LOCK},
+            )
+        ).one()
+        was_exclusive = self._exclusive
+        self._leader = bool(row[0])
+        self._exclusive = self._leader and int(row[1]) == 1
+        if was_exclusive and not self._exclusive:
+            log.info("outbox_relay_shared", service=self.service, writers=int(row[1]), leader=self._leader)
+
+    async def _release_roles(self) -> None:
+        roles, self._roles = self._roles, None
+        if roles is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await roles.close()  # ends the session: its advisory locks go with it
+        if self.db.is_postgres:
+            self._leader = self._exclusive = False
+
+    async def _lost_roles(self) -> None:
+        """The roles connection broke (database restart): drop it; the next check starts over."""
+        if self._roles is not None:
+            with contextlib.suppress(Exception):
+                await self._roles.invalidate()
+        self._roles = None
+        self._leader = self._exclusive = False
+        self._queue.clear()  # the rows are in the table: the next leader's sweep publishes them
+
+    # --- the loop ----------------------------------------------------------------------------------
 
     async def unpublished(self) -> tuple[int, float]:
         """How many rows wait, and the age in seconds of the oldest one."""
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             count, oldest = (
                 await session.execute(
                     select(func.count(), func.min(outbox_table.c.created_at)).where(
@@ -188,37 +364,79 @@ class OutboxRelay:
             )
         return int(result.rowcount or 0)
 
+    async def _step(self, now: float, due: dict[str, float]) -> bool:
+        """One round of work; True when a full batch was swept (more may wait)."""
+        if self.db.is_postgres and now >= due["roles"]:
+            due["roles"] = now + self.role_check_interval_s
+            was_exclusive = self._exclusive
+            try:
+                await self._check_roles()
+            except Exception:
+                await self._lost_roles()
+                raise
+            if self._exclusive and not was_exclusive:
+                due["sweep"] = now  # drain what others left before publishing from memory
+        full = False
+        # Shared with other replicas, every wake-up sweeps (whoever holds the publish lock sends the rows,
+        # in seq order). Alone, the sweep only looks for leftovers now and then.
+        if not self._exclusive or now >= due["sweep"]:
+            swept = await self.publish_pending()
+            full = swept >= self.batch_size
+            if not full:
+                due["sweep"] = now + max(2.0, self.poll_interval_s)
+        if self._queue and (not self._exclusive or len(self._queue) > 20 * self.batch_size):
+            # No longer alone, or the broker has been away for long: the rows are in the table, and the
+            # sweep publishes them in seq order.
+            self._queue.clear()
+        if self._queue:
+            await self._publish_queue()
+        if self._unmarked and (
+            self._stopping
+            or len(self._unmarked) >= self.batch_size
+            or now - self._unmarked_since >= self.mark_interval_s
+        ):
+            async with self._mutex:
+                await self._flush_marks()
+        return full
+
     async def _run(self) -> None:
         backoff = 0.1
         loop = asyncio.get_running_loop()
-        next_stats = 0.0
-        next_purge = loop.time() + 60
-        while not self._stopping:
+        due = {"roles": 0.0, "sweep": 0.0, "stats": 0.0, "purge": loop.time() + 60}
+        while True:
             self._wake.clear()
+            now = loop.time()
             try:
-                published = await self.publish_pending()
+                full = await self._step(now, due)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    return
                 log.warning("outbox_publish_failed", service=self.service, error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)  # at most 5 s: within the stop grace period
                 backoff = min(self.max_backoff_s, backoff * 2)
                 continue
-            now = loop.time()
-            if now >= next_stats:
+            if self._stopping and not self._queue:
+                return
+            if now >= due["stats"]:
                 with contextlib.suppress(Exception):
                     count, age = await self.unpublished()
                     OUTBOX_LAG.labels(self.service).set(count)
                     OUTBOX_AGE.labels(self.service).set(age)
-                next_stats = now + 2.0
-            if now >= next_purge:
+                due["stats"] = now + 5.0
+            if now >= due["purge"]:
                 with contextlib.suppress(Exception):
                     await self.purge_published()
-                next_purge = now + 3600
-            if published < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                due["purge"] = now + 3600
+            if full or self._queue:
+                continue
+            timeout = self.poll_interval_s
+            if self._unmarked:
+                timeout = min(timeout, max(0.0, self._unmarked_since + self.mark_interval_s - now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
 
 class _PublishFailed(Exception):

@@ -82,6 +82,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._stopping.clear()
         await self.db.migrate(self.definition.migrations_package)
+        await self.relay.join()
         if self.owns_bus:
             await self.bus.start()
         self.subscriber.attach(self.bus)

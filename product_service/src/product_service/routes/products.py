@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mart_common.auth import current_principal
-from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep
+from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep, paged
 from mart_common.problems import Conflict, NotFound, Problem, Unprocessable, problem_responses
-from sqlalchemy import func, or_, select
+from mart_common.responses import PRIVATE, PUBLIC, json_response
+from pydantic import TypeAdapter
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +46,10 @@ _SORTS = {
 
 PriceQuery = Annotated[int | None, Query(ge=0, le=MAX_PRICE_CENTS)]
 
+_PUBLIC_COLUMNS = [Product.__table__.c[name] for name in ProductPublic.model_fields]
+_PAGE = TypeAdapter(Paginated[ProductPublic])
+_ONE = TypeAdapter(ProductPublic)
+
 
 def _like(text: str) -> str:
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -70,6 +77,7 @@ def _sku_taken(sku: str) -> Conflict:
     responses=problem_responses(422),
 )
 async def search_products(
+    request: Request,
     session: SessionDep,
     page: PageDep,
     q: Annotated[
@@ -82,12 +90,30 @@ async def search_products(
     min_price_cents: PriceQuery = None,
     max_price_cents: PriceQuery = None,
     sort: Annotated[SortOrder, Query(description="Order of the results.")] = "-created_at",
-) -> dict[str, object]:
+) -> Response:
     if min_price_cents is not None and max_price_cents is not None and min_price_cents > max_price_cents:
         raise Unprocessable("min_price_cents is above max_price_cents.", slug="bad-price-range")
+    text = q.strip() if q else ""
+    query = _search_query(
+        sort, bool(text), category_id is not None, min_price_cents is not None, max_price_cents is not None
+    )
+    values = {
+        "pattern": _like(text) if text else None,
+        "category_id": category_id,
+        "min_price": min_price_cents,
+        "max_price": max_price_cents,
+    }
+    rows, total = await page.rows(session, query, {k: v for k, v in values.items() if v is not None})
+    return json_response(request, _PAGE, page.wrap(rows, total))
+
+
+@functools.cache
+def _search_query(sort: str, text: bool, category: bool, min_price: bool, max_price: bool) -> Select[Any]:
+    """The catalog search for one combination of filters, built once: plain rows, not ORM objects (a
+    read-only page needs no identity map), values as bound parameters (docs/performance.md)."""
     conditions = [Product.archived.is_(False)]
-    if q and q.strip():
-        pattern = _like(q.strip())
+    if text:
+        pattern = bindparam("pattern")
         conditions.append(
             or_(
                 func.lower(Product.name).like(pattern, escape="\\"),
@@ -95,14 +121,14 @@ async def search_products(
                 func.lower(Product.sku).like(pattern, escape="\\"),
             )
         )
-    if category_id is not None:
-        conditions.append(Product.category_id == category_id)
-    if min_price_cents is not None:
-        conditions.append(Product.price_cents >= min_price_cents)
-    if max_price_cents is not None:
-        conditions.append(Product.price_cents <= max_price_cents)
+    if category:
+        conditions.append(Product.category_id == bindparam("category_id"))
+    if min_price:
+        conditions.append(Product.price_cents >= bindparam("min_price"))
+    if max_price:
+        conditions.append(Product.price_cents <= bindparam("max_price"))
     # id: a stable order across pages
-    return await page.of(session, select(Product).where(*conditions).order_by(*_SORTS[sort], Product.id))
+    return paged(select(*_PUBLIC_COLUMNS).where(*conditions).order_by(*_SORTS[sort], Product.id))
 
 
 @router.get(
@@ -117,15 +143,15 @@ async def read_product(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
     include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
-) -> Product:
+) -> Response:
     if include_archived:
         principal = await current_principal(request, credentials)
         if not principal.is_admin:
             raise Problem(403, "include_archived needs the admin role.")
-    product = await session.get(Product, product_id)
-    if product is None or (product.archived and not include_archived):
+    row = (await session.execute(select(*_PUBLIC_COLUMNS).where(Product.id == product_id))).one_or_none()
+    if row is None or (row.archived and not include_archived):
         raise NotFound("No such product.")
-    return product
+    return json_response(request, _ONE, row, cache=PRIVATE if include_archived else PUBLIC)
 
 
 @router.post(
