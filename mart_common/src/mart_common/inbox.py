@@ -8,7 +8,7 @@ record, checks the inbox, and runs the handler inside one transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 from google.protobuf.message import Message
@@ -71,21 +71,48 @@ class Subscriber:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
+    async def handle_batch(self, msgs: Sequence[BusMessage]) -> None:
+        """Apply several records (one partition, in order) in ONE transaction, each with its inbox row.
+
+        Anything unusual (a record that cannot be decoded, a handler error) raises before the commit, so
+        nothing of the batch is applied and the bus delivers the records one by one instead (with their
+        own retries and dead-lettering). Records of events this service does not handle are skipped.
+        """
+        work: list[tuple[Envelope, EventHandler, Message]] = []
+        for msg in msgs:
+            envelope = Envelope.from_bus(msg)
+            handler = self.handlers.get(envelope.type)
+            if handler is None:
+                contracts.message_class(envelope.type)  # unknown types: the one-by-one path dead-letters
+                continue
+            work.append((envelope, handler, contracts.decode(envelope.type, envelope.payload)))
+        if not work:
+            return
+        async with self.db.transaction() as session:
+            for envelope, handler, event in work:
+                with event_context(envelope):
+                    await self._apply_in(session, envelope, handler, event)
+
     async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
         with event_context(envelope):
             async with self.db.transaction() as session:
-                first = await insert_ignoring_duplicates(
-                    session,
-                    inbox_table,
-                    {
-                        "consumer": self.group,
-                        "event_id": envelope.id,
-                        "ce_type": envelope.type,
-                        "topic": envelope.topic,
-                        "processed_at": utcnow(),
-                    },
-                )
-                if not first:
-                    log.info("duplicate_event_ignored", group=self.group, event_id=envelope.id)
-                    return
-                await handler(session, event, envelope)
+                await self._apply_in(session, envelope, handler, event)
+
+    async def _apply_in(
+        self, session: AsyncSession, envelope: Envelope, handler: EventHandler, event: Message
+    ) -> None:
+        first = await insert_ignoring_duplicates(
+            session,
+            inbox_table,
+            {
+                "consumer": self.group,
+                "event_id": envelope.id,
+                "ce_type": envelope.type,
+                "topic": envelope.topic,
+                "processed_at": utcnow(),
+            },
+        )
+        if not first:
+            log.info("duplicate_event_ignored", group=self.group, event_id=envelope.id)
+            return
+        await handler(session, event, envelope)

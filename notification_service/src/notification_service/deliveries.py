@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -26,9 +27,8 @@ from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
 from mart_common.messaging import Envelope
 from prometheus_client import Counter
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from notification_service.channels import DeliveryError, OutgoingMessage, Sender
 from notification_service.domain import (
@@ -52,8 +52,8 @@ DELIVERY_OUTCOMES = Counter(
     ["channel", "outcome"],
 )
 
-# Set on a session that recorded deliveries: the dispatcher is woken after that session commits.
-_WAKE_KEY = "mart_notification_deliveries_pending"
+# The deliveries a transaction recorded: handed to the dispatcher when (and only if) it commits.
+_HANDOVER = "mart_notification_deliveries"
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -106,26 +106,55 @@ async def record_notification(
     if not await insert_ignoring_duplicates(session, Notification.__table__, values):
         return None
     for channel in channels_for(await preferences_of(session, uid)):
-        await insert_ignoring_duplicates(
-            session,
-            Delivery.__table__,
-            Delivery(
-                notification_id=notification.id,
-                event_id=envelope.id,
-                channel=channel,
-                user_id=uid,
-                status=DeliveryStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            ).model_dump(),
+        delivery = Delivery(
+            notification_id=notification.id,
+            event_id=envelope.id,
+            channel=channel,
+            user_id=uid,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
         )
-        session.info[_WAKE_KEY] = True
+        if await insert_ignoring_duplicates(session, Delivery.__table__, delivery.model_dump()):
+            session.info.setdefault(_HANDOVER, []).append(delivery.id)
     return notification
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A delivery claimed for one attempt, with what sending it needs."""
+
+    id: uuid.UUID
+    number: int  # this attempt's number
+    channel: Channel
+    kind: str
+    subject: str
+    text: str
+    html: str | None
+    sms: str | None
+    created_at: datetime
+    contact: Contact | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    claimed: _Claimed
+    provider: str
+    recipient: str | None
+    started: datetime
+    error: DeliveryError | None
+    skipped: str | None
+
+
 class Dispatcher:
-    """Sends due deliveries through the configured providers (see the module docstring)."""
+    """Sends due deliveries through the configured providers (see the module docstring).
+
+    Deliveries go in batches: one conditional UPDATE claims them all, one query loads what they need, the
+    providers send them side by side, and one transaction records every attempt. New deliveries come
+    straight from the committing handler (no search for them); the search for due ones covers retries and
+    whatever a restart left.
+    """
 
     def __init__(
         self,
@@ -139,6 +168,7 @@ class Dispatcher:
         timeout_s: float = 60.0,
         batch_size: int = 50,
         concurrency: int = 8,
+        gather_s: float = 0.02,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -148,11 +178,12 @@ class Dispatcher:
         self.lease_s = lease_s
         self.timeout_s = timeout_s
         self.batch_size = batch_size
+        self.gather_s = gather_s
         self._semaphore = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._fresh: list[uuid.UUID] = []
         self._task: asyncio.Task[None] | None = None
-        self._session_class = db.sessionmaker.class_.sync_session_class
-        self._listener = self._after_commit
+        db.after_commit(_HANDOVER, self._handover)
 
     @classmethod
     def from_settings(
@@ -172,24 +203,20 @@ class Dispatcher:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _after_commit(self, session: Session) -> None:
-        # The listener sits on the (process-wide) Session class: only our database's commits count.
-        if session.bind is self.db.engine.sync_engine and session.info.pop(_WAKE_KEY, False):
-            self.notify()
+    def _handover(self, delivery_ids: list[uuid.UUID]) -> None:
+        self._fresh.extend(delivery_ids)
+        self._wake.set()
 
     def notify(self) -> None:
-        """Wake the dispatcher (called after a commit that recorded deliveries)."""
+        """Wake the dispatcher: look for due deliveries now."""
         self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
-            event.listen(self._session_class, "after_commit", self._listener)
             self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
 
     async def stop(self) -> None:
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                event.remove(self._session_class, "after_commit", self._listener)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -197,15 +224,26 @@ class Dispatcher:
 
     async def _run(self) -> None:
         # Deliveries left from before a restart are picked up by the first pass.
+        search = True
         while True:
             self._wake.clear()
             try:
-                await self.dispatch_due()
+                if search:
+                    await self.dispatch_due()
+                while self._fresh:
+                    # A moment for the deliveries of concurrent handlers to join this batch.
+                    await asyncio.sleep(self.gather_s)
+                    fresh, self._fresh = self._fresh[: self.batch_size], self._fresh[self.batch_size :]
+                    await self._dispatch(fresh)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("notification_dispatch_failed")
+                search = True  # what failed here is found again by the search for due deliveries
+                await asyncio.sleep(1.0)
+                continue
             await self._wake.wait()
+            search = not self._fresh  # woken by notify() (or the retry job): search
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -213,10 +251,10 @@ class Dispatcher:
         """Attempt every delivery that is due now (one batch at a time); returns how many were tried."""
         tried = 0
         while True:
-            async with self.db.session() as session:
+            async with self.db.read() as session:
                 due = (
-                    await session.execute(
-                        select(Delivery.id, Delivery.attempts)
+                    await session.scalars(
+                        select(Delivery.id)
                         .where(
                             Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= utcnow()
                         )
@@ -226,49 +264,78 @@ class Dispatcher:
                 ).all()
             if not due:
                 return tried
-            results = await asyncio.gather(*(self._guarded(row.id, row.attempts) for row in due))
-            attempted = sum(results)
+            attempted = await self._dispatch(list(due))
             tried += attempted
             if attempted == 0 or len(due) < self.batch_size:
                 return tried
 
-    async def _guarded(self, delivery_id: uuid.UUID, seen_attempts: int) -> bool:
-        async with self._semaphore:
-            try:
-                return await self.attempt(delivery_id, seen_attempts)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("notification_delivery_crashed", delivery_id=str(delivery_id))
-                return False
+    async def _dispatch(self, delivery_ids: list[uuid.UUID]) -> int:
+        """Claim, send and record a batch; returns how many this dispatcher claimed."""
+        claimed = await self._claim(delivery_ids)
+        if not claimed:
+            return 0
+        try:
+            outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
+        except asyncio.CancelledError:
+            # Shutting down mid-send: hand the claims back so the next start retries at once instead of
+            # after the lease (the provider may or may not have taken them).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self._release(claimed)
+            raise
+        await self._record(outcomes)
+        return len(claimed)
 
-    async def _claim(self, delivery_id: uuid.UUID, seen_attempts: int) -> bool:
+    async def _claim(self, delivery_ids: list[uuid.UUID]) -> list[_Claimed]:
+        """One conditional UPDATE takes a lease on those still due (two dispatchers never both get one)."""
         now = utcnow()
         async with self.db.transaction() as session:
-            result = await session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.attempts == seen_attempts,
-                    Delivery.next_attempt_at <= now,
+            taken = (
+                await session.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id.in_(delivery_ids),
+                        Delivery.status == DeliveryStatus.PENDING,
+                        Delivery.next_attempt_at <= now,
+                    )
+                    .values(
+                        attempts=Delivery.attempts + 1, next_attempt_at=now + timedelta(seconds=self.lease_s)
+                    )
+                    .returning(Delivery.id, Delivery.attempts)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(attempts=seen_attempts + 1, next_attempt_at=now + timedelta(seconds=self.lease_s))
+            ).all()
+            if not taken:
+                return []
+            numbers = {row.id: row.attempts for row in taken}
+            rows = (
+                await session.execute(
+                    select(Delivery.id, Delivery.channel, Notification, Contact)
+                    .join(Notification, Notification.id == Delivery.notification_id)
+                    .outerjoin(Contact, Contact.user_id == Delivery.user_id)
+                    .where(Delivery.id.in_(list(numbers)))
+                )
+            ).all()
+        return [
+            _Claimed(
+                id=row.id,
+                number=numbers[row.id],
+                channel=Channel(row.channel),
+                kind=row.Notification.kind,
+                subject=row.Notification.subject,
+                text=row.Notification.body_text,
+                html=row.Notification.body_html,
+                sms=row.Notification.sms_text,
+                created_at=as_utc(row.Notification.created_at),
+                contact=row.Contact,
             )
-        return result.rowcount == 1
+            for row in rows
+        ]
 
-    async def attempt(self, delivery_id: uuid.UUID, seen_attempts: int) -> bool:
-        """Claim and try one delivery; False when someone else claimed it first."""
-        if not await self._claim(delivery_id, seen_attempts):
-            return False
-        number = seen_attempts + 1
+    async def _send(self, claimed: _Claimed) -> _Outcome:
+        sender = self.senders[claimed.channel]
+        contact = claimed.contact
         started = utcnow()
-        async with self.db.session() as session:
-            delivery = await session.get(Delivery, delivery_id)
-            notification = await session.get(Notification, delivery.notification_id)
-            contact = await session.get(Contact, delivery.user_id)
-        channel = Channel(delivery.channel)
-        sender = self.senders[channel]
         recipient: str | None = None
         error: DeliveryError | None = None
         skipped: str | None = None
@@ -278,104 +345,102 @@ class Dispatcher:
         elif not contact.is_active:
             skipped = "the account is deactivated"
         else:
-            recipient = contact.email if channel is Channel.EMAIL else contact.phone
+            recipient = contact.email if claimed.channel is Channel.EMAIL else contact.phone
             if not recipient:
-                skipped = f"no {'email address' if channel is Channel.EMAIL else 'phone number'} on file"
+                skipped = (
+                    f"no {'email address' if claimed.channel is Channel.EMAIL else 'phone number'} on file"
+                )
         if error is None and skipped is None and recipient:
             message = OutgoingMessage(
-                delivery_id=delivery.id,
-                kind=notification.kind,
+                delivery_id=claimed.id,
+                kind=claimed.kind,
                 to=recipient,
                 to_name=contact.full_name if contact else "",
-                subject=notification.subject,
-                text=notification.body_text,
-                html=notification.body_html,
-                sms=notification.sms_text,
-                created_at=as_utc(notification.created_at),
+                subject=claimed.subject,
+                text=claimed.text,
+                html=claimed.html,
+                sms=claimed.sms,
+                created_at=claimed.created_at,
             )
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with self._semaphore, asyncio.timeout(self.timeout_s):
                     await sender.send(message)
-            except asyncio.CancelledError:
-                # Shutting down mid-send: hand the claim back so the next start retries at once
-                # instead of after the lease (the provider may or may not have taken it).
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(2):
-                        await self._release(delivery.id, number)
-                raise
             except DeliveryError as exc:
                 error = exc
             except TimeoutError:
                 error = DeliveryError(f"{sender.provider} did not answer within {self.timeout_s}s")
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # an unexpected provider failure is still only a failed attempt
                 error = DeliveryError(f"{type(exc).__name__}: {exc}")
-        await self._record(delivery, number, sender.provider, recipient, started, error, skipped)
-        return True
+        return _Outcome(claimed, sender.provider, recipient, started, error, skipped)
 
-    async def _release(self, delivery_id: uuid.UUID, number: int) -> None:
+    async def _release(self, claimed: list[_Claimed]) -> None:
         async with self.db.transaction() as session:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.attempts == number)
-                .values(attempts=number - 1, next_attempt_at=utcnow())
-            )
+            for c in claimed:
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == c.id, Delivery.attempts == c.number)
+                    .values(attempts=c.number - 1, next_attempt_at=utcnow())
+                )
 
-    async def _record(
-        self,
-        delivery: Delivery,
-        number: int,
-        provider: str,
-        recipient: str | None,
-        started: Any,
-        error: DeliveryError | None,
-        skipped: str | None,
-    ) -> None:
+    async def _record(self, outcomes: list[_Outcome]) -> None:
+        """Every attempt of the batch and each delivery's new state, in one transaction."""
         now = utcnow()
-        values: dict[str, Any] = {"provider": provider, "recipient": recipient}
-        if skipped is not None:
-            outcome, values["status"], values["last_error"] = "SKIPPED", DeliveryStatus.SKIPPED, skipped
-        elif error is None:
-            outcome, values["status"], values["sent_at"], values["last_error"] = (
-                "SENT",
-                DeliveryStatus.SENT,
-                now,
-                None,
-            )
-        else:
-            outcome = "ERROR"
-            values["last_error"] = str(error)[:2000]
-            if error.permanent or number >= self.max_attempts:
-                values["status"] = DeliveryStatus.FAILED
+        changes: list[tuple[_Outcome, str, dict[str, Any]]] = []
+        for o in outcomes:
+            values: dict[str, Any] = {"provider": o.provider, "recipient": o.recipient}
+            if o.skipped is not None:
+                outcome, values["status"], values["last_error"] = "SKIPPED", DeliveryStatus.SKIPPED, o.skipped
+            elif o.error is None:
+                outcome, values["status"], values["sent_at"], values["last_error"] = (
+                    "SENT",
+                    DeliveryStatus.SENT,
+                    now,
+                    None,
+                )
             else:
-                delay = retry_delay_s(number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
-                values["next_attempt_at"] = now + timedelta(seconds=delay)
+                outcome = "ERROR"
+                values["last_error"] = str(o.error)[:2000]
+                if o.error.permanent or o.claimed.number >= self.max_attempts:
+                    values["status"] = DeliveryStatus.FAILED
+                else:
+                    delay = retry_delay_s(
+                        o.claimed.number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s
+                    )
+                    values["next_attempt_at"] = now + timedelta(seconds=delay)
+            changes.append((o, outcome, values))
         async with self.db.transaction() as session:
-            session.add(
+            session.add_all(
                 DeliveryAttempt(
-                    delivery_id=delivery.id,
-                    number=number,
-                    provider=provider,
+                    delivery_id=o.claimed.id,
+                    number=o.claimed.number,
+                    provider=o.provider,
                     outcome=outcome,
                     error=values.get("last_error") if outcome != "SENT" else None,
-                    started_at=started,
+                    started_at=o.started,
                     finished_at=now,
                 )
+                for o, outcome, values in changes
             )
-            # Guarded by the attempt number: a dispatcher whose lease ran out must not overwrite a newer one.
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery.id, Delivery.attempts == number)
-                .values(**values)
+            for o, _, values in changes:
+                # Guarded by the attempt number: a dispatcher whose lease ran out must not overwrite a
+                # newer attempt.
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == o.claimed.id, Delivery.attempts == o.claimed.number)
+                    .values(**values)
+                )
+        for o, outcome, values in changes:
+            DELIVERY_OUTCOMES.labels(o.claimed.channel.value, outcome).inc()
+            log_fn = log.info if outcome != "ERROR" else log.warning
+            log_fn(
+                "notification_delivery_attempt",
+                delivery_id=str(o.claimed.id),
+                channel=o.claimed.channel.value,
+                provider=o.provider,
+                attempt=o.claimed.number,
+                outcome=outcome,
+                status=values.get("status", DeliveryStatus.PENDING),
+                error=values.get("last_error"),
             )
-        DELIVERY_OUTCOMES.labels(delivery.channel, outcome).inc()
-        log_fn = log.info if outcome != "ERROR" else log.warning
-        log_fn(
-            "notification_delivery_attempt",
-            delivery_id=str(delivery.id),
-            channel=delivery.channel,
-            provider=provider,
-            attempt=number,
-            outcome=outcome,
-            status=values.get("status", DeliveryStatus.PENDING),
-            error=values.get("last_error"),
-        )

@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[BusMessage], Awaitable[None]]
 
+
 DLQ_PREFIX = "dlq_"
 
 DELIVERIES = Counter("mart_bus_deliveries_total", "Records handled by subscribers", ["group", "outcome"])
@@ -106,6 +107,23 @@ class EventBus(ABC):
     async def dead_letters(self, group: str) -> list[BusMessage]:
         """The group's dead letters (all of them, re-driven ones included)."""
         return await self.read_topic(dead_letter_topic(group))
+
+    async def _deliver_many(self, group: str, handler: Handler, msgs: Sequence[BusMessage]) -> None:
+        """Deliver records of one partition in order: in one batch when the handler has an async
+        ``handle_batch(msgs)`` that applies them all or raises having applied none (the inbox
+        :class:`~mart_common.inbox.Subscriber`: one transaction for them all); else, or when the batch
+        fails, one by one with retries."""
+        if len(msgs) > 1 and hasattr(handler, "handle_batch"):
+            try:
+                await handler.handle_batch(msgs)  # type: ignore[attr-defined]
+                DELIVERIES.labels(group, "ok").inc(len(msgs))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # nothing was applied: each record gets its own retries
+                log.info("batch_failed_delivering_one_by_one", group=group, records=len(msgs), error=str(exc))
+        for msg in msgs:
+            await self._deliver(group, handler, msg)
 
     async def _deliver(self, group: str, handler: Handler, msg: BusMessage) -> None:
         """Call ``handler`` with bounded retries; dead-letter the record when they run out."""

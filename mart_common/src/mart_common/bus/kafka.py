@@ -27,6 +27,9 @@ from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
+# Records of one partition handed to a batch-capable handler at once (one transaction for them all).
+_BATCH = 50
+
 # Errors after which an idempotent producer is unusable until replaced.
 _PRODUCER_STATE_ERRORS = (
     OutOfOrderSequenceNumber,
@@ -199,11 +202,14 @@ class KafkaBus(EventBus):
 
                     async def _partition(tp: TopicPartition, recs: list) -> tuple[TopicPartition, int | None]:
                         next_offset = None
-                        for rec in recs:
+                        for start in range(0, len(recs), _BATCH):
                             if not self._started:
                                 break  # stopping: the rest is re-read by the next consumer
-                            await self._deliver(group, handler, _to_message(rec, self.namespace))
-                            next_offset = rec.offset + 1
+                            chunk = recs[start : start + _BATCH]
+                            await self._deliver_many(
+                                group, handler, [_to_message(rec, self.namespace) for rec in chunk]
+                            )
+                            next_offset = chunk[-1].offset + 1
                         return tp, next_offset
 
                     # Partitions run side by side; records of one partition (one key) strictly in order.
