@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from mart_common.deps import CurrentUser, PageDep, Paginated, RuntimeDep, SessionDep
 from mart_common.problems import Conflict, NotFound, problem_responses
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service.domain import PaymentStatus
 from payment_service.models import Payment, PaymentPublic, SimulateRequest, SimulationAccepted
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/payments", tags=["payments"])
 simulate_router = APIRouter(prefix="/payments", tags=["payments"])
 
 
-async def _visible_payment(session: SessionDep, payment_id: uuid.UUID, user: CurrentUser) -> Payment:
+async def _visible_payment(session: AsyncSession, payment_id: uuid.UUID, user: CurrentUser) -> Payment:
     payment = await session.get(Payment, payment_id)
     if payment is None or (not user.is_admin and payment.user_id != user.user_id):
         raise NotFound("No such payment.")
@@ -74,12 +75,14 @@ async def get_payment(session: SessionDep, user: CurrentUser, payment_id: uuid.U
     responses=problem_responses(401, 404, 409, 422),
 )
 async def simulate(
-    session: SessionDep, user: CurrentUser, runtime: RuntimeDep, payment_id: uuid.UUID, body: SimulateRequest
+    user: CurrentUser, runtime: RuntimeDep, payment_id: uuid.UUID, body: SimulateRequest
 ) -> SimulationAccepted:
     provider = runtime.extras["payment_provider"]
     if not isinstance(provider, FakeProvider):
         raise NotFound("Simulation exists only with the fake payment provider.")
-    payment = await _visible_payment(session, payment_id, user)
+    # Reads outside the webhook's transaction (no lock held while it runs; on SQLite no write lock).
+    async with runtime.db.read() as session:
+        payment = await _visible_payment(session, payment_id, user)
     if payment.status != PaymentStatus.REQUIRES_PAYMENT or not payment.provider_payment_id:
         raise Conflict(f"The payment is {payment.status}, not REQUIRES_PAYMENT.", slug="payment-not-pending")
     event_id, payload, signature = provider.build_event(
@@ -90,14 +93,11 @@ async def simulate(
         amount_cents=payment.amount_cents,
         currency=payment.currency,
     )
-    payment_key = payment.id
-    # End this request's transaction (on SQLite it holds the write lock) before the webhook's own one.
-    await session.rollback()
     result = await process_webhook(
         runtime.db, provider, payload.encode(), signature, tolerance_s=runtime.settings.webhook_tolerance_s
     )
-    async with runtime.db.session() as fresh:
-        updated = await fresh.get(Payment, payment_key)
+    async with runtime.db.read() as session:
+        updated = await session.get(Payment, payment.id)
     return SimulationAccepted(
         event_id=event_id,
         event_type=result.event_type,
