@@ -255,6 +255,37 @@ async def test_pagination_totals(catalog_client, catalog) -> None:
         assert default["limit"] == 20 and default["offset"] == 0 and len(default["items"]) == 8
 
 
+async def test_catalog_reads_carry_an_etag_and_answer_304_until_the_catalog_changes(
+    catalog_client, catalog
+) -> None:
+    async with catalog_client() as client:
+        product = await catalog.product(client, name="Lamp", price_cents=900)
+        for path in ("/products", f"/products/{product['id']}"):
+            first = await client.get(path)
+            etag = first.headers["etag"]
+            assert first.status_code == 200 and first.headers["cache-control"] == "public, no-cache"
+            again = await client.get(path, headers={"If-None-Match": etag})
+            assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+            other = await client.get(path, headers={"If-None-Match": '"something-else"'})
+            assert other.status_code == 200 and other.json() == first.json()
+
+        listed = await client.get("/products")
+        patched = await client.patch(
+            f"/products/{product['id']}", json={"price_cents": 950}, headers=catalog.admin
+        )
+        assert patched.status_code == 200
+        changed = await client.get("/products", headers={"If-None-Match": listed.headers["etag"]})
+        assert changed.status_code == 200 and changed.headers["etag"] != listed.headers["etag"]
+        assert changed.json()["items"][0]["price_cents"] == 950
+
+        # An admin's view of an archived product is nobody else's to cache.
+        await client.delete(f"/products/{product['id']}", headers=catalog.admin)
+        archived = await client.get(
+            f"/products/{product['id']}", params={"include_archived": "true"}, headers=catalog.admin
+        )
+        assert archived.status_code == 200 and archived.headers["cache-control"] == "private, no-store"
+
+
 async def test_categories(catalog_client, catalog) -> None:
     async with catalog_client() as client:
         await catalog.category(client, "Toys", "Fun things")

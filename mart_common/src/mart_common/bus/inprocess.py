@@ -114,10 +114,13 @@ class InProcessBus(EventBus):
         # One writer at a time inside the process keeps offsets dense and ordered.
         async with self._write_lock, self.db.transaction() as session:
             heads: dict[tuple[str, int], int] = {}
+            rows = []
+            now = utcnow()
             for msg in messages:
                 part = partition_for(msg.key, self.partitions)
                 tp = (msg.topic, part)
                 if tp not in heads:
+                    # The file's own head, not the hint: another process (a CLI command) may append too.
                     current = await session.scalar(
                         select(func.max(records.c.offset)).where(
                             records.c.topic == msg.topic, records.c.partition == part
@@ -125,18 +128,20 @@ class InProcessBus(EventBus):
                     )
                     heads[tp] = -1 if current is None else current
                 heads[tp] += 1
-                self._heads[tp] = max(self._heads.get(tp, -1), heads[tp])
-                await session.execute(
-                    records.insert().values(
-                        topic=msg.topic,
-                        partition=part,
-                        offset=heads[tp],
-                        key=msg.key,
-                        value=msg.value,
-                        headers=[[k, v.decode("utf-8", "replace")] for k, v in msg.headers],
-                        created_at=utcnow(),
-                    )
+                rows.append(
+                    {
+                        "topic": msg.topic,
+                        "partition": part,
+                        "offset": heads[tp],
+                        "key": msg.key,
+                        "value": msg.value,
+                        "headers": [[k, v.decode("utf-8", "replace")] for k, v in msg.headers],
+                        "created_at": now,
+                    }
                 )
+            await session.execute(records.insert(), rows)  # one executemany for the batch
+        for tp, head in heads.items():
+            self._heads[tp] = max(self._heads.get(tp, -1), head)
         for event in self._wakeups:
             event.set()
 
