@@ -202,26 +202,29 @@ def wait_http(url: str, timeout: float = 60.0) -> bool:
 
 
 def start_hello(uvicorn_args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare endpoint (bench/hello.py)."""
+    return _start_app("bench.hello:app", "/hello", uvicorn_args)
+
+
+def start_lean(dsn: str, uvicorn_args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """The lean floor (bench/lean.py) on the database ``dsn`` (a plain ``postgresql://`` DSN)."""
+    return _start_app("bench.lean:app", "/products?limit=1", uvicorn_args, {"BENCH_LEAN_DSN": dsn})
+
+
+def _start_app(
+    app: str, probe: str, uvicorn_args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.hello:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *uvicorn_args,
-        ],
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *uvicorn_args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    if not wait_http(f"http://127.0.0.1:{port}/hello", 30):
+    if not wait_http(f"http://127.0.0.1:{port}{probe}", 30):
         proc.kill()
-        raise RuntimeError("the bare hello server did not start")
+        raise RuntimeError(f"{app} did not start")
     return proc, port
 
 

@@ -197,15 +197,41 @@ def machine_limits(b: dict[str, Any]) -> dict[str, Any]:
 def catalog(stack: Any, b: dict[str, Any], product_ids: list[str]) -> dict[str, Any]:
     pid = stack.pids().get("product-service")
     out: dict[str, Any] = {}
+    # The lean floor: the same first page (with the total) from the same database by a minimal FastAPI
+    # route with one asyncpg query and no middleware (bench/lean.py): what our stack adds to that work.
+    from mart_cli.services import SERVICES
+
+    product = next(s for s in SERVICES if s.short == "product")
+    dsn = stack.cfg.database_url(product).replace("postgresql+asyncpg://", "postgresql://")
+    lean, lean_port = probes.start_lean(dsn, ["--no-access-log"])
+    try:
+        out["lean"] = probes.wrk(
+            f"http://127.0.0.1:{lean_port}/products?limit=20",
+            connections=b["wrk_conns"],
+            duration_s=b["wrk_s"],
+            server_pids=[lean.pid],
+        )
+        out["lean"]["path"] = "GET /products?limit=20 (lean floor)"
+        if out["lean"].get("requests") and out["lean"].get("server_cpu_cores") is not None:
+            out["lean"]["server_cpu_ms_per_request"] = (
+                out["lean"]["server_cpu_cores"] * b["wrk_s"] * 1000 / out["lean"]["requests"]
+            )
+    finally:
+        lean.terminate()
+        lean.wait(10)
+    say(f"  lean floor (one asyncpg query, no middleware): {out['lean']['rps']:.0f} req/s")
     for name, path in (
         ("list", "/products?limit=20"),
         ("item", f"/products/{product_ids[len(product_ids) // 2]}"),
+        ("health", "/health"),
     ):
         url = stack.bases.product + path
         r = probes.wrk(
             url, connections=b["wrk_conns"], duration_s=b["wrk_s"], server_pids=[pid] if pid else None
         )
         r["path"] = "GET " + path.split("?")[0] + ("?limit=20" if "limit" in path else "")
+        if r.get("requests") and r.get("server_cpu_cores") is not None:
+            r["server_cpu_ms_per_request"] = r["server_cpu_cores"] * b["wrk_s"] * 1000 / r["requests"]
         out[name] = r
         say(
             f"  catalog {name}: {r['rps']:.0f} req/s p99 {r['p99_ms']:.1f} ms errors {r['errors']} "
@@ -620,9 +646,11 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     hello = (lim.get("hello") or {}).get("rps")
     cat = d.get("catalog") or {}
-    for k in ("list", "item"):
+    for k in ("list", "item", "health"):
         if hello and cat.get(k, {}).get("rps"):
             out[f"catalog_{k}_over_bare"] = cat[k]["rps"] / hello
+    if cat.get("lean", {}).get("rps") and cat.get("list", {}).get("rps"):
+        out["catalog_list_over_lean"] = cat["list"]["rps"] / cat["lean"]["rps"]
     best = (d.get("saturation") or {}).get("best")
     pgb = (lim.get("pgbench") or {}).get("tps")
     if best and pgb and best.get("db", {}).get("orders"):
@@ -632,9 +660,19 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
         net = max(0.0, db["xact_commit"] - idle_rate * db["seconds"]) / db["orders"]
         out["db_xacts_per_order_gross"] = db["xact_commit_per_order"]
         out["db_xacts_per_order"] = net
+        out["db_rollbacks_per_order"] = db["rollbacks"] / db["orders"]
+        cores = best.get("processes", {}).get("service_cpu_cores") or {}
+        if cores and best.get("orders_per_s"):
+            # all six services' CPU (user+sys) per order PAID at saturation
+            out["service_cpu_ms_per_order"] = sum(cores.values()) * 1000 / best["orders_per_s"]
         if net > 0:
             out["db_bound_orders_per_s"] = pgb / net
             out["checkout_over_db_bound"] = best["orders_per_s"] / (pgb / net)
+    ebest = (res.get("embedded", {}).get("saturation") or {}).get("best")
+    if ebest and ebest.get("orders_per_s"):
+        cores = ebest.get("processes", {}).get("service_cpu_cores") or {}
+        if cores:
+            out["embedded_cpu_ms_per_order"] = sum(cores.values()) * 1000 / ebest["orders_per_s"]
     lat = (d.get("latency") or {}).get("latency", {})
     if lat.get("p50_ms") and lim.get("http_hop") and lim.get("pg_commit") and lim.get("kafka"):
         hops = HOPS_KAFKA if d["latency"].get("observe") == "kafka" else HOPS_POLL
@@ -711,15 +749,25 @@ def table(res: dict[str, Any]) -> str:
             f"burst {_f(k.get('burst_msgs_per_s'), '{:.0f}')} msg/s",
         )
     cat = d.get("catalog", {})
-    for key, label in (("list", "catalog GET /products?limit=20"), ("item", "catalog GET /products/{id}")):
+    for key, label in (
+        ("lean", "lean floor GET /products?limit=20"),
+        ("list", "catalog GET /products?limit=20"),
+        ("item", "catalog GET /products/{id}"),
+        ("health", "GET /health (full middleware)"),
+    ):
         if key in cat:
             c = cat[key]
+            ratio = "" if key == "lean" else f"÷ bare = {_f(r.get(f'catalog_{key}_over_bare'), '{:.3f}')}"
+            if key == "list" and "catalog_list_over_lean" in r:
+                ratio += f", ÷ lean = {r['catalog_list_over_lean']:.2f}"
+            cpu = c.get("server_cpu_ms_per_request")
             row(
                 label,
-                f"{_f(c.get('rps'), '{:.0f}')} req/s, p99 {_f(c.get('p99_ms'))} ms",
+                f"{_f(c.get('rps'), '{:.0f}')} req/s, p99 {_f(c.get('p99_ms'))} ms"
+                + (f", {cpu:.2f} ms CPU/req" if cpu else ""),
                 c.get("gen_cpu_cores"),
                 c.get("errors"),
-                f"÷ bare = {_f(r.get(f'catalog_{key}_over_bare'), '{:.3f}')}",
+                ratio,
                 other=c.get("unrelated_cpu_cores"),
             )
     for mode, m in (("dist", d), ("embedded", e)):
@@ -760,6 +808,18 @@ def table(res: dict[str, Any]) -> str:
                 ratio,
                 other=lat["processes"].get("unrelated_cpu_cores"),
             )
+    if "service_cpu_ms_per_order" in r or "db_rollbacks_per_order" in r:
+        row(
+            "checkout dist: cost per order PAID (at best)",
+            f"{_f(r.get('service_cpu_ms_per_order'), '{:.1f}')} ms service CPU; "
+            f"{_f(r.get('db_xacts_per_order'))} db xacts "
+            f"(gross {_f(r.get('db_xacts_per_order_gross'))}), "
+            f"{_f(r.get('db_rollbacks_per_order'), '{:.2f}')} rollbacks",
+        )
+    if "embedded_cpu_ms_per_order" in r:
+        row(
+            "checkout embedded: cost per order PAID (at best)", f"{r['embedded_cpu_ms_per_order']:.1f} ms CPU"
+        )
     if d.get("idle") or e.get("idle"):
         peak = (d.get("saturation", {}).get("best", {}) or {}).get("processes", {}).get("peak_rss_mb", {})
         for n, v in (d.get("idle", {}).get("rss_mb") or {}).items():
