@@ -7,15 +7,20 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
-UV_VERSION="0.13.8"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python packages (uv $UV_VERSION, uv.lock)"
-if ! command -v uv >/dev/null 2>&1; then
-    python3 -m pip install --quiet "uv==$UV_VERSION"
-fi
+# uv: found or installed exactly as ./mart does (./mart may have installed it into ~/.local/bin, off PATH)
+# shellcheck source=scripts/lib/uv.sh
+source "$REPO_ROOT/scripts/lib/uv.sh"
+step "Python packages (uv $MART_UV_VERSION, uv.lock)"
+mart_ensure_uv
 uv sync --frozen --all-packages --quiet
+if [[ "${1:-}" == "--check-setup" ]]; then
+    # Only the setup above (what a fresh clone needs before the suite): tests/deploy/test_fresh_clone.py
+    printf 'uv %s at %s; environment in sync\n' "$(uv --version | awk '{print $2}')" "$MART_UV"
+    exit 0
+fi
 
 step "Tools (PostgreSQL, buf, shellcheck, yamllint, deck)"
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
