@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The mart's whole test suite, from a fresh machine: installs what it needs (uv and the locked Python
-# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck), starts PostgreSQL and
+# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck, Debian's Chromium and
+# chromedriver, Mailpit built with Go), starts PostgreSQL and
 # Kafka, checks the contracts (buf lint, buf breaking, generated code up to date), runs pytest and fails
 # if any test was skipped. Extra arguments go to pytest (e.g. `scripts/test.sh -k saga`).
 set -euo pipefail
@@ -22,13 +23,14 @@ if [[ "${1:-}" == "--check-setup" ]]; then
     exit 0
 fi
 
-step "Tools (PostgreSQL, buf, shellcheck, yamllint, deck)"
+step "Tools (PostgreSQL, buf, shellcheck, yamllint, deck, chromium, Mailpit)"
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     [[ "$(id -u)" -eq 0 ]] || { echo "PostgreSQL is missing and installing it needs root" >&2; exit 1; }
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
 scripts/infra/tools.sh
+scripts/infra/mailpit.sh install  # built with Go once, cached (the distributed e2e tests send mail to it)
 
 step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start

@@ -6,7 +6,7 @@
 #   scripts/infra/mailpit.sh stop      SIGTERM, wait up to 10 s, then SIGKILL
 #   scripts/infra/mailpit.sh status    exit 0 when it answers
 #
-# Built from the Go module proxy with the installed Go toolchain (apt's golang-go when `go` is missing).
+# Built from the Go module proxy with the installed Go toolchain (Go >= 1.21 on PATH or in /usr/local/go).
 # The Go module ships no built web UI (its assets are built with npm in Mailpit's own release process), so
 # the web page at :8025 is blank; the REST API (/api/v1/messages, /api/v1/search, /api/v1/message/<id>)
 # works, and `mart mail` style tools and the tests use it. See docs/decisions.md, "Mailpit".
@@ -49,18 +49,13 @@ cmd_install() {
         return 0
     fi
     local go
-    if ! go="$(find_go)"; then
-        [[ "$(id -u)" -eq 0 ]] || die "Go is needed to build Mailpit (install golang-go)"
-        log "go not found: installing golang-go"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go >/dev/null 2>&1 \
-            || { DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null \
-                && DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go >/dev/null; }
-        go="$(find_go)" || die "golang-go did not install a go command"
-    fi
+    go="$(find_go)" || die "Go is needed to build Mailpit (Go >= 1.21; it fetches the toolchain Mailpit's go.mod asks for from the Go module proxy)"
+    # Go >= 1.21 downloads the newer toolchain Mailpit needs (go 1.26) by itself (GOTOOLCHAIN=auto)
+    "$go" version | grep -Eq 'go1\.(2[1-9]|[3-9][0-9])' || die "$("$go" version): Go >= 1.21 is needed (Debian 12's golang-go is 1.19)"
     log "go install github.com/axllent/mailpit@v${MAILPIT_VERSION} ($("$go" version))"
     mkdir -p "$CACHE_DIR/bin"
     # a throwaway module directory: `go install pkg@version` must not see the caller's go.mod
-    (cd "$CACHE_DIR" && GOBIN="$CACHE_DIR/bin" GOFLAGS=-mod=mod "$go" install \
+    (cd "$CACHE_DIR" && GOBIN="$CACHE_DIR/bin" GOTOOLCHAIN=auto "$go" install \
         "github.com/axllent/mailpit@v${MAILPIT_VERSION}") || die "go install failed"
     [[ -x "$BIN" ]] || die "go install did not produce $BIN"
     log "installed $BIN"
