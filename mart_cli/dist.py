@@ -49,6 +49,16 @@ class DistConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     # the built-in gateway (mart_cli.gateway) on this port, services behind their Kong prefixes; None: off
     gateway_port: int | None = None
+    # Mailpit (scripts/infra/mailpit.sh) as the notification service's SMTP server; False: .eml files.
+    # `mart dist up` turns it on unless --no-mail; code that builds a DistConfig itself opts in.
+    mail: bool = False
+    mailpit_smtp_port: int = 1025
+    mailpit_http_port: int = 8025
+
+    @property
+    def mail_api(self) -> str:
+        """Mailpit's HTTP API (``/api/v1/messages``), when mail goes there."""
+        return f"http://{self.host}:{self.mailpit_http_port}" if self.mail else ""
 
     def database_url(self, svc: Service) -> str:
         return self.database_urls.get(svc.package) or (
@@ -95,7 +105,14 @@ class DistConfig:
 
 
 def _infra(cfg: DistConfig, script: str, *args: str, say: Callable[[str], None]) -> None:
-    env = {**os.environ, "MART_DATA_DIR": str(cfg.infra_data_dir or cfg.data_dir)}
+    env = {
+        **os.environ,
+        "MART_DATA_DIR": str(cfg.infra_data_dir or cfg.data_dir),
+        # Mailpit's messages belong to this mart's data dir (PostgreSQL and Kafka may be shared)
+        "MART_MAILPIT_DIR": str(cfg.data_dir / "mailpit"),
+        "MART_MAILPIT_SMTP_PORT": str(cfg.mailpit_smtp_port),
+        "MART_MAILPIT_HTTP_PORT": str(cfg.mailpit_http_port),
+    }
     cmd = [str(INFRA / script), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     for line in (result.stdout + result.stderr).splitlines():
@@ -108,9 +125,18 @@ def infra_up(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     _infra(cfg, "postgres.sh", "start", say=say)
     _infra(cfg, "kafka.sh", "install", say=say)
     _infra(cfg, "kafka.sh", "start", say=say)
+    if cfg.mail:
+        _infra(cfg, "mailpit.sh", "start", say=say)  # installs it (go install) the first time
+
+
+def mail_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
+    """Stop this mart's Mailpit (its messages stay under <data dir>/mailpit)."""
+    if cfg.mail:
+        _infra(cfg, "mailpit.sh", "stop", say=say)
 
 
 def infra_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
+    mail_down(cfg, say)
     _infra(cfg, "kafka.sh", "stop", say=say)
     _infra(cfg, "postgres.sh", "stop", say=say)
 
@@ -137,6 +163,10 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if cfg.mail and "MART_EMAIL_BACKEND" not in os.environ:
+        env["MART_EMAIL_BACKEND"] = "smtp"  # to Mailpit (docs/looking-around.md)
+        env["MART_SMTP_HOST"] = cfg.host
+        env["MART_SMTP_PORT"] = str(cfg.mailpit_smtp_port)
     if cfg.gateway_port:
         env["MART_ROOT_PATH"] = svc.prefix  # /docs load the spec through the gateway prefix
     env.update(cfg.extra_env)

@@ -20,7 +20,11 @@ order_app = typer.Typer(help="Orders.")
 dlq_app = typer.Typer(help="Dead letters of a consumer group (e.g. inventory-service).")
 app.add_typer(dist_app, name="dist")
 app.add_typer(order_app, name="order")
+events_app = typer.Typer(
+    help="Watch the events on the bus (Kafka in the local distributed mode, the in-process log embedded)."
+)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_app, name="events")
 
 DataDir = Annotated[
     Path | None,
@@ -123,6 +127,14 @@ def dist_up(
         ),
     ] = False,
     gateway_port: Annotated[int, typer.Option(help="Port of the built-in gateway.")] = 8000,
+    mail: Annotated[
+        bool,
+        typer.Option(
+            "--mail/--no-mail",
+            help="Start Mailpit (SMTP :1025, API http://localhost:8025/api/v1/messages) and send mail "
+            "there; --no-mail writes .eml files under <data dir>/mail instead.",
+        ),
+    ] = True,
 ) -> None:
     """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
     import httpx
@@ -132,7 +144,7 @@ def dist_up(
     from mart_cli.seed import seed as do_seed
     from mart_cli.services import SERVICES
 
-    cfg = DistConfig(data_dir=_data_dir(data_dir), gateway_port=gateway_port if gateway else None)
+    cfg = DistConfig(data_dir=_data_dir(data_dir), gateway_port=gateway_port if gateway else None, mail=mail)
     try:
         took = up(cfg, infra=not no_infra, say=typer.echo)
     except RuntimeError as exc:
@@ -151,6 +163,9 @@ def dist_up(
         typer.echo(f"  {svc.name:<22} {cfg.endpoints().url(svc.package, '/docs')}")
     typer.echo(f"  admin    {creds.admin.email} / {_admin_pw(creds)}")
     typer.echo(f"  customer {creds.customer.email} / {creds.customer.password}")
+    if cfg.mail:
+        typer.echo(f"  mail     {cfg.mail_api}/api/v1/messages (Mailpit)")
+    typer.echo("  events   mart events tail --from-beginning    mart events topics")
     typer.echo(f"  logs     {cfg.log_dir}/<service>.log        stop with: mart dist down")
 
 
@@ -246,6 +261,74 @@ def dlq_redrive(group: str, bus: BusKind = None, data_dir: DataDir = None) -> No
     except FileNotFoundError as exc:
         _fail(str(exc))
     typer.echo(f"re-drove {count} dead letter(s)")
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", "-t", help="Only this topic (repeatable). Default: all.")
+    ] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this type: OrderPaid or mart.orders.v1.OrderPaid (repeatable)."),
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only records with this key.")] = None,
+    order: Annotated[
+        str | None,
+        typer.Option("--order", help="Only events of this order (its key, or the payload's order_id)."),
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest record (default: only new ones).")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Keep waiting for new events (Ctrl-C stops).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+    bus: BusKind = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print events as they arrive: CloudEvents headers and the Protobuf payload decoded to JSON."""
+    from mart_common.bus.browse import EventFilter
+
+    from mart_cli.events import tail
+
+    where = EventFilter(types=tuple(event_type or ()), key=key, order=order)
+    try:
+        count = asyncio.run(
+            tail(
+                _bus(bus, _data_dir(data_dir)),
+                typer.echo,
+                topics=topic or (),
+                where=where,
+                from_beginning=from_beginning,
+                follow=follow,
+                as_json=as_json,
+            )
+        )
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if not as_json:
+        typer.echo(f"{count} event(s)", err=True)
+
+
+@events_app.command("topics")
+def events_topics(
+    bus: BusKind = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Topics (streams) with their message counts and each consumer group's committed records and lag."""
+    from dataclasses import asdict
+
+    from mart_cli.events import format_topics, topics
+
+    try:
+        infos = asyncio.run(topics(_bus(bus, _data_dir(data_dir))))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps([asdict(i) for i in infos], indent=2) if as_json else format_topics(infos))
 
 
 @app.command()

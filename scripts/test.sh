@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
 # The mart's whole test suite, from a fresh machine: installs what it needs (uv and the locked Python
-# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck), starts PostgreSQL and
+# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck, Debian's Chromium and
+# chromedriver, Mailpit built with Go), starts PostgreSQL and
 # Kafka, checks the contracts (buf lint, buf breaking, generated code up to date), runs pytest and fails
 # if any test was skipped. Extra arguments go to pytest (e.g. `scripts/test.sh -k saga`).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
-UV_VERSION="0.13.8"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python packages (uv $UV_VERSION, uv.lock)"
-if ! command -v uv >/dev/null 2>&1; then
-    python3 -m pip install --quiet "uv==$UV_VERSION"
-fi
+# uv: found or installed exactly as ./mart does (./mart may have installed it into ~/.local/bin, off PATH)
+# shellcheck source=scripts/lib/uv.sh
+source "$REPO_ROOT/scripts/lib/uv.sh"
+step "Python packages (uv $MART_UV_VERSION, uv.lock)"
+mart_ensure_uv
 uv sync --frozen --all-packages --quiet
+if [[ "${1:-}" == "--check-setup" ]]; then
+    # Only the setup above (what a fresh clone needs before the suite): tests/deploy/test_fresh_clone.py
+    printf 'uv %s at %s; environment in sync\n' "$(uv --version | awk '{print $2}')" "$MART_UV"
+    exit 0
+fi
 
-step "Tools (PostgreSQL, buf, shellcheck, yamllint, deck)"
+step "Tools (PostgreSQL, buf, shellcheck, yamllint, deck, chromium, Mailpit)"
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     [[ "$(id -u)" -eq 0 ]] || { echo "PostgreSQL is missing and installing it needs root" >&2; exit 1; }
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
 scripts/infra/tools.sh
+scripts/infra/mailpit.sh install  # built with Go once, cached (the distributed e2e tests send mail to it)
 
 step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Developer / CI tools, each installed only when missing:
 #   ShellCheck, yamllint, deck (Debian's package `deck` = Kong's decK), pgbench (postgresql-contrib),
+#   Chromium + chromedriver (Debian's chromium, chromium-driver: the Swagger UI browser test),
 #   buf (npm package @bufbuild/buf, pinned in <repo>/package.json + package-lock.json; run it as
 #   <repo>/node_modules/.bin/buf).
 # Debian packages come from apt (apt-get update runs only when an install fails without it);
@@ -77,6 +78,8 @@ EOF
 ensure shellcheck shellcheck
 ensure yamllint yamllint
 ensure deck deck
+ensure chromium chromium
+ensure chromedriver chromium-driver
 if pgbench_present; then
     log "pgbench present"
 else
@@ -91,4 +94,5 @@ printf '  %-11s %s\n' \
     yamllint "$(yamllint --version 2>&1 | awk '{print $2}')" \
     deck "$(deck version 2>&1 | head -n1)" \
     pgbench "$("$pgbench_bin" --version)" \
+    chromium "$(chromedriver --version | awk '{print $2}') (chromedriver; /usr/bin/chromium)" \
     buf "$("$BUF" --version) ($BUF)"

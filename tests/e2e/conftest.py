@@ -55,6 +55,7 @@ class Mart:
     cli_args: list[str] = field(default_factory=list)  # how `mart <cmd>` reaches this mart
     startup_s: float = 0.0
     gateway_url: str = ""  # one port with the Kong prefixes (embedded: the mart itself)
+    mail_api: str = ""  # Mailpit's HTTP API when mail goes there (distributed), else mail is .eml files
 
 
 class EmbeddedProcess:
@@ -166,6 +167,9 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
         kafka_namespace=f"e2e{uuid.uuid4().hex[:8]}.",
         infra_data_dir=dist.default_data_dir(),
         gateway_port=free_port(),
+        mail=True,  # a Mailpit of its own (state under data_dir/mailpit), stopped at the end
+        mailpit_smtp_port=free_port(),
+        mailpit_http_port=free_port(),
     )
     begun = time.monotonic()
     dist.infra_up(cfg, say=lambda _m: None)
@@ -200,9 +204,11 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
             creds=creds,
             cli_args=["--data-dir", str(data_dir)],
             startup_s=services_s,
+            mail_api=cfg.mail_api,
         )
     finally:
         dist.stop_services(cfg, say=lambda _m: None)
+        dist.mail_down(cfg, say=lambda _m: None)
 
         async def _drop() -> None:
             for url in cfg.database_urls.values():

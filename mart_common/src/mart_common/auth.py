@@ -18,7 +18,7 @@ import httpx
 import jwt
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, OAuth2PasswordBearer
 
 from mart_common.problems import Problem
 
@@ -147,7 +147,18 @@ class TokenVerifier:
             raise InvalidToken("bad subject") from exc
 
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from `POST /user-service/auth/login`.")
+#: Where Swagger UI's "Authorize" logs in: the user service's OAuth2 password form, through the gateway
+#: prefix, so it works on every service's /docs (docs/looking-around.md). Any client may keep sending a
+#: plain ``Authorization: Bearer <access token>`` header; this scheme reads exactly that.
+LOGIN_URL = "/user-service/auth/login"
+
+_bearer = OAuth2PasswordBearer(
+    tokenUrl=LOGIN_URL,
+    auto_error=False,
+    scheme_name="OAuth2PasswordBearer",
+    description="Log in with email (username) and password at `POST /user-service/auth/login`; the access "
+    "token is then sent as `Authorization: Bearer <token>`.",
+)
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -155,14 +166,20 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def current_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[str | HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller, from a valid bearer access token; 401 otherwise."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The caller, from a valid bearer access token; 401 otherwise.
+
+    ``credentials``: the bearer token (the dependency), or the credentials of an ``HTTPBearer`` scheme when
+    a route calls this itself.
+    """
+    if isinstance(credentials, HTTPAuthorizationCredentials):
+        credentials = credentials.credentials if credentials.scheme.lower() == "bearer" else None
+    if not credentials:
         raise Problem(401, "A bearer access token is required.", headers={"WWW-Authenticate": "Bearer"})
     verifier: TokenVerifier = request.app.state.runtime.token_verifier
     try:
-        principal = await verifier.principal(credentials.credentials)
+        principal = await verifier.principal(credentials)
     except InvalidToken as exc:
         raise _unauthorized(f"The access token is not valid ({exc}).") from exc
     request.state.principal = principal

@@ -25,6 +25,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from mart_common.auth import TokenVerifier
 from mart_common.bus import EventBus, create_bus
 from mart_common.db import Database
+from mart_common.docs import install_docs
 from mart_common.inbox import EventHandler, Subscriber
 from mart_common.observability import BodySizeLimitMiddleware, RequestContextMiddleware, configure_logging
 from mart_common.outbox import OutboxRelay
@@ -173,7 +174,12 @@ def create_service_app(
         root_path=settings.root_path,
         lifespan=lifespan,
         openapi_tags=[*definition.openapi_tags, {"name": "operations", "description": "Health and metrics."}],
+        # /docs and /redoc with their assets served by the service (mart_common.docs), not from a CDN
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_parameters={"persistAuthorization": True},
     )
+    install_docs(app)
     app.state.runtime = runtime
     install_problem_handlers(app)
     for router in definition.routers:

@@ -16,12 +16,16 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import Counter
 
 from mart_common.clock import utcnow
 from mart_common.messaging import BusMessage
+
+if TYPE_CHECKING:
+    from mart_common.bus.browse import EventTail, TopicInfo
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +92,17 @@ class EventBus(ABC):
     @abstractmethod
     async def _drain(self, topic: str, group: str, fn: Handler) -> int:
         """Feed ``fn`` the records of ``topic`` not yet consumed by ``group``, up to the current end."""
+
+    async def topics_overview(self) -> list[TopicInfo]:
+        """Every topic with its record count and each consumer group's lag (``mart events topics``)."""
+        raise NotImplementedError
+
+    def tail(
+        self, topics: Sequence[str] | None = None, *, from_beginning: bool = False, follow: bool = True
+    ) -> EventTail:
+        """Read ``topics`` (default: all) without a consumer group (``mart events tail``); see
+        :class:`mart_common.bus.browse.EventTail`."""
+        raise NotImplementedError
 
     async def redrive(self, group: str) -> int:
         """Re-publish the group's dead letters onto their original topics; returns how many.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 from sqlalchemy import (
@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from mart_common.bus.base import EventBus, Handler, RetryPolicy
+from mart_common.bus.browse import EventTail, TopicInfo, group_lags
 from mart_common.clock import utcnow
 from mart_common.db import Database, upsert
 from mart_common.messaging import BusMessage
@@ -268,3 +269,99 @@ class InProcessBus(EventBus):
                     await self._commit(group, topic, part, (msg.offset or 0) + 1)
                     count += 1
         return count
+
+    # --- looking at the log (mart events; mart_common.bus.browse) ---------------------------------
+
+    async def topics_overview(self) -> list[TopicInfo]:
+        async with self.db.session() as session:
+            heads = (
+                await session.execute(
+                    select(records.c.topic, records.c.partition, func.max(records.c.offset)).group_by(
+                        records.c.topic, records.c.partition
+                    )
+                )
+            ).all()
+            positions = (
+                await session.execute(
+                    select(offsets.c.group, offsets.c.topic, offsets.c.partition, offsets.c.next_offset)
+                )
+            ).all()
+        ends: dict[str, dict[int, int]] = {}
+        for topic, part, head in heads:
+            ends.setdefault(topic, {})[part] = head + 1
+        committed: dict[str, dict[str, dict[int, int]]] = {}
+        for group, topic, part, next_offset in positions:
+            committed.setdefault(topic, {}).setdefault(group, {})[part] = next_offset
+        out = []
+        for topic in sorted(set(ends) | set(committed)):
+            topic_ends = {p: ends.get(topic, {}).get(p, 0) for p in range(self.partitions)}
+            topic_ends.update(ends.get(topic, {}))
+            out.append(
+                TopicInfo(
+                    topic=topic,
+                    partitions=len(topic_ends),
+                    messages=sum(topic_ends.values()),  # offsets are dense from 0: nothing is deleted
+                    groups=group_lags(topic_ends, committed.get(topic, {})),
+                )
+            )
+        return out
+
+    def tail(
+        self, topics: Sequence[str] | None = None, *, from_beginning: bool = False, follow: bool = True
+    ) -> EventTail:
+        return _InProcessTail(self, tuple(topics or ()), from_beginning=from_beginning, follow=follow)
+
+
+class _InProcessTail(EventTail):
+    """Polls the SQLite log (the writer may be another process: the embedded mart)."""
+
+    POLL_S = 0.25
+
+    def __init__(self, bus: InProcessBus, topics: tuple[str, ...], *, from_beginning: bool, follow: bool):
+        self.bus = bus
+        self.topics = topics
+        self.from_beginning = from_beginning
+        self.follow = follow
+        self._next: dict[tuple[str, int], int] = {}
+        self._stop_at: dict[tuple[str, int], int] | None = None
+
+    async def _heads(self) -> dict[tuple[str, int], int]:
+        query = select(records.c.topic, records.c.partition, func.max(records.c.offset)).group_by(
+            records.c.topic, records.c.partition
+        )
+        if self.topics:
+            query = query.where(records.c.topic.in_(self.topics))
+        async with self.bus.db.session() as session:
+            return {(t, p): o for t, p, o in await session.execute(query)}
+
+    async def __aenter__(self) -> EventTail:
+        await self.bus.db.create_all([BUS_METADATA])
+        heads = await self._heads()
+        self._next = {tp: 0 if self.from_beginning else head + 1 for tp, head in heads.items()}
+        if not self.follow:
+            self._stop_at = {tp: head + 1 for tp, head in heads.items()}
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None  # the bus owns its database
+
+    async def __aiter__(self) -> AsyncIterator[BusMessage]:
+        while True:
+            if self._stop_at is not None:
+                pending = [tp for tp, end in self._stop_at.items() if self._next.get(tp, 0) < end]
+            else:
+                # partitions that appeared since entering start at 0: they are new records
+                pending = list((await self._heads()).keys())
+            got = 0
+            for topic, part in sorted(pending):
+                batch = await self.bus._fetch(topic, part, self._next.get((topic, part), 0), limit=500)
+                for msg in batch:
+                    if self._stop_at is not None and (msg.offset or 0) >= self._stop_at[(topic, part)]:
+                        break
+                    self._next[(topic, part)] = (msg.offset or 0) + 1
+                    got += 1
+                    yield msg
+            if self._stop_at is not None and not pending:
+                return
+            if not got:
+                await asyncio.sleep(self.POLL_S)

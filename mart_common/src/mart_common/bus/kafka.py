@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +22,7 @@ from aiokafka.errors import (
 )
 
 from mart_common.bus.base import EventBus, Handler, RetryPolicy, dead_letter_topic
+from mart_common.bus.browse import EventTail, TopicInfo, group_lags
 from mart_common.messaging import BusMessage
 from mart_common.tasks import stop_gracefully
 
@@ -290,3 +291,120 @@ class KafkaBus(EventBus):
             return count
         finally:
             await consumer.stop()
+
+    # --- looking at the topics (mart events; mart_common.bus.browse) ------------------------------
+
+    async def _physical_topics(self, admin: AIOKafkaAdminClient) -> list[str]:
+        """This namespace's topics on the broker (Kafka's internal ``__*`` topics left out)."""
+        names = await admin.list_topics()
+        ns = self.namespace
+        return sorted(t for t in names if t.startswith(ns) and not t.startswith("__") and t != ns)
+
+    async def topics_overview(self) -> list[TopicInfo]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        await admin.start()
+        consumer = self._consumer(None)
+        await consumer.start()
+        try:
+            physical = await self._physical_topics(admin)
+            await consumer._client.force_metadata_update()
+            tps = [
+                TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            starts = await consumer.beginning_offsets(tps) if tps else {}
+            ends = await consumer.end_offsets(tps) if tps else {}
+            committed: dict[str, dict[str, dict[int, int]]] = {}
+            for group_id, *_ in await admin.list_consumer_groups():
+                if not group_id.startswith(self.namespace):
+                    continue
+                group = group_id.removeprefix(self.namespace)
+                for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items():
+                    if meta.offset >= 0:
+                        committed.setdefault(tp.topic, {}).setdefault(group, {})[tp.partition] = meta.offset
+            out = []
+            for topic in physical:
+                topic_tps = [tp for tp in tps if tp.topic == topic]
+                topic_ends = {tp.partition: ends[tp] for tp in topic_tps}
+                topic_starts = {tp.partition: starts[tp] for tp in topic_tps}
+                out.append(
+                    TopicInfo(
+                        topic=topic.removeprefix(self.namespace),
+                        partitions=len(topic_tps),
+                        # what the broker holds now (retention may have deleted older records)
+                        messages=sum(topic_ends[p] - topic_starts[p] for p in topic_ends),
+                        groups=group_lags(topic_ends, committed.get(topic, {}), topic_starts),
+                    )
+                )
+            return out
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    def tail(
+        self, topics: Sequence[str] | None = None, *, from_beginning: bool = False, follow: bool = True
+    ) -> EventTail:
+        return _KafkaTail(self, tuple(topics or ()), from_beginning=from_beginning, follow=follow)
+
+
+class _KafkaTail(EventTail):
+    """A group-less consumer assigned every partition of the topics (no offsets are committed)."""
+
+    def __init__(self, bus: KafkaBus, topics: tuple[str, ...], *, from_beginning: bool, follow: bool):
+        self.bus = bus
+        self.topics = topics
+        self.from_beginning = from_beginning
+        self.follow = follow
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stop_at: dict[TopicPartition, int] | None = None
+
+    async def __aenter__(self) -> EventTail:
+        bus = self.bus
+        if self.topics:
+            await bus.ensure_topics(self.topics)
+            physical = [bus.namespace + t for t in self.topics]
+        else:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers, client_id=bus.client_id)
+            await admin.start()
+            try:
+                physical = await bus._physical_topics(admin)
+            finally:
+                await admin.close()
+        consumer = bus._consumer(None)
+        await consumer.start()
+        self._consumer = consumer
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        if tps:
+            if self.from_beginning:
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)  # resolve the reset now: later records are never skipped
+        if not self.follow:
+            self._stop_at = await consumer.end_offsets(tps) if tps else {}
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+    async def __aiter__(self) -> AsyncIterator[BusMessage]:
+        consumer = self._consumer
+        assert consumer is not None, "use `async with bus.tail(...) as tail`"
+        while True:
+            if self._stop_at is not None:
+                pending = [tp for tp, end in self._stop_at.items() if await consumer.position(tp) < end]
+                if not pending:
+                    return
+                batches = await consumer.getmany(*pending, timeout_ms=500)
+            else:
+                batches = await consumer.getmany(timeout_ms=500)
+            for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+                for rec in batches[tp]:
+                    if self._stop_at is not None and rec.offset >= self._stop_at[tp]:
+                        break
+                    yield _to_message(rec, self.bus.namespace)
