@@ -194,4 +194,6 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+OptionalToken = Annotated[str | None, Depends(_bearer)]
+"""The bearer token if the caller sent one (for public routes with an admin-only option)."""
 AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -6,9 +6,8 @@ import functools
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from mart_common.auth import current_principal
+from fastapi import APIRouter, Query, Request, Response, status
+from mart_common.auth import OptionalToken, current_principal
 from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep, paged
 from mart_common.problems import Conflict, NotFound, Problem, Unprocessable, problem_responses
 from mart_common.responses import PRIVATE, PUBLIC, json_response
@@ -32,9 +31,6 @@ from product_service.models import (
 
 router = APIRouter(tags=["products"])
 
-_optional_bearer = HTTPBearer(
-    auto_error=False, description="Only needed with `include_archived=true` (admin)."
-)
 
 _SORTS = {
     "name": (func.lower(Product.name).asc(),),
@@ -141,7 +137,7 @@ async def read_product(
     product_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+    credentials: OptionalToken,
     include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
 ) -> Response:
     if include_archived:
