@@ -6,6 +6,7 @@ The domain code only sees :class:`sqlalchemy.ext.asyncio.AsyncSession`; which en
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -181,19 +182,32 @@ async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values
 
     Used by the inbox (first delivery wins) and by read models keyed on natural ids.
     """
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(stmt)
+    stmt = _insert_ignoring(_dialect(session), table)
+    result = await session.execute(stmt, values)
     return bool(result.rowcount)
 
 
 async def upsert(session: AsyncSession, table: Table, values: dict[str, Any], *, keys: Sequence[str]) -> None:
     """Insert ``values`` or, when a row with the same ``keys`` exists, update it to ``values``."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    stmt = _upsert(_dialect(session), table, tuple(keys), tuple(values))
+    await session.execute(stmt, values)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+# Statements built once per table (values are bound at execution): these run for every event handled.
+@functools.cache
+def _insert_ignoring(dialect: str, table: Table) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
+    return module.insert(table).on_conflict_do_nothing()
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys}
     )
-    await session.execute(stmt)

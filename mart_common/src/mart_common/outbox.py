@@ -56,6 +56,7 @@ _WRITER_LOCK = 7425003
 _PUBLISH_LOCK = 7425004
 
 _HANDOVER = "mart_outbox_rows"
+_INSERT = outbox_table.insert()  # built once: values are bound per event
 
 FAULT_CRASH_AFTER_PUBLISH = "MART_FAULT_RELAY_CRASH_AFTER_PUBLISH"
 """Fault injection for tests, off unless set: ``N`` makes the process exit (``os._exit(17)``) once the
@@ -88,16 +89,17 @@ async def record_event(session: AsyncSession, message: Message, *, key: str, sou
     )
     headers = envelope.headers()
     await session.execute(
-        outbox_table.insert().values(
-            event_id=envelope.id,
-            topic=envelope.topic,
-            key=envelope.key,
-            ce_type=envelope.type,
-            payload=envelope.payload,
-            headers=headers,
-            created_at=envelope.time,
-            attempts=0,
-        )
+        _INSERT,
+        {
+            "event_id": envelope.id,
+            "topic": envelope.topic,
+            "key": envelope.key,
+            "ce_type": envelope.type,
+            "payload": envelope.payload,
+            "headers": headers,
+            "created_at": envelope.time,
+            "attempts": 0,
+        },
     )
     session.info.setdefault(_HANDOVER, []).append(
         _Row(envelope.id, _bus_message(envelope.topic, envelope.key, envelope.payload, headers))
