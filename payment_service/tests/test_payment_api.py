@@ -17,6 +17,9 @@ FIELDS = {
     "client_secret",
     "checkout_url",
     "failure_reason",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
     "created_at",
     "updated_at",
 }

@@ -48,7 +48,13 @@ class InvalidToken(Exception):
 
 
 class TokenVerifier:
-    """Verifies access tokens against a JWKS (fetched over HTTP, or provided in-process)."""
+    """Verifies access tokens against a JWKS (fetched over HTTP, or provided in-process).
+
+    Key rotation (docs/decisions.md): the JWKS is cached and re-read when it is older than
+    ``refresh_interval_s`` (so a key removed from it stops verifying) or when a token names an unknown
+    ``kid`` (a new key) — but never more than once per ``min_fetch_interval_s``, so tokens with made-up
+    kids cannot turn requests into JWKS fetches. A failed fetch keeps the keys already known.
+    """
 
     def __init__(
         self,
@@ -57,14 +63,19 @@ class TokenVerifier:
         jwks_url: str | None = None,
         jwks_provider: JwksProvider | None = None,
         public_key_pem: str | None = None,
-        refresh_interval_s: float = 10.0,
+        refresh_interval_s: float = 300.0,
+        min_fetch_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuer = issuer
         self.jwks_url = jwks_url
         self.jwks_provider = jwks_provider
         self.refresh_interval_s = refresh_interval_s
+        self.min_fetch_interval_s = min_fetch_interval_s
+        self._clock = clock
         self._keys: dict[str | None, Any] = {}
-        self._fetched_at = 0.0
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch, successful or not
         self._lock = asyncio.Lock()
         self._static_key: Any = None
         if public_key_pem:
@@ -81,12 +92,17 @@ class TokenVerifier:
             response.raise_for_status()
             return response.json()
 
-    async def _refresh(self, force: bool = False) -> None:
+    def _stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self.refresh_interval_s
+
+    async def _refresh(self, *, only_if_stale: bool) -> None:
         async with self._lock:
-            if not force and time.monotonic() - self._fetched_at < self.refresh_interval_s and self._keys:
-                return
-            if time.monotonic() - self._fetched_at < 1.0 and self._keys:
-                return  # Unknown kids must not turn every request into a JWKS fetch.
+            if only_if_stale and not self._stale():
+                return  # another request refreshed it while this one waited for the lock
+            now = self._clock()
+            if self._attempted_at is not None and now - self._attempted_at < self.min_fetch_interval_s:
+                return  # at most one fetch per interval, whatever asks for it
+            self._attempted_at = now
             try:
                 data = await self._load_jwks()
             except Exception as exc:
@@ -99,14 +115,15 @@ class TokenVerifier:
                 key = jwt.PyJWK.from_dict(jwk, algorithm=ALGORITHM).key
                 keys[jwk.get("kid")] = key
             self._keys = keys
-            self._fetched_at = time.monotonic()
+            self._fetched_at = self._clock()
 
     async def _key_for(self, kid: str | None) -> Any:
         if self._static_key is not None:
             return self._static_key
-        if kid in self._keys:
-            return self._keys[kid]
-        await self._refresh(force=bool(self._keys))
+        if self._stale():
+            await self._refresh(only_if_stale=True)
+        if kid not in self._keys:
+            await self._refresh(only_if_stale=False)  # a new key (rotation), or a forged kid
         if kid in self._keys:
             return self._keys[kid]
         if kid is None and len(self._keys) == 1:

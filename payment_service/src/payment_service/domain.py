@@ -2,9 +2,15 @@
 
 Statuses only move forward (monotonic), whatever order the provider's events arrive in:
 
-    REQUIRES_PAYMENT ──succeeded──► SUCCEEDED ──refund──► REFUNDED
-          │                                                  ▲
-          └──failed / order cancelled──► FAILED ──late succeeded (money taken anyway)──┘ (refunded at once)
+    CREATING ──intent──► REQUIRES_PAYMENT ──succeeded──► SUCCEEDED ──refund──► REFUND_PENDING ──► REFUNDED
+       │                    │                                                  ▲
+       │                    └──failed / order cancelled──► FAILED ──late succeeded──┘
+       └──refused / retries exhausted / order cancelled──► FAILED
+
+- ``CREATING``: the payment is recorded, the provider has not given an intent yet; the provider call runs
+  outside any transaction and is retried with backoff (``payment_service.provider_calls``).
+- ``REFUND_PENDING``: the refund is decided and recorded; the provider call is retried until it goes
+  through (never given up: the money must go back), the last error visible on the payment.
 
 - ``failed`` after ``succeeded`` (Stripe does not promise delivery order) is ignored: a success is
   never undone.
@@ -21,9 +27,11 @@ import uuid
 
 
 class PaymentStatus(enum.StrEnum):
+    CREATING = "CREATING"
     REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    REFUND_PENDING = "REFUND_PENDING"
     REFUNDED = "REFUNDED"
 
 
@@ -59,12 +67,18 @@ class CancelAction(enum.Enum):
 def cancel_action(current: PaymentStatus) -> CancelAction:
     if current is PaymentStatus.SUCCEEDED:
         return CancelAction.REFUND
-    if current is PaymentStatus.REQUIRES_PAYMENT:
+    if current in (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.CREATING):
         return CancelAction.VOID
     return CancelAction.NOTHING
 
 
 ORDER_CANCELLED_REASON = "order cancelled"
+
+
+def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
+    """Exponential backoff before provider attempt ``attempts + 1``: base, 2×base, 4×base, … capped."""
+    return min(max_s, base_s * (2 ** max(0, attempts - 1)))
+
 
 _PAYMENT_ID_NAMESPACE = uuid.UUID("6f1b3a52-2f0e-4d8c-9a57-0c6a3c1f7e11")
 

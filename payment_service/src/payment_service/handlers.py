@@ -2,7 +2,9 @@
 (``OrderAwaitingPayment``, ``OrderCancelled``) and payment outcomes from the provider (Stripe webhooks).
 
 Every function runs inside the caller's transaction (inbox or webhook de-duplication row) and never commits.
-Provider calls are idempotent (keys per order / per payment), so a rolled-back, retried run is harmless.
+No function here calls the payment provider over the network: they record the work (a payment in
+``CREATING`` or ``REFUND_PENDING``) and :mod:`payment_service.provider_calls` makes the call after the
+commit, outside any transaction, with retries (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from payment_service.domain import (
     payment_id_for,
 )
 from payment_service.models import KnownOrder, Payment
+from payment_service.provider_calls import schedule_refund, void_after_commit, work_recorded
 from payment_service.providers import PaymentProvider
 
 log = structlog.get_logger(__name__)
@@ -64,28 +67,22 @@ def build_handlers(provider: PaymentProvider) -> Mapping[type[Message], EventHan
             return  # one payment per order (a re-published event, a replay)
         payment_id = payment_id_for(order_id)
         currency = (event.currency or "USD").upper()
-        intent = await provider.create_intent(
-            payment_id=payment_id,
-            order_id=order_id,
-            user_id=user_id,
-            amount_cents=event.total_cents,
-            currency=currency,
-        )
+        now = utcnow()
         payment = Payment(
             id=payment_id,
             order_id=order_id,
             user_id=user_id,
             amount_cents=event.total_cents,
             currency=currency,
-            status=PaymentStatus.REQUIRES_PAYMENT,
+            status=PaymentStatus.CREATING,
             provider=provider.name,
-            provider_payment_id=intent.provider_payment_id,
-            client_secret=intent.client_secret,
-            checkout_url=intent.checkout_url,
+            next_attempt_at=now,  # the intent is created after the commit (provider_calls)
+            created_at=now,
+            updated_at=now,
         )
         session.add(payment)
         await session.flush()  # the unique order_id guards against a concurrent duplicate
-        await events.payment_requested(session, payment)
+        work_recorded(session)
 
     async def on_order_cancelled(
         session: AsyncSession, event: orders_pb2.OrderCancelled, envelope: Envelope
@@ -106,10 +103,11 @@ def build_handlers(provider: PaymentProvider) -> Mapping[type[Message], EventHan
             return
         action = cancel_action(PaymentStatus(payment.status))
         if action is CancelAction.REFUND:
-            await refund(session, provider, payment)
+            schedule_refund(session, payment)
         elif action is CancelAction.VOID:
             if payment.provider_payment_id:
-                await provider.cancel_intent(payment.provider_payment_id, payment_id=payment.id)
+                void_after_commit(session, payment.provider_payment_id, payment.id)
+            payment.next_attempt_at = None  # an intent still being created is cancelled once it exists
             _set_status(payment, PaymentStatus.FAILED, reason=ORDER_CANCELLED_REASON)
             await events.payment_failed(session, payment, ORDER_CANCELLED_REASON)
 
@@ -126,18 +124,9 @@ def _set_status(payment: Payment, status: PaymentStatus, *, reason: str | None =
     payment.updated_at = utcnow()
 
 
-async def refund(session: AsyncSession, provider: PaymentProvider, payment: Payment) -> None:
-    """Give the money back (idempotency key ``refund-<payment_id>``): REFUNDED, PaymentRefunded."""
-    if not payment.provider_payment_id:
-        raise RuntimeError(f"payment {payment.id} has no provider payment to refund")
-    refund_id = await provider.refund(
-        payment.provider_payment_id, payment_id=payment.id, order_id=payment.order_id
-    )
-    await mark_refunded(session, payment, refund_id=refund_id)
-
-
 async def mark_refunded(session: AsyncSession, payment: Payment, *, refund_id: str | None = None) -> None:
     payment.refund_id = refund_id or payment.refund_id
+    payment.next_attempt_at = None
     _set_status(payment, PaymentStatus.REFUNDED)
     await events.payment_refunded(session, payment)
 
@@ -157,7 +146,7 @@ async def apply_outcome(
         await events.payment_failed(session, payment, reason)
     elif decision is Decision.REFUND:
         log.warning("late_success_refunded", payment_id=str(payment.id), order_id=str(payment.order_id))
-        await refund(session, provider, payment)
+        schedule_refund(session, payment)
     else:
         log.info(
             "stale_outcome_ignored", payment_id=str(payment.id), status=payment.status, outcome=outcome.value

@@ -8,7 +8,7 @@ from typing import Literal
 
 from mart_common.clock import utcnow
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Column, DateTime, String
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -33,6 +33,13 @@ class Payment(PaymentTable, table=True):
     checkout_url: str | None = Field(default=None, max_length=2048)
     failure_reason: str | None = Field(default=None, max_length=500)
     refund_id: str | None = Field(default=None, max_length=255)
+    # Provider work still to do (CREATING: create the intent; REFUND_PENDING: refund), retried with backoff
+    # by payment_service.provider_calls: attempts made, when the next one is due, the last error.
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+    )
+    last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -72,11 +79,14 @@ class PaymentPublic(BaseModel):
     order_id: uuid.UUID
     amount_cents: int
     currency: str
-    status: Literal["REQUIRES_PAYMENT", "SUCCEEDED", "FAILED", "REFUNDED"]
+    status: Literal["CREATING", "REQUIRES_PAYMENT", "SUCCEEDED", "FAILED", "REFUND_PENDING", "REFUNDED"]
     provider: str
     client_secret: str | None = None
     checkout_url: str | None = None
     failure_reason: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

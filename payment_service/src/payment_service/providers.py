@@ -2,7 +2,8 @@
 
 The Stripe SDK is blocking: every call runs in ``asyncio.to_thread``, never on the event loop, and carries
 an idempotency key (``order-<order_id>`` for the intent, ``refund-<payment_id>`` for a refund), so a
-retried handler never creates a second intent or a second refund.
+retried call never creates a second intent or a second refund. Failures of ``create_intent`` and ``refund``
+surface as :class:`ProviderError`, transient (retry later) or not (see docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,36 @@ import stripe
 import structlog
 
 log = structlog.get_logger(__name__)
+
+
+class ProviderError(Exception):
+    """A provider call that did not go through. ``transient``: the same call may succeed later (network
+    error, timeout, 5xx, rate limit); otherwise the provider refused it (card declined, invalid request).
+    ``code`` is the provider's error code when it gave one (``card_declined``, ``charge_already_refunded``).
+    """
+
+    def __init__(self, message: str, *, transient: bool, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.code = code
+
+
+def stripe_error(exc: stripe.StripeError) -> ProviderError:
+    """A Stripe SDK error as a :class:`ProviderError` with a reason a customer or an operator can read."""
+    code = getattr(exc, "code", None)
+    detail = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.CardError):
+        return ProviderError(f"card declined: {detail}", transient=False, code=code or "card_declined")
+    if isinstance(exc, stripe.APIConnectionError):
+        # The SDK wraps the cause in a long "Unexpected error communicating with Stripe…": keep the cause.
+        text = str(exc)
+        cause = text.split("Network error: ", 1)[1].removesuffix(")") if "Network error: " in text else detail
+        detail = " ".join(cause.split())[:300]
+        return ProviderError(f"payment provider unreachable: {detail}", transient=True, code=code)
+    if isinstance(exc, stripe.RateLimitError) or (exc.http_status or 0) >= 500 or exc.http_status is None:
+        return ProviderError(f"payment provider error: {detail}", transient=True, code=code)
+    return ProviderError(f"payment refused by the provider: {detail}", transient=False, code=code)
 
 
 @dataclass(frozen=True)
@@ -144,11 +175,22 @@ class StripeProvider(PaymentProvider):
         *,
         http_client: stripe.HTTPClient | None = None,
         max_network_retries: int = 2,
+        api_base: str | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
         self.webhook_secret = webhook_secret
         self.client = stripe.StripeClient(
-            api_key, http_client=http_client, max_network_retries=max_network_retries
+            api_key,
+            http_client=http_client or stripe.new_default_http_client(timeout=timeout_s),
+            max_network_retries=max_network_retries,
+            base_addresses={"api": api_base} if api_base else None,
         )
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except stripe.StripeError as exc:
+            raise stripe_error(exc) from exc
 
     async def create_intent(
         self,
@@ -159,7 +201,7 @@ class StripeProvider(PaymentProvider):
         amount_cents: int,
         currency: str,
     ) -> Intent:
-        intent = await asyncio.to_thread(
+        intent = await self._call(
             self.client.v1.payment_intents.create,
             {
                 "amount": amount_cents,
@@ -189,7 +231,7 @@ class StripeProvider(PaymentProvider):
             log.warning("stripe_cancel_failed", payment_id=str(payment_id), error=str(exc))
 
     async def refund(self, provider_payment_id: str, *, payment_id: uuid.UUID, order_id: uuid.UUID) -> str:
-        refund = await asyncio.to_thread(
+        refund = await self._call(
             self.client.v1.refunds.create,
             {
                 "payment_intent": provider_payment_id,
@@ -210,5 +252,7 @@ def build_provider(settings: Any) -> PaymentProvider:
             settings.stripe_api_key.get_secret_value(),
             secret,
             max_network_retries=settings.stripe_max_network_retries,
+            api_base=settings.stripe_api_base,
+            timeout_s=settings.stripe_timeout_s,
         )
     return FakeProvider(secret)

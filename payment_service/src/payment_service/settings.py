@@ -27,6 +27,18 @@ class PaymentSettings(ServiceSettings):
     # Stripe's own default: a signed event older than this is refused (replay protection).
     webhook_tolerance_s: int = 300
     stripe_max_network_retries: int = 2
+    # Where the Stripe SDK sends its requests (None: api.stripe.com); e.g. stripe-mock in development.
+    stripe_api_base: str | None = None
+    # One provider request may take this long before it counts as a (transient) failure.
+    stripe_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Provider calls run outside transactions and are retried with exponential backoff
+    # (payment_service.provider_calls): intent creation gives up after `provider_max_attempts` transient
+    # failures (the payment FAILS, the order is cancelled); a refund is retried until it goes through.
+    provider_retry_base_s: float = Field(default=1.0, gt=0)
+    provider_retry_max_s: float = Field(default=300.0, gt=0)
+    provider_max_attempts: int = Field(default=6, ge=1)
+    provider_poll_interval_s: float = Field(default=5.0, gt=0)
 
     def resolved_webhook_secret(self) -> str:
         """``STRIPE_WEBHOOK_SECRET``; with the fake provider and none set, one generated once under

@@ -30,6 +30,10 @@ _OUTCOMES = {
 }
 
 
+# charge.refunded marks these REFUNDED (a refund we are still retrying may have gone through after all).
+_REFUNDABLE = {"SUCCEEDED", "REFUND_PENDING"}
+
+
 @dataclass(frozen=True)
 class WebhookResult:
     event_id: str
@@ -89,7 +93,7 @@ async def process_webhook(
                 session, provider, payment, _OUTCOMES[event_type], reason=str(reason)
             )
             return WebhookResult(event_id, event_type, False, decision.value)
-        if event_type == "charge.refunded" and obj.get("refunded") is True and payment.status == "SUCCEEDED":
+        if event_type == "charge.refunded" and obj.get("refunded") is True and payment.status in _REFUNDABLE:
             # Fully refunded outside the mart (e.g. from the Stripe dashboard): record it, no provider call.
             await mark_refunded(session, payment)
             return WebhookResult(event_id, event_type, False, "refunded")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 import structlog
-from mart_common.service import ServiceDefinition, ServiceRuntime
+from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -56,6 +56,13 @@ async def ensure_admin(runtime: ServiceRuntime) -> None:
         log.info("admin_account_created", email=email)
 
 
+async def prune_login_failures(runtime: ServiceRuntime) -> None:
+    """Failures that left the throttle window (of keys never hit again) are deleted."""
+    ctx: UserContext = runtime.extras["users"]
+    async with runtime.db.transaction() as session:
+        await ctx.throttle.prune(session)
+
+
 def definition(settings: UserSettings) -> ServiceDefinition:
     return ServiceDefinition(
         name="user-service",
@@ -67,6 +74,7 @@ def definition(settings: UserSettings) -> ServiceDefinition:
         routers=[auth.router, users.router],
         migrations_package="user_service.migrations",
         on_startup=[ensure_admin],
+        periodic=[PeriodicJob("prune-login-failures", 60.0, prune_login_failures)],
         openapi_tags=[
             {"name": "auth", "description": "Registration, login, refresh, logout, public keys."},
             {"name": "users", "description": "Own account; user management for admins."},

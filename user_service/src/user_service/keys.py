@@ -3,6 +3,13 @@
 The private key comes from settings (``MART_JWT_PRIVATE_KEY_PEM``) or from
 ``<data_dir>/keys/user-service-jwt.pem``, generated once on first start (mode 0600) and kept, so tokens
 survive restarts. The ``kid`` is the key's RFC 7638 thumbprint.
+
+Rotation (docs/decisions.md): the previous key (``MART_JWT_PREVIOUS_KEY_PEM``, or
+``<data_dir>/keys/user-service-jwt.previous.pem``) is published next to the current one, so tokens signed
+before the rotation keep verifying everywhere until they expire; new tokens are signed with the current
+key only. ``python -m user_service.keys rotate`` moves the current key file to the previous one and
+generates a new current key; ``python -m user_service.keys retire`` removes the previous key (once the
+longest token lifetime has passed). Each takes effect when the service (every replica) restarts.
 """
 
 from __future__ import annotations
@@ -24,20 +31,49 @@ from mart_common.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 KEY_FILE = Path("keys") / "user-service-jwt.pem"
+PREVIOUS_KEY_FILE = Path("keys") / "user-service-jwt.previous.pem"
 MIN_KEY_BITS = 2048
 
 
-class KeyStore:
-    """One RSA private key, its ``kid`` and the JWKS that publishes its public half."""
+def _public_jwk(public_key: rsa.RSAPublicKey) -> dict[str, Any]:
+    if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_KEY_BITS:
+        raise ValueError(f"a JWT signing key must be an RSA key of at least {MIN_KEY_BITS} bits")
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(public_key, as_dict=True)
+    jwk.pop("key_ops", None)  # RFC 7517: "use" says it; the two should not be combined
+    kid = rfc7638_thumbprint(jwk)
+    return {**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM}
 
-    def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
-        if not isinstance(private_key, rsa.RSAPrivateKey) or private_key.key_size < MIN_KEY_BITS:
+
+def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
+    """The public half of a PEM key, private or public (literal ``\\n`` accepted)."""
+    if isinstance(pem, str):
+        pem = pem.replace("\\n", "\n").encode()
+    if b"PRIVATE KEY" in pem:
+        return serialization.load_pem_private_key(pem, password=None).public_key()  # type: ignore[return-value]
+    return serialization.load_pem_public_key(pem)  # type: ignore[return-value]
+
+
+class KeyStore:
+    """The RSA private key that signs, its ``kid``, and the JWKS: its public half, then the previous
+    key's (during a rotation) so tokens signed before the rotation still verify."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, previous: rsa.RSAPublicKey | None = None) -> None:
+        if not isinstance(private_key, rsa.RSAPrivateKey):
             raise ValueError(f"the JWT signing key must be an RSA key of at least {MIN_KEY_BITS} bits")
         self.private_key = private_key
         self.public_key = private_key.public_key()
-        self._jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.public_key, as_dict=True)
-        self._jwk.pop("key_ops", None)  # RFC 7517: "use" below says it; the two should not be combined
-        self.kid = rfc7638_thumbprint(self._jwk)
+        self._jwk = _public_jwk(self.public_key)
+        self.kid = self._jwk["kid"]
+        self._previous_jwk = _public_jwk(previous) if previous is not None else None
+        if self._previous_jwk is not None and self._previous_jwk["kid"] == self.kid:
+            self._previous_jwk = None  # "rotated" to the same key: publish it once
+
+    @property
+    def previous_kid(self) -> str | None:
+        return self._previous_jwk["kid"] if self._previous_jwk else None
+
+    def with_previous(self, previous: rsa.RSAPublicKey | None) -> KeyStore:
+        return KeyStore(self.private_key, previous=previous)
 
     @classmethod
     def generate(cls) -> KeyStore:
@@ -62,8 +98,8 @@ class KeyStore:
         )
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWK Set served at ``/.well-known/jwks.json``."""
-        return {"keys": [{**self._jwk, "kid": self.kid, "use": "sig", "alg": ALGORITHM}]}
+        """The public JWK Set served at ``/.well-known/jwks.json``: the current key first."""
+        return {"keys": [dict(k) for k in (self._jwk, self._previous_jwk) if k is not None]}
 
     async def jwks_provider(self) -> dict[str, Any]:
         """For in-process verifiers (embedded mode, tests): the JWKS without HTTP."""
@@ -84,7 +120,20 @@ def rfc7638_thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def load_or_create_keys(settings: ServiceSettings) -> KeyStore:
-    """The signing keys: from settings, else from the key file, else generated once and written to it."""
+    """The signing keys: from settings, else from the key file, else generated once and written to it;
+    with the previous key (settings, else the previous key file) when a rotation is in progress."""
+    store = _current_key(settings)
+    previous_pem = getattr(settings, "jwt_previous_key_pem", None)
+    previous_path = settings.data_dir / PREVIOUS_KEY_FILE
+    if not previous_pem and previous_path.exists():
+        previous_pem = previous_path.read_bytes()
+    if previous_pem:
+        store = store.with_previous(load_public_key(previous_pem))
+        log.info("jwt_previous_key_published", kid=store.kid, previous_kid=store.previous_kid)
+    return store
+
+
+def _current_key(settings: ServiceSettings) -> KeyStore:
     pem = getattr(settings, "jwt_private_key_pem", None)
     if pem:
         return KeyStore.from_pem(pem)
@@ -102,3 +151,54 @@ def load_or_create_keys(settings: ServiceSettings) -> KeyStore:
         fh.write(store.private_pem())
     log.info("jwt_key_generated", path=str(path), kid=store.kid)
     return store
+
+
+def rotate_key_files(data_dir: Path) -> KeyStore:
+    """Rotation with key files: the current key becomes the previous one, a new current key is generated.
+    Restart every replica afterwards; ``retire_previous_key_file`` once the old tokens have expired."""
+    current, previous = data_dir / KEY_FILE, data_dir / PREVIOUS_KEY_FILE
+    if not current.exists():
+        raise FileNotFoundError(f"no signing key to rotate at {current}")
+    store = KeyStore.generate()
+    staged = current.with_suffix(".new")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(store.private_pem())
+    os.replace(current, previous)
+    os.replace(staged, current)
+    log.info("jwt_key_rotated", kid=store.kid)
+    return store
+
+
+def retire_previous_key_file(data_dir: Path) -> bool:
+    """Stop publishing the previous key (after the next restart); True if there was one."""
+    path = data_dir / PREVIOUS_KEY_FILE
+    if not path.exists():
+        return False
+    path.unlink()
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m user_service.keys rotate|retire|show`` on ``MART_DATA_DIR``'s key files."""
+    import argparse
+
+    from user_service.settings import UserSettings
+
+    parser = argparse.ArgumentParser(prog="python -m user_service.keys", description=main.__doc__)
+    parser.add_argument("command", choices=["rotate", "retire", "show"])
+    args = parser.parse_args(argv)
+    settings = UserSettings()
+    if args.command == "rotate":
+        print(
+            f"new signing key {rotate_key_files(settings.data_dir).kid}; restart every user-service replica"
+        )
+    elif args.command == "retire":
+        print("previous key removed" if retire_previous_key_file(settings.data_dir) else "no previous key")
+    else:
+        print(json.dumps(load_or_create_keys(settings).jwks(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -61,6 +61,17 @@ class RefreshToken(UserTable, table=True):
     )
 
 
+class LoginFailure(UserTable, table=True):
+    """One failed login (or wrong current password) for one throttle key; shared by all replicas."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    key: str = Field(max_length=64)  # sha256 hex of "<scope>:<email or client address>"
+    failed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
 METADATA = UserTable.metadata
 
 # --- schemas ---------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ class UserSettings(ServiceSettings):
 
     # RS256 signing key (PEM). Unset: a key pair is generated once under <data_dir>/keys/ and kept.
     jwt_private_key_pem: str | None = None
+    # Key rotation: the previous signing key (private or public PEM). Its public half stays in the JWKS
+    # and keeps verifying the tokens it signed; remove it once the longest token lifetime (refresh
+    # tokens: refresh_token_ttl_s) has passed since the rotation. Unset: <data_dir>/keys/
+    # user-service-jwt.previous.pem if present (`python -m user_service.keys rotate|retire`).
+    jwt_previous_key_pem: str | None = None
     access_token_ttl_s: int = Field(default=15 * 60, ge=30)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
@@ -24,7 +29,7 @@ class UserSettings(ServiceSettings):
     argon2_memory_cost: int | None = None
     argon2_parallelism: int | None = None
 
-    # Login throttling (per process, in memory): failures within the window before 429.
+    # Login throttling (in the database, shared by every replica): failures within the window before 429.
     login_window_s: float = 300.0
     login_max_failures_per_account: int = 5
     login_max_failures_per_client: int = 20

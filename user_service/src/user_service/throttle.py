@@ -1,75 +1,87 @@
-"""Login throttling: a sliding window of recent failures per account and per client address.
+"""Login throttling shared by every replica: recent failures per account and per client address, stored in
+the user service's own database (table ``login_failures``), so N replicas behind Kong give an attacker the
+same budget as one, and a restart forgets nothing (docs/decisions.md).
 
-In memory and per process (see docs/decisions.md): replicas each keep their own counts, and a restart
-forgets them. Good enough to stop online guessing against one instance; a shared store would be next.
+A failure is one row per scope (``account``: the lower-cased email; ``client``: the address), keyed by a
+SHA-256 of the scope and the value (fixed length, no email in clear, any input storable). A login is refused
+while a scope has ``limit`` failures in the sliding window; ``Retry-After`` is when the oldest of the last
+``limit`` failures leaves it. A success clears the account's failures. Old rows are pruned as keys are hit
+and by a periodic job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import time
-from collections import OrderedDict, deque
+from datetime import timedelta
+
+from mart_common.clock import as_utc, utcnow
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from user_service.models import LoginFailure
+
+ACCOUNT = "account"
+CLIENT = "client"
 
 
-class SlidingWindow:
-    """At most ``limit`` hits per key within ``window_s`` seconds; bounded number of keys."""
-
-    def __init__(self, limit: int, window_s: float, *, max_keys: int = 100_000) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _prune(self, key: str, now: float) -> deque[float] | None:
-        hits = self._hits.get(key)
-        if hits is None:
-            return None
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        if not hits:
-            del self._hits[key]
-            return None
-        return hits
-
-    def retry_after(self, key: str, now: float) -> float | None:
-        """Seconds until ``key`` may try again, or None when it is under the limit."""
-        hits = self._prune(key, now)
-        if hits is None or len(hits) < self.limit:
-            return None
-        return hits[-self.limit] + self.window_s - now
-
-    def hit(self, key: str, now: float) -> None:
-        hits = self._prune(key, now)
-        if hits is None:
-            hits = self._hits[key] = deque()
-        hits.append(now)
-        self._hits.move_to_end(key)
-        while len(self._hits) > self.max_keys:
-            self._hits.popitem(last=False)
-
-    def reset(self, key: str) -> None:
-        self._hits.pop(key, None)
+def throttle_key(scope: str, value: str) -> str:
+    return hashlib.sha256(f"{scope}:{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class LoginThrottle:
-    """Failed logins per account (email) and per client; a success clears the account's count."""
+    """Failed logins per account (email) and per client, in the database; a success clears the account."""
 
     def __init__(self, *, per_account: int, per_client: int, window_s: float) -> None:
-        self.accounts = SlidingWindow(per_account, window_s)
-        self.clients = SlidingWindow(per_client, window_s)
+        self.limits = {ACCOUNT: per_account, CLIENT: per_client}
+        self.window = timedelta(seconds=window_s)
 
-    def retry_after(self, email: str, client: str) -> int | None:
+    async def _wait(self, session: AsyncSession, scope: str, value: str) -> float | None:
+        limit = self.limits[scope]
+        now = utcnow()
+        # The limit-th most recent failure inside the window: while it is there, the scope is blocked.
+        oldest_counted = await session.scalar(
+            select(LoginFailure.failed_at)
+            .where(
+                LoginFailure.key == throttle_key(scope, value),
+                LoginFailure.failed_at > now - self.window,
+            )
+            .order_by(LoginFailure.failed_at.desc())
+            .offset(limit - 1)
+            .limit(1)
+        )
+        if oldest_counted is None:
+            return None
+        return (as_utc(oldest_counted) + self.window - now).total_seconds()
+
+    async def retry_after(self, session: AsyncSession, email: str, client: str) -> int | None:
         """Whole seconds to wait (for ``Retry-After``), or None when a login may be attempted."""
-        now = time.monotonic()
         waits = [
-            w for w in (self.accounts.retry_after(email, now), self.clients.retry_after(client, now)) if w
+            w
+            for w in (await self._wait(session, ACCOUNT, email), await self._wait(session, CLIENT, client))
+            if w is not None
         ]
         return max(1, math.ceil(max(waits))) if waits else None
 
-    def failed(self, email: str, client: str) -> None:
-        now = time.monotonic()
-        self.accounts.hit(email, now)
-        self.clients.hit(client, now)
+    async def failed(self, session: AsyncSession, email: str, client: str) -> None:
+        """Record a failure (the caller commits, also when it then answers 401/403)."""
+        now = utcnow()
+        for scope, value in ((ACCOUNT, email), (CLIENT, client)):
+            key = throttle_key(scope, value)
+            await session.execute(
+                delete(LoginFailure).where(
+                    LoginFailure.key == key, LoginFailure.failed_at <= now - self.window
+                )
+            )
+            session.add(LoginFailure(key=key, failed_at=now))
+        await session.flush()
 
-    def succeeded(self, email: str) -> None:
-        self.accounts.reset(email)
+    async def succeeded(self, session: AsyncSession, email: str) -> None:
+        await session.execute(delete(LoginFailure).where(LoginFailure.key == throttle_key(ACCOUNT, email)))
+
+    async def prune(self, session: AsyncSession) -> int:
+        """Delete failures that left the window (all keys); returns how many."""
+        result = await session.execute(
+            delete(LoginFailure).where(LoginFailure.failed_at <= utcnow() - self.window)
+        )
+        return result.rowcount or 0

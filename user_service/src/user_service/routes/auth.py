@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -28,6 +28,13 @@ def _bad_credentials() -> Problem:
         slug="invalid-credentials",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+async def _failed(session: SessionDep, users: UsersDep, email: str, client: str) -> NoReturn:
+    """Count the failure for every replica (committed before answering 401), then answer 401."""
+    await users.throttle.failed(session, email, client)
+    await session.commit()
+    raise _bad_credentials()
 
 
 def _client_of(request: Request) -> str:
@@ -78,7 +85,7 @@ async def login(
 ) -> TokenPair:
     email = form.username.strip().lower()[:MAX_LOGIN_FIELD]
     client = _client_of(request)
-    wait = users.throttle.retry_after(email, client)
+    wait = await users.throttle.retry_after(session, email, client)
     if wait is not None:
         raise Problem(
             429,
@@ -92,15 +99,13 @@ async def login(
     user = None if "\x00" in email else await session.scalar(select(User).where(User.email == email))
     if user is None or len(password) > 1024:
         await users.passwords.verify_nobody(password[:1024])
-        users.throttle.failed(email, client)
-        raise _bad_credentials()
+        await _failed(session, users, email, client)
     ok, new_hash = await users.passwords.verify(password, user.password_hash)
     if not ok:
-        users.throttle.failed(email, client)
-        raise _bad_credentials()
+        await _failed(session, users, email, client)
     if not user.is_active:
         raise Problem(403, "This account is deactivated.", slug="account-deactivated")
-    users.throttle.succeeded(email)
+    await users.throttle.succeeded(session, email)
     if new_hash:
         user.password_hash = new_hash  # Argon2 parameters changed: upgrade the stored hash.
     pair = await users.tokens.issue(session, user)

@@ -65,7 +65,7 @@ async def update_me(
                 "Changing the email or the password needs current_password.", slug="current-password-required"
             )
         client = request.client.host if request.client else "unknown"
-        wait = users.throttle.retry_after(user.email, client)
+        wait = await users.throttle.retry_after(session, user.email, client)
         if wait is not None:
             raise Problem(
                 429,
@@ -76,7 +76,8 @@ async def update_me(
             )
         ok, _ = await users.passwords.verify(body.current_password, user.password_hash)
         if not ok:
-            users.throttle.failed(user.email, client)
+            await users.throttle.failed(session, user.email, client)
+            await session.commit()  # the failure counts on every replica, although the answer is 403
             raise Problem(403, "The current password is wrong.", slug="wrong-password")
     before = _public(user)
     if "full_name" in fields and body.full_name is not None:

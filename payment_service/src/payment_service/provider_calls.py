@@ -1,0 +1,333 @@
+"""Provider calls outside database transactions, retried durably (docs/decisions.md, "Payment provider
+calls outside transactions").
+
+A handler only *records* the work in its transaction: a payment in ``CREATING`` (create the intent) or
+``REFUND_PENDING`` (refund it), with ``next_attempt_at``. :class:`ProviderCalls` then
+
+1. claims due payments in a short transaction (``next_attempt_at`` pushed forward by a lease, so another
+   replica — or this one after a crash — picks the payment up again only if this attempt never finishes),
+2. calls the provider with no transaction open (the same idempotency key on every attempt),
+3. records the result in a second transaction: the intent (``REQUIRES_PAYMENT`` + ``PaymentRequested``),
+   the refund (``REFUNDED`` + ``PaymentRefunded``), or the error — retried with exponential backoff.
+
+Intent creation gives up on a refusal (card declined, invalid request) or after
+``provider_max_attempts`` transient failures: the payment is ``FAILED`` and ``PaymentFailed`` carries the
+reason, so the order is cancelled and its stock released at once instead of waiting for the payment
+window. A refund is never given up: it stays ``REFUND_PENDING`` with ``attempts`` and ``last_error``
+visible and ``mart_payment_refunds_pending`` / ``mart_payment_provider_errors_total`` exported.
+
+The work survives restarts: it is rows, polled every ``provider_poll_interval_s`` and picked up at once
+after a commit that recorded some (an ``after_commit`` hook wakes the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from mart_common.clock import utcnow
+from mart_common.db import Database
+from mart_common.tasks import stop_gracefully
+from prometheus_client import Counter, Gauge
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from payment_service import events
+from payment_service.domain import PaymentStatus, retry_delay_s
+from payment_service.models import Payment
+from payment_service.providers import PaymentProvider, ProviderError
+
+log = structlog.get_logger(__name__)
+
+PROVIDER_ERRORS = Counter(
+    "mart_payment_provider_errors_total",
+    "Payment provider calls that failed",
+    ["operation", "kind"],  # operation: create_intent | refund; kind: transient | permanent
+)
+PROVIDER_GAVE_UP = Counter(
+    "mart_payment_intents_failed_total", "Payments failed because the provider refused or stayed unavailable"
+)
+REFUNDS_PENDING = Gauge(
+    "mart_payment_refunds_pending", "Refunds decided but not yet accepted by the provider"
+)
+
+_WORK = "payment_provider_work"
+_VOIDS = "payment_provider_voids"
+_BATCH = 20
+
+
+def work_recorded(session: AsyncSession) -> None:
+    """Wake the provider-call loop once ``session``'s transaction commits."""
+    session.info[_WORK] = True
+
+
+def void_after_commit(session: AsyncSession, provider_payment_id: str, payment_id: uuid.UUID) -> None:
+    """Cancel a provider intent (best effort) once ``session``'s transaction commits."""
+    session.info.setdefault(_VOIDS, []).append((provider_payment_id, payment_id))
+
+
+def schedule_refund(session: AsyncSession, payment: Payment) -> None:
+    """Record that ``payment`` must be refunded: ``REFUND_PENDING``, attempted after the commit."""
+    payment.status = PaymentStatus.REFUND_PENDING
+    payment.attempts = 0
+    payment.last_error = None
+    payment.next_attempt_at = utcnow()
+    payment.updated_at = utcnow()
+    work_recorded(session)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: uuid.UUID
+    status: str
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    amount_cents: int
+    currency: str
+    provider_payment_id: str | None
+
+
+class ProviderCalls:
+    """The loop that makes the provider calls recorded by handlers (one per running payment service)."""
+
+    def __init__(self, db: Database, provider: PaymentProvider, settings: Any) -> None:
+        self.db = db
+        self.provider = provider
+        self.base_s = settings.provider_retry_base_s
+        self.max_s = settings.provider_retry_max_s
+        self.max_attempts = settings.provider_max_attempts
+        self.poll_s = settings.provider_poll_interval_s
+        timeout = float(getattr(settings, "stripe_timeout_s", 30.0))
+        retries = int(getattr(settings, "stripe_max_network_retries", 0))
+        # An attempt still running after this long is presumed dead (crash): the payment is due again.
+        self.lease = timedelta(seconds=timeout * (retries + 1) + 10)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._voids: list[tuple[str, uuid.UUID]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._session_class = db.sessionmaker.class_.sync_session_class
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        event.listen(self._session_class, "after_commit", self._after_commit)
+        event.listen(self._session_class, "after_rollback", self._after_rollback)
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._loop(), name="payment-service:provider-calls")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await stop_gracefully([self._task])
+            self._task = None
+        with contextlib.suppress(Exception):
+            event.remove(self._session_class, "after_commit", self._after_commit)
+            event.remove(self._session_class, "after_rollback", self._after_rollback)
+
+    def _ours(self, session: Session) -> bool:
+        return session.bind is self.db.engine.sync_engine
+
+    def _after_commit(self, session: Session) -> None:
+        if not self._ours(session):
+            return
+        voids = session.info.pop(_VOIDS, None)
+        if voids:
+            self._voids.extend(voids)
+        if session.info.pop(_WORK, False) or voids:
+            self._wake.set()
+
+    def _after_rollback(self, session: Session) -> None:
+        if self._ours(session):
+            session.info.pop(_VOIDS, None)
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("payment_provider_calls_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Make every provider call that is due; returns how many payments were attempted."""
+        voids, self._voids = self._voids, []
+        for provider_payment_id, payment_id in voids:
+            await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
+        attempted = 0
+        while not self._stopping.is_set():
+            claimed = await self._claim()
+            if not claimed:
+                break
+            attempted += len(claimed)
+            await asyncio.gather(*(self._attempt(c) for c in claimed))
+        await self._export_pending_refunds()
+        return attempted
+
+    async def _claim(self) -> list[_Claimed]:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            rows = (
+                await session.scalars(
+                    select(Payment)
+                    .where(
+                        Payment.status.in_([PaymentStatus.CREATING, PaymentStatus.REFUND_PENDING]),
+                        Payment.next_attempt_at <= now,
+                    )
+                    .order_by(Payment.next_attempt_at)
+                    .limit(_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            claimed = []
+            for p in rows:
+                p.next_attempt_at = now + self.lease
+                claimed.append(
+                    _Claimed(
+                        p.id,
+                        p.status,
+                        p.order_id,
+                        p.user_id,
+                        p.amount_cents,
+                        p.currency,
+                        p.provider_payment_id,
+                    )
+                )
+            return claimed
+
+    async def _attempt(self, c: _Claimed) -> None:
+        if c.status == PaymentStatus.CREATING:
+            await self._create(c)
+        else:
+            await self._refund(c)
+
+    async def _create(self, c: _Claimed) -> None:
+        try:
+            intent = await self.provider.create_intent(
+                payment_id=c.id,
+                order_id=c.order_id,
+                user_id=c.user_id,
+                amount_cents=c.amount_cents,
+                currency=c.currency,
+            )
+            error = None
+        except ProviderError as exc:
+            intent, error = None, exc
+        except Exception as exc:  # anything unexpected counts as transient: retried, then given up
+            intent, error = None, ProviderError(f"payment provider error: {exc}", transient=True)
+        if error is not None:
+            PROVIDER_ERRORS.labels("create_intent", "transient" if error.transient else "permanent").inc()
+        async with self.db.transaction() as session:
+            p = await session.get(Payment, c.id, with_for_update=True)
+            if p is None:
+                return
+            now = utcnow()
+            if intent is not None:
+                if p.status != PaymentStatus.CREATING:
+                    # Cancelled while we were asking: keep the intent id (a late success is then refunded)
+                    # and cancel the intent.
+                    p.provider_payment_id = p.provider_payment_id or intent.provider_payment_id
+                    void_after_commit(session, intent.provider_payment_id, p.id)
+                    return
+                p.provider_payment_id = intent.provider_payment_id
+                p.client_secret = intent.client_secret
+                p.checkout_url = intent.checkout_url
+                p.status = PaymentStatus.REQUIRES_PAYMENT
+                p.attempts += 1
+                p.next_attempt_at = None
+                p.last_error = None
+                p.updated_at = now
+                await session.flush()
+                await events.payment_requested(session, p)
+                return
+            assert error is not None
+            if p.status != PaymentStatus.CREATING:
+                return
+            p.attempts += 1
+            p.last_error = error.message[:500]
+            p.updated_at = now
+            if error.transient and p.attempts < self.max_attempts:
+                delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
+                p.next_attempt_at = now + timedelta(seconds=delay)
+                log.warning(
+                    "payment_intent_retry",
+                    payment_id=str(p.id),
+                    attempts=p.attempts,
+                    retry_in_s=delay,
+                    error=error.message,
+                )
+                return
+            reason = error.message
+            if error.transient:
+                reason = f"{error.message} (gave up after {p.attempts} attempts)"
+            p.status = PaymentStatus.FAILED
+            p.failure_reason = reason[:500]
+            p.next_attempt_at = None
+            PROVIDER_GAVE_UP.inc()
+            log.warning("payment_intent_failed", payment_id=str(p.id), attempts=p.attempts, reason=reason)
+            await events.payment_failed(session, p, reason[:500])
+
+    async def _refund(self, c: _Claimed) -> None:
+        refund_id: str | None = None
+        error: ProviderError | None = None
+        if not c.provider_payment_id:
+            error = ProviderError("no provider payment to refund", transient=False)
+        else:
+            try:
+                refund_id = await self.provider.refund(
+                    c.provider_payment_id, payment_id=c.id, order_id=c.order_id
+                )
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:
+                error = ProviderError(f"payment provider error: {exc}", transient=True)
+        if error is not None and error.code == "charge_already_refunded":
+            error = None  # refunded already (by an earlier attempt whose answer was lost, or the dashboard)
+        if error is not None:
+            PROVIDER_ERRORS.labels("refund", "transient" if error.transient else "permanent").inc()
+        async with self.db.transaction() as session:
+            p = await session.get(Payment, c.id, with_for_update=True)
+            if p is None or p.status != PaymentStatus.REFUND_PENDING:
+                return
+            now = utcnow()
+            p.attempts += 1
+            p.updated_at = now
+            if error is None:
+                p.refund_id = refund_id or p.refund_id
+                p.status = PaymentStatus.REFUNDED
+                p.next_attempt_at = None
+                p.last_error = None
+                await events.payment_refunded(session, p)
+                return
+            # Never given up: the money must go back. Retried (capped backoff) and visible until it does.
+            delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
+            p.next_attempt_at = now + timedelta(seconds=delay)
+            p.last_error = error.message[:500]
+            log.error(
+                "payment_refund_retry",
+                payment_id=str(p.id),
+                attempts=p.attempts,
+                retry_in_s=delay,
+                error=error.message,
+            )
+
+    async def _export_pending_refunds(self) -> None:
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Payment)
+                .where(Payment.status == PaymentStatus.REFUND_PENDING, Payment.next_attempt_at.is_not(None))
+            )
+        REFUNDS_PENDING.set(count or 0)
