@@ -82,7 +82,7 @@ def build_handlers(provider: PaymentProvider) -> Mapping[type[Message], EventHan
         )
         session.add(payment)
         await session.flush()  # the unique order_id guards against a concurrent duplicate
-        work_recorded(session)
+        work_recorded(session, payment)
 
     async def on_order_cancelled(
         session: AsyncSession, event: orders_pb2.OrderCancelled, envelope: Envelope

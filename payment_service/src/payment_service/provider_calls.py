@@ -16,8 +16,10 @@ reason, so the order is cancelled and its stock released at once instead of wait
 window. A refund is never given up: it stays ``REFUND_PENDING`` with ``attempts`` and ``last_error``
 visible and ``mart_payment_refunds_pending`` / ``mart_payment_provider_errors_total`` exported.
 
-The work survives restarts: it is rows, polled every ``provider_poll_interval_s`` and picked up at once
-after a commit that recorded some (an ``after_commit`` hook wakes the loop).
+The work survives restarts: it is rows. A committing handler hands its work to this process's loop in
+memory (the database's after-commit hook), with a lease already taken in its own transaction, so the call
+starts at once without a claiming transaction; the search for due rows (every ``provider_poll_interval_s``
+and at start) picks up retries and whatever a crash left once its lease has run out.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from mart_common.clock import utcnow
 from mart_common.db import Database
 from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter, Gauge
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from payment_service import events
 from payment_service.domain import PaymentStatus, retry_delay_s
@@ -62,9 +63,16 @@ _VOIDS = "payment_provider_voids"
 _BATCH = 20
 
 
-def work_recorded(session: AsyncSession) -> None:
-    """Wake the provider-call loop once ``session``'s transaction commits."""
-    session.info[_WORK] = True
+# The lease a handler takes for the hand-over: if this process dies before the call is made, another
+# pass (any replica) takes the payment once it runs out. Calls carry idempotency keys, so an overlap with a
+# still-running attempt creates nothing twice.
+HANDOVER_LEASE = timedelta(seconds=60)
+
+
+def work_recorded(session: AsyncSession, payment: Payment) -> None:
+    """Hand ``payment``'s provider call to this process's loop once ``session``'s transaction commits."""
+    payment.next_attempt_at = utcnow() + HANDOVER_LEASE
+    session.info.setdefault(_WORK, []).append(_Claimed.of(payment))
 
 
 def void_after_commit(session: AsyncSession, provider_payment_id: str, payment_id: uuid.UUID) -> None:
@@ -77,9 +85,8 @@ def schedule_refund(session: AsyncSession, payment: Payment) -> None:
     payment.status = PaymentStatus.REFUND_PENDING
     payment.attempts = 0
     payment.last_error = None
-    payment.next_attempt_at = utcnow()
     payment.updated_at = utcnow()
-    work_recorded(session)
+    work_recorded(session, payment)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,10 @@ class _Claimed:
     amount_cents: int
     currency: str
     provider_payment_id: str | None
+
+    @classmethod
+    def of(cls, p: Payment) -> _Claimed:
+        return cls(p.id, p.status, p.order_id, p.user_id, p.amount_cents, p.currency, p.provider_payment_id)
 
 
 class ProviderCalls:
@@ -110,14 +121,14 @@ class ProviderCalls:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._voids: list[tuple[str, uuid.UUID]] = []
+        self._fresh: list[_Claimed] = []
         self._task: asyncio.Task[None] | None = None
-        self._session_class = db.sessionmaker.class_.sync_session_class
+        db.after_commit(_WORK, self._handover)
+        db.after_commit(_VOIDS, self._handover_voids)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        event.listen(self._session_class, "after_commit", self._after_commit)
-        event.listen(self._session_class, "after_rollback", self._after_rollback)
         self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="payment-service:provider-calls")
 
@@ -127,45 +138,49 @@ class ProviderCalls:
         if self._task is not None:
             await stop_gracefully([self._task])
             self._task = None
-        with contextlib.suppress(Exception):
-            event.remove(self._session_class, "after_commit", self._after_commit)
-            event.remove(self._session_class, "after_rollback", self._after_rollback)
 
-    def _ours(self, session: Session) -> bool:
-        return session.bind is self.db.engine.sync_engine
+    def _handover(self, work: list[_Claimed]) -> None:
+        self._fresh.extend(work)
+        self._wake.set()
 
-    def _after_commit(self, session: Session) -> None:
-        if not self._ours(session):
-            return
-        voids = session.info.pop(_VOIDS, None)
-        if voids:
-            self._voids.extend(voids)
-        if session.info.pop(_WORK, False) or voids:
-            self._wake.set()
-
-    def _after_rollback(self, session: Session) -> None:
-        if self._ours(session):
-            session.info.pop(_VOIDS, None)
+    def _handover_voids(self, voids: list[tuple[str, uuid.UUID]]) -> None:
+        self._voids.extend(voids)
+        self._wake.set()
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_search = 0.0  # at start: whatever a restart left
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                await self.run_once()
+                await self._run_fresh()
+                if loop.time() >= next_search:
+                    await self.run_once()
+                    next_search = loop.time() + self.poll_s
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("payment_provider_calls_failed")
+            if self._fresh or self._voids:
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_search - loop.time()))
+
+    async def _run_fresh(self) -> None:
+        """The calls handed over by this process's committed handlers (their lease is already taken)."""
+        voids, self._voids = self._voids, []
+        for provider_payment_id, payment_id in voids:
+            await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
+        fresh, self._fresh = self._fresh, []
+        if fresh:
+            await asyncio.gather(*(self._attempt(c) for c in fresh))
 
     # --- one pass ----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Make every provider call that is due; returns how many payments were attempted."""
-        voids, self._voids = self._voids, []
-        for provider_payment_id, payment_id in voids:
-            await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
+        """Make every provider call that is due (retries, and what a crash left); returns how many
+        payments were attempted."""
+        await self._run_fresh()
         attempted = 0
         while not self._stopping.is_set():
             claimed = await self._claim()
@@ -191,21 +206,9 @@ class ProviderCalls:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            claimed = []
             for p in rows:
                 p.next_attempt_at = now + self.lease
-                claimed.append(
-                    _Claimed(
-                        p.id,
-                        p.status,
-                        p.order_id,
-                        p.user_id,
-                        p.amount_cents,
-                        p.currency,
-                        p.provider_payment_id,
-                    )
-                )
-            return claimed
+            return [_Claimed.of(p) for p in rows]
 
     async def _attempt(self, c: _Claimed) -> None:
         if c.status == PaymentStatus.CREATING:
@@ -324,7 +327,7 @@ class ProviderCalls:
             )
 
     async def _export_pending_refunds(self) -> None:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             count = await session.scalar(
                 select(func.count())
                 .select_from(Payment)
