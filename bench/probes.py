@@ -201,9 +201,20 @@ def wait_http(url: str, timeout: float = 60.0) -> bool:
     return False
 
 
-def start_hello(uvicorn_args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """The bare endpoint (bench/hello.py)."""
-    return _start_app("bench.hello:app", "/hello", uvicorn_args)
+# The framework of an older generation (FastAPI 0.111 era), for the same bare endpoint: what the versions
+# we lock cost by themselves. Run by uv in a throwaway environment (PyPI), never installed in the project.
+OLD_FRAMEWORK = ["fastapi==0.111.1", "starlette==0.37.2", "pydantic==2.7.4", "uvicorn[standard]==0.30.1"]
+
+
+def start_hello(
+    uvicorn_args: list[str], *, old_framework: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare endpoint (bench/hello.py), on our locked versions or on :data:`OLD_FRAMEWORK`."""
+    python = None
+    if old_framework:
+        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+        python = [uv, "run", "--no-project", "--quiet", *(f"--with={p}" for p in OLD_FRAMEWORK), "python"]
+    return _start_app("bench.hello:app", "/hello", uvicorn_args, python=python)
 
 
 def start_lean(dsn: str, uvicorn_args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -212,17 +223,31 @@ def start_lean(dsn: str, uvicorn_args: list[str]) -> tuple[subprocess.Popen[byte
 
 
 def _start_app(
-    app: str, probe: str, uvicorn_args: list[str], env: dict[str, str] | None = None
+    app: str,
+    probe: str,
+    uvicorn_args: list[str],
+    env: dict[str, str] | None = None,
+    python: list[str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *uvicorn_args],
+        [
+            *(python or [sys.executable]),
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *uvicorn_args,
+        ],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    if not wait_http(f"http://127.0.0.1:{port}{probe}", 30):
+    if not wait_http(f"http://127.0.0.1:{port}{probe}", 120 if python else 30):
         proc.kill()
         raise RuntimeError(f"{app} did not start")
     return proc, port

@@ -177,6 +177,23 @@ def machine_limits(b: dict[str, Any]) -> dict[str, Any]:
         proc.terminate()
         proc.wait(10)
     say(f"  hello {out['hello']['rps']:.0f} req/s, one round trip p50 {out['http_hop']['p50_ms']:.2f} ms")
+    try:
+        proc, port = probes.start_hello(["--no-access-log"], old_framework=True)
+    except Exception as exc:  # noqa: BLE001 - informative only (needs PyPI once, then uv's cache)
+        say(f"  hello on {', '.join(probes.OLD_FRAMEWORK)} not measured: {exc}")
+    else:
+        try:
+            out["hello_old_framework"] = probes.wrk(
+                f"http://127.0.0.1:{port}/hello",
+                connections=b["wrk_conns"],
+                duration_s=b["wrk_s"],
+                server_pids=[proc.pid],
+            )
+            out["hello_old_framework"]["versions"] = probes.OLD_FRAMEWORK
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        say(f"  hello on the FastAPI 0.111 generation: {out['hello_old_framework']['rps']:.0f} req/s")
     say("pgbench (TPC-B-like) on the same PostgreSQL")
     out["pgbench"] = probes.pgbench(
         scale=b["pgbench_scale"], clients=b["pgbench_clients"], duration_s=b["pgbench_s"]
@@ -723,6 +740,17 @@ def table(res: dict[str, Any]) -> str:
             h.get("errors"),
             other=h.get("unrelated_cpu_cores"),
         )
+        ho = lim.get("hello_old_framework")
+        if ho:
+            ours = h.get("rps") / ho["rps"] if h.get("rps") and ho.get("rps") else None
+            row(
+                "  same, FastAPI 0.111 / Starlette 0.37 / pydantic 2.7",
+                f"{_f(ho.get('rps'), '{:.0f}')} req/s, p99 {_f(ho.get('p99_ms'))} ms",
+                ho.get("gen_cpu_cores"),
+                ho.get("errors"),
+                f"ours ÷ this = {_f(ours, '{:.2f}')}",
+                other=ho.get("unrelated_cpu_cores"),
+            )
         hh = lim.get("http_hop", {})
         row(
             "  one HTTP round trip (sequential)",
