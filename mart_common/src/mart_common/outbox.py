@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -59,8 +60,15 @@ _HANDOVER = "mart_outbox_rows"
 _INSERT = outbox_table.insert()  # built once: values are bound per event
 
 FAULT_CRASH_AFTER_PUBLISH = "MART_FAULT_RELAY_CRASH_AFTER_PUBLISH"
-"""Fault injection for tests, off unless set: ``N`` makes the process exit (``os._exit(17)``) once the
-relay has published ``N`` rows in all, after that publish and before the rows are marked published."""
+"""Fault injection for the fault suite (docs/reliability.md), OFF unless the environment sets it.
+
+``MART_FAULT_RELAY_CRASH_AFTER_PUBLISH=<n>`` (a positive integer, read once when the relay is constructed)
+makes the process exit at once (``os._exit(86)``, no cleanup, like ``kill -9``) right after the n-th batch
+this relay published to the bus, fast path or sweep, and BEFORE those rows are marked published. One line
+``fault_injected relay_crash_after_publish service=<service>`` goes to stderr first. Unset, empty, 0 or not
+an integer: never fires. On restart the rows are still unpublished, the next relay publishes them again, and
+the consumers' inboxes must absorb the duplicates.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +156,7 @@ class OutboxRelay:
         # SQLite is one process's file: its relay is always the sole publisher.
         self._leader = self._exclusive = not db.is_postgres
         self._roles: AsyncConnection | None = None  # PostgreSQL: the connection holding the session locks
-        self._published_total = 0
-        crash_after = os.environ.get(FAULT_CRASH_AFTER_PUBLISH)
-        self._crash_after = int(crash_after) if crash_after else None
+        self._crash_after_batches = _positive_int(os.environ.get(FAULT_CRASH_AFTER_PUBLISH))
         db.after_commit(_HANDOVER, self._handover)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -273,11 +279,12 @@ class OutboxRelay:
 
     def _published(self, n: int) -> None:
         OUTBOX_PUBLISHED.labels(self.service).inc(n)
-        if self._crash_after is not None:
-            self._published_total += n
-            if self._published_total >= self._crash_after:
-                log.warning("fault_injection_relay_crash", service=self.service, published=n)
-                os._exit(17)
+        if self._crash_after_batches > 0:  # the fault point: published, not yet marked
+            self._crash_after_batches -= 1
+            if self._crash_after_batches == 0:
+                sys.stderr.write(f"fault_injected relay_crash_after_publish service={self.service}\n")
+                sys.stderr.flush()
+                os._exit(86)
 
     async def _flush_marks(self) -> None:
         if not self._unmarked:
@@ -439,6 +446,13 @@ class OutboxRelay:
                 timeout = min(timeout, max(0.0, self._unmarked_since + self.mark_interval_s - now))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+
+def _positive_int(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
 
 
 class _PublishFailed(Exception):
