@@ -194,7 +194,7 @@ def dist_status(data_dir: DataDir = None) -> None:
     result = status(cfg)
     for name, row in result.items():
         state = "ready" if row["ready"] is True else ("running, not ready" if row["pid"] else "stopped")
-        replica = f"  replica {row['replica']}" if "replica" in row else ""
+        replica = f"  replica {row['replica']}" if not str(row.get("replica", "1/1")).endswith("/1") else ""
         pid = f"  pid {row['pid']}" if row["pid"] else ""
         typer.echo(f"{name:<24} :{row['port']:<5}  {state}{pid}{replica}")
     raise typer.Exit(0 if all(r["ready"] is True for r in result.values()) else 1)
