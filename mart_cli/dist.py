@@ -192,7 +192,11 @@ def infra_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
 
 def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
     creds = load_or_create(cfg.data_dir)
-    user_port = cfg.ports[SERVICES[0].package]
+    user = SERVICES[0]
+    jwks = f"http://{cfg.host}:{cfg.ports[user.package]}/.well-known/jwks.json"
+    if cfg.gateway_port and cfg.replica_count(user) > 1:
+        # Any user-service replica serves the keys: fetch them through the gateway, which fails over.
+        jwks = f"http://{cfg.host}:{cfg.gateway_port}{user.prefix}/.well-known/jwks.json"
     env = {k: v for k, v in os.environ.items() if k not in {"MART_ROOT_PATH", "MART_INPROCESS_BUS_URL"}}
     env.update(
         {
@@ -200,7 +204,7 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
             "MART_EVENT_BUS": "kafka",
             "MART_KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap,
             "MART_KAFKA_NAMESPACE": cfg.kafka_namespace,
-            "MART_JWKS_URL": f"http://{cfg.host}:{user_port}/.well-known/jwks.json",
+            "MART_JWKS_URL": jwks,
             "MART_DATA_DIR": str(cfg.data_dir),
             "MART_ADMIN_EMAIL": creds.admin.email,
             "MART_ADMIN_PASSWORD": creds.admin.password,
