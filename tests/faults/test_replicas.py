@@ -67,7 +67,7 @@ def _fault_suite() -> ModuleType:
 
 
 faults = _fault_suite()
-faults.LOAD_RATE = float(os.environ.get("MART_REPLICAS_RATE", "5"))  # orders per second
+faults.LOAD_RATE = float(os.environ.get("MART_REPLICAS_RATE", "4"))  # orders per second
 REPLICAS = 2
 SETTLE_TIMEOUT_S = 120.0
 KILL_WINDOW_S = 30.0  # a killed relay's batch is re-published by the other replica within this
@@ -185,12 +185,12 @@ async def kill_one_replica_of_each(cluster: ReplicaCluster, timings: dict[str, f
         cluster.kill_windows[svc.name].append((time.time() - 1.0, time.time() + KILL_WINDOW_S))
         served[svc.name] = await _answers_through_gateway(cluster, svc)
         say(f"kill -9 {inst.label} (pid {pid}); {svc.name} answers through the gateway: {served[svc.name]}")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         await loop.run_in_executor(
             None, lambda i=inst: dist.start_instance(cluster.cfg, i, say=lambda _m: None)
         )
         restarted.append(inst)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.0)
     begun = time.monotonic()
     await loop.run_in_executor(
         None, lambda: dist.wait_ready(cluster.cfg, timeout=120, say=lambda _m: None, only=restarted)
@@ -410,7 +410,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
     load = faults.Load()
     generator = asyncio.create_task(faults.load_generator(cluster, tokens, products, load))
     served_while_down: dict[str, bool] = {}
-    await asyncio.sleep(4)
+    await asyncio.sleep(3)
     try:
         await kill_one_replica_of_each(cluster, timings, served_while_down)
         await asyncio.sleep(2)
