@@ -153,6 +153,8 @@ def dist_up(
     except RuntimeError as exc:
         _fail(str(exc))
     typer.echo(f"up in {took:.1f}s")
+    if any(n > 1 for n in counts.values()) and not gateway:
+        typer.echo("  several replicas without --gateway: each service's port reaches its replica 1 only")
     creds = load_or_create(cfg.data_dir)
     if not no_seed:
 
