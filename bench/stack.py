@@ -118,11 +118,7 @@ class DistStack:
                 ports.append(free_port())
         dist.start_services(self.cfg, say=lambda m: None)
         dist.wait_ready(self.cfg, say=lambda m: None)
-        if self.cfg.gateway_port and (gw := dist.gateway_pid(self.cfg)) is not None:
-            os.kill(gw, 15)
-            while dist.gateway_pid(self.cfg) is not None:
-                time.sleep(0.1)
-            dist.start_gateway(self.cfg, say=lambda m: None)
+        dist.start_gateway(self.cfg, say=lambda m: None)  # restarts it when the replicas changed
         return time.monotonic() - t0
 
     def pids(self) -> dict[str, int]:

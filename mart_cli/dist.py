@@ -238,16 +238,22 @@ def gateway_upstreams(cfg: DistConfig) -> dict[str, list[str]]:
 def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     if not cfg.gateway_port:
         return
+    upstreams = json.dumps(gateway_upstreams(cfg))
+    known = cfg.run_dir / f"{GATEWAY}.upstreams.json"
     if (pid := gateway_pid(cfg)) is not None:
-        say(f"  {GATEWAY:<22} already running (pid {pid})")
-        return
+        if known.exists() and known.read_text() == upstreams:
+            say(f"  {GATEWAY:<22} already running (pid {pid})")
+            return
+        # The replicas changed (another --replicas): restart the gateway so that it knows them all.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        say(f"  {GATEWAY:<22} restarted for the new replicas")
     if _port_taken(cfg.host, cfg.gateway_port):
         raise RuntimeError(f"port {cfg.gateway_port} (gateway) is taken by another process; stop it first")
-    env = {
-        **os.environ,
-        "MART_GATEWAY_UPSTREAMS": json.dumps(gateway_upstreams(cfg)),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {**os.environ, "MART_GATEWAY_UPSTREAMS": upstreams, "PYTHONUNBUFFERED": "1"}
     log_path = cfg.log_dir / f"{GATEWAY}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603
@@ -259,6 +265,7 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
             cwd=REPO_ROOT, start_new_session=True,
         )  # fmt: skip
     _gateway_pid_file(cfg).write_text(f"{proc.pid}\n")
+    known.write_text(upstreams)
     say(f"  {GATEWAY:<22} starting on :{cfg.gateway_port} (pid {proc.pid}, log {log_path})")
     deadline = time.monotonic() + 60
     with httpx.Client(timeout=3) as client:
@@ -410,6 +417,7 @@ def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: 
                 os.kill(gw, signal.SIGKILL)
         say(f"  {GATEWAY:<22} stopped")
     _gateway_pid_file(cfg).unlink(missing_ok=True)
+    (cfg.run_dir / f"{GATEWAY}.upstreams.json").unlink(missing_ok=True)
     pids: dict[Instance, int] = {}
     for inst in _known_instances(cfg):
         pid = running_pid(cfg, inst)

@@ -180,3 +180,27 @@ def test_a_get_that_broke_mid_way_is_retried_on_another_replica():
         r = httpx.get(f"http://127.0.0.1:{gw}/pay/status")
     assert r.status_code == 200 and r.json()["replica"] == "good"
     assert received["GET"] == 1 and hits[("good", "GET")] == 1
+
+
+def test_the_gateway_learns_new_replicas_when_started_again(tmp_path):
+    a, b = free_port(), free_port()
+    cfg = dist.DistConfig(data_dir=tmp_path, gateway_port=free_port())
+    cfg.replica_ports = {s.package: [free_port()] for s in SERVICES}
+    cfg.replica_ports["order_service"] = [a]
+    cfg.run_dir.mkdir(parents=True)
+    cfg.log_dir.mkdir(parents=True)
+    index = f"http://127.0.0.1:{cfg.gateway_port}/"
+    try:
+        dist.start_gateway(cfg, say=lambda _m: None)
+        first = dist.gateway_pid(cfg)
+        assert httpx.get(index).json()["services"]["order-service"]["targets"] == {f"http://127.0.0.1:{a}": 0}
+        dist.start_gateway(cfg, say=lambda _m: None)  # nothing changed: the same process
+        assert dist.gateway_pid(cfg) == first
+        cfg.replica_ports["order_service"] = [a, b]  # `mart dist up --replicas order=2` on a running mart
+        dist.start_gateway(cfg, say=lambda _m: None)
+        assert dist.gateway_pid(cfg) not in (None, first)
+        targets = httpx.get(index).json()["services"]["order-service"]["targets"]
+        assert set(targets) == {f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"}
+    finally:
+        dist.stop_services(cfg, say=lambda _m: None)
+    assert dist.gateway_pid(cfg) is None
