@@ -188,11 +188,11 @@ class KafkaBus(EventBus):
             # Replicas of a service share its group (docs/scaling.md, docs/decisions.md "Consumer groups
             # with replicas"): aiokafka has no cooperative rebalancing; the sticky assignor moves only the
             # partitions of a member that left or joined (round robin listed for groups mid-upgrade), and
-            # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s.
+            # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s; a
+            # rebalance waits for a slow member at most as long (rebalance timeout = session timeout).
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
             session_timeout_ms=6000,
             heartbeat_interval_ms=1500,
-            rebalance_timeout_ms=30000,
         )
 
     async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
