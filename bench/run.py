@@ -61,6 +61,8 @@ FULL = {
     "emb_lat_s": 20,
     "emb_poll_sat_s": 0.02,
     "idle_s": 5,
+    "rep_conc": 16,
+    "rep_s": 20,
 }
 QUICK = {
     **FULL,
@@ -80,6 +82,7 @@ QUICK = {
     "emb_sat_s": 8,
     "emb_lat_s": 8,
     "idle_s": 3,
+    "rep_s": 8,
 }
 
 
@@ -615,6 +618,80 @@ def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
     return out
 
 
+# The services every checkout goes through (order, inventory, order, payment, order): the ones to scale.
+BUSIEST = ("order_service", "payment_service", "inventory_service")
+
+
+class _ViaGateway:
+    """The stack as the load generator sees it when every request goes through the built-in gateway."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.bases = stack.gateway_bases
+        self.dbs = stack.dbs
+        self.namespace = stack.namespace
+
+    def pids(self) -> dict[str, int]:
+        return self.stack.pids()
+
+
+def _per_service(cores: dict[str, float]) -> dict[str, float]:
+    """CPU cores summed over the replicas of each service (``order-service-2`` counts as order-service)."""
+    out: dict[str, float] = {}
+    for label, v in cores.items():
+        name = label if label == "gateway" else label.rsplit("-service", 1)[0] + "-service"
+        out[name] = out.get(name, 0.0) + v
+    return out
+
+
+def replicas(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
+    """Checkout saturation through the built-in gateway with 1, then 2 replicas of the busiest services, in
+    one run on the same databases (docs/scaling.md). CPU per service and of the whole machine is reported:
+    on 2 cores the second replica has no free core to run on, which the figures show."""
+    from bench.stack import DistStack, setup
+
+    out: dict[str, Any] = {"scaled": [p.replace("_", "-") for p in BUSIEST], "runs": {}}
+    stack = DistStack(admin_pw, say=say, gateway=True)
+    say("replicas: checkout through the built-in gateway, 1 then 2 replicas of " + ", ".join(out["scaled"]))
+    try:
+        out["up_s"] = stack.up()
+        st = setup(stack.bases, admin_pw, n_products=b["n_products"], n_checkout=b["n_checkout"], say=say)
+        via = _ViaGateway(stack)
+        for n in (1, 2):
+            if n > 1:
+                took = stack.scale(dict.fromkeys(BUSIEST, n))
+                say(f"  {n} replicas of the busiest services ready in {took:.1f}s")
+            r = checkout_run(
+                via,
+                st,
+                loop="closed",
+                conc=b["rep_conc"],
+                duration=b["rep_s"],
+                observe="kafka",
+                poll_s=b["poll_s"],
+                count_db=False,
+            )
+            r.pop("latencies_s_full", None)
+            procs = r["processes"]
+            r["service_cpu_cores_by_service"] = _per_service(procs["service_cpu_cores"])
+            out["runs"][str(n)] = r
+            say(
+                f"  {n} replica(s): {r['orders_per_s']:.1f} orders PAID/s at {b['rep_conc']} customers, p50 "
+                f"{r['latency']['p50_ms'] or 0:.0f} ms, errors {sum(r['errors'].values())}; machine busy "
+                f"{procs['machine_busy_cores']:.2f} of {psutil.cpu_count()} cores; services "
+                + ", ".join(
+                    f"{k} {v:.2f}"
+                    for k, v in sorted(r["service_cpu_cores_by_service"].items(), key=lambda kv: -kv[1])
+                )
+            )
+        one, two = out["runs"]["1"], out["runs"]["2"]
+        out["speedup"] = two["orders_per_s"] / one["orders_per_s"] if one["orders_per_s"] else None
+    finally:
+        say("replicas: stopping the services and the gateway (PostgreSQL and Kafka stay up)")
+        stack.down()
+    return out
+
+
 def embedded(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
     from bench.stack import EmbeddedStack, setup
 
@@ -848,6 +925,19 @@ def table(res: dict[str, Any]) -> str:
         row(
             "checkout embedded: cost per order PAID (at best)", f"{r['embedded_cpu_ms_per_order']:.1f} ms CPU"
         )
+    rep = res.get("replicas", {}).get("runs", {})
+    for n, run in sorted(rep.items()):
+        cpu = run.get("service_cpu_cores_by_service", {})
+        top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])[:3])
+        row(
+            f"checkout via gateway, {n} replica(s) of order/payment/inventory",
+            f"{_f(run.get('orders_per_s'))} orders/s, machine busy "
+            f"{_f(run.get('processes', {}).get('machine_busy_cores'), '{:.2f}')} cores ({top})",
+            run.get("gen_cpu_cores"),
+            sum(run.get("errors", {}).values()),
+            f"x{res['replicas']['speedup']:.2f}" if n == "2" and res["replicas"].get("speedup") else "",
+            other=run.get("processes", {}).get("unrelated_cpu_cores"),
+        )
     if d.get("idle") or e.get("idle"):
         peak = (d.get("saturation", {}).get("best", {}) or {}).get("processes", {}).get("peak_rss_mb", {})
         for n, v in (d.get("idle", {}).get("rss_mb") or {}).items():
@@ -946,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        choices=["limits", "dist", "embedded"],
+        choices=["limits", "dist", "embedded", "replicas"],
         help="leave a part out (repeatable)",
     )
     ap.add_argument(
@@ -985,7 +1075,13 @@ def main(argv: list[str] | None = None) -> int:
         "failures": {},
     }
     probes.ensure_wrk()
-    for name, fn in (("limits", machine_limits), ("distributed", distributed), ("embedded", embedded)):
+    parts = (
+        ("limits", machine_limits),
+        ("distributed", distributed),
+        ("embedded", embedded),
+        ("replicas", replicas),
+    )
+    for name, fn in parts:
         if name in args.skip or (name == "distributed" and "dist" in args.skip):
             continue
         try:

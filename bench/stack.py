@@ -61,7 +61,7 @@ class DistStack:
 
     mode = "distributed"
 
-    def __init__(self, admin_password: str, say: Any = print) -> None:
+    def __init__(self, admin_password: str, say: Any = print, *, gateway: bool = False) -> None:
         from mart_cli.dist import DistConfig
         from mart_cli.services import SERVICES
 
@@ -85,8 +85,13 @@ class DistStack:
             kafka_namespace=self.namespace,
             infra_data_dir=ROOT / ".data",
             extra_env={"MART_ADMIN_EMAIL": ADMIN_EMAIL, "MART_ADMIN_PASSWORD": admin_password},
+            # the built-in gateway spreads requests over the replicas (the replica probe, docs/scaling.md)
+            gateway_port=free_port() if gateway else None,
+            replica_ports={p: [port] for p, port in ports.items()},
         )
         self.bases = Bases({s.short: f"http://127.0.0.1:{ports[s.package]}" for s in SERVICES})
+        gw = f"http://127.0.0.1:{self.cfg.gateway_port}" if gateway else None
+        self.gateway_bases = Bases({s.short: f"{gw}{s.prefix}" for s in SERVICES}) if gw else None
 
     def up(self) -> float:
         from mart_cli import dist
@@ -98,16 +103,35 @@ class DistStack:
         self.say(f"  fresh databases {', '.join(self.dbs.values())}; Kafka namespace '{self.namespace}'")
         dist.start_services(self.cfg, say=lambda m: None)
         dist.wait_ready(self.cfg, say=lambda m: None)
+        dist.start_gateway(self.cfg, say=lambda m: None)
+        return time.monotonic() - t0
+
+    def scale(self, replicas: dict[str, int]) -> float:
+        """Run ``replicas[package]`` processes of those services (new ones on free ports); the gateway is
+        restarted to learn them. Returns seconds until all are ready."""
+        from mart_cli import dist
+
+        t0 = time.monotonic()
+        for package, n in replicas.items():
+            ports = self.cfg.replica_ports[package]
+            while len(ports) < n:
+                ports.append(free_port())
+        dist.start_services(self.cfg, say=lambda m: None)
+        dist.wait_ready(self.cfg, say=lambda m: None)
+        dist.start_gateway(self.cfg, say=lambda m: None)  # restarts it when the replicas changed
         return time.monotonic() - t0
 
     def pids(self) -> dict[str, int]:
+        """Every service process (``order-service``, ``order-service-2``, ...) and the gateway if it runs."""
         from mart_cli import dist
 
         out = {}
-        for s in self.services:
-            pid = dist.running_pid(self.cfg, s)
+        for inst in self.cfg.instances():
+            pid = dist.running_pid(self.cfg, inst)
             if pid is not None:
-                out[s.name] = pid
+                out[inst.label] = pid
+        if self.cfg.gateway_port and (gw := dist.gateway_pid(self.cfg)) is not None:
+            out["gateway"] = gw
         return out
 
     def down(self) -> None:

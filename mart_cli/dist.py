@@ -1,9 +1,15 @@
 """Local distributed mode without Docker: PostgreSQL + Apache Kafka (scripts/infra) and the six services
 as separate ``uvicorn`` processes on their SPEC ports.
 
-State: ``<data dir>/run/<service>.pid`` and ``<data dir>/run/dist.json`` (ports, namespace, databases);
-logs: ``<data dir>/logs/<service>.log``. The same code serves ``mart dist up|down|status`` and the
-distributed end-to-end tests (which pass fresh databases, a fresh Kafka namespace and free ports).
+Replicas (docs/scaling.md): ``replicas`` runs N processes of a service; replica 1 keeps the SPEC port, replica
+``k`` listens on ``port + 100 * (k - 1)`` (order-service: 8009, 8109, 8209) unless ``replica_ports`` names
+the ports. The replicas of a service share its database and its Kafka consumer group.
+
+State: ``<data dir>/run/<service>.pid`` (replica ``k`` > 1: ``<service>-<k>.pid``) and
+``<data dir>/run/dist.json`` (ports, replicas, namespace, databases);
+logs: ``<data dir>/logs/<service>.log`` (replica ``k`` > 1: ``<service>-<k>.log``). The same code serves
+``mart dist up|down|status`` and the distributed end-to-end tests (which pass fresh databases, a fresh
+Kafka namespace and free ports).
 """
 
 from __future__ import annotations
@@ -23,11 +29,56 @@ from pathlib import Path
 import httpx
 
 from mart_cli.credentials import load_or_create
-from mart_cli.services import SERVICES, Endpoints, Service
+from mart_cli.services import SERVICES, Endpoints, Service, service
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "scripts" / "infra"
 STATE_FILE = "dist.json"
+REPLICA_PORT_STEP = 100  # replica k of a service listens on its port + 100 * (k - 1)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One process of a service: replica ``k`` (1-based) on ``port``."""
+
+    svc: Service
+    replica: int
+    port: int
+
+    @property
+    def label(self) -> str:
+        """``order-service`` for replica 1, ``order-service-2`` for the others (pid and log file stems)."""
+        return self.svc.name if self.replica == 1 else f"{self.svc.name}-{self.replica}"
+
+    @property
+    def stem(self) -> str:
+        return self.svc.package if self.replica == 1 else f"{self.svc.package}-{self.replica}"
+
+
+def parse_replicas(specs: list[str]) -> dict[str, int]:
+    """``["2"]`` -> 2 of every service; ``["order=3", "inventory=2"]`` -> per service; mixed: the plain
+    number is the default, ``name=N`` overrides it. Raises ``ValueError`` on bad input."""
+    out: dict[str, int] = {}
+    default: int | None = None
+    for spec in specs:
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, count = part.rpartition("=")
+            try:
+                n = int(count)
+            except ValueError:
+                raise ValueError(f"--replicas {part!r}: expected N or SERVICE=N") from None
+            if not 1 <= n <= 16:
+                raise ValueError(f"--replicas {part!r}: between 1 and 16 replicas")
+            if not sep:
+                default = n
+                continue
+            try:
+                out[service(name).package] = n
+            except KeyError as exc:
+                raise ValueError(str(exc.args[0])) from None
+    if default is not None:
+        out = {s.package: out.get(s.package, default) for s in SERVICES}
+    return out
 
 
 def default_data_dir() -> Path:
@@ -59,6 +110,27 @@ class DistConfig:
     def mail_api(self) -> str:
         """Mailpit's HTTP API (``/api/v1/messages``), when mail goes there."""
         return f"http://{self.host}:{self.mailpit_http_port}" if self.mail else ""
+    # service package -> number of processes (default 1); replica_ports: explicit ports per replica
+    replicas: dict[str, int] = field(default_factory=dict)
+    replica_ports: dict[str, list[int]] = field(default_factory=dict)
+
+    def replica_count(self, svc: Service) -> int:
+        if svc.package in self.replica_ports:
+            return len(self.replica_ports[svc.package])
+        return max(1, int(self.replicas.get(svc.package, 1)))
+
+    def ports_of(self, svc: Service) -> list[int]:
+        """The ports of the service's replicas, replica 1 first."""
+        if svc.package in self.replica_ports:
+            return list(self.replica_ports[svc.package])
+        base = self.ports[svc.package]
+        return [base + REPLICA_PORT_STEP * k for k in range(self.replica_count(svc))]
+
+    def instances(self) -> list[Instance]:
+        """Every service process this configuration runs, service by service."""
+        return [
+            Instance(svc, k, port) for svc in SERVICES for k, port in enumerate(self.ports_of(svc), start=1)
+        ]
 
     def database_url(self, svc: Service) -> str:
         return self.database_urls.get(svc.package) or (
@@ -146,7 +218,11 @@ def infra_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
 
 def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
     creds = load_or_create(cfg.data_dir)
-    user_port = cfg.ports[SERVICES[0].package]
+    user = SERVICES[0]
+    jwks = f"http://{cfg.host}:{cfg.ports[user.package]}/.well-known/jwks.json"
+    if cfg.gateway_port and cfg.replica_count(user) > 1:
+        # Any user-service replica serves the keys: fetch them through the gateway, which fails over.
+        jwks = f"http://{cfg.host}:{cfg.gateway_port}{user.prefix}/.well-known/jwks.json"
     env = {k: v for k, v in os.environ.items() if k not in {"MART_ROOT_PATH", "MART_INPROCESS_BUS_URL"}}
     env.update(
         {
@@ -154,7 +230,7 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
             "MART_EVENT_BUS": "kafka",
             "MART_KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap,
             "MART_KAFKA_NAMESPACE": cfg.kafka_namespace,
-            "MART_JWKS_URL": f"http://{cfg.host}:{user_port}/.well-known/jwks.json",
+            "MART_JWKS_URL": jwks,
             "MART_DATA_DIR": str(cfg.data_dir),
             "MART_ADMIN_EMAIL": creds.admin.email,
             "MART_ADMIN_PASSWORD": creds.admin.password,
@@ -184,16 +260,30 @@ def gateway_pid(cfg: DistConfig) -> int | None:
     return _pid_if(_gateway_pid_file(cfg), "mart_cli.gateway:app")
 
 
+def gateway_upstreams(cfg: DistConfig) -> dict[str, list[str]]:
+    """Kong prefix -> the base URLs of the service's replicas (the gateway spreads requests over them)."""
+    return {s.prefix: [f"http://{cfg.host}:{port}" for port in cfg.ports_of(s)] for s in SERVICES}
+
+
 def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     if not cfg.gateway_port:
         return
+    upstreams = json.dumps(gateway_upstreams(cfg))
+    known = cfg.run_dir / f"{GATEWAY}.upstreams.json"
     if (pid := gateway_pid(cfg)) is not None:
-        say(f"  {GATEWAY:<22} already running (pid {pid})")
-        return
+        if known.exists() and known.read_text() == upstreams:
+            say(f"  {GATEWAY:<22} already running (pid {pid})")
+            return
+        # The replicas changed (another --replicas): restart the gateway so that it knows them all.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        say(f"  {GATEWAY:<22} restarted for the new replicas")
     if _port_taken(cfg.host, cfg.gateway_port):
         raise RuntimeError(f"port {cfg.gateway_port} (gateway) is taken by another process; stop it first")
-    upstreams = {s.prefix: f"http://{cfg.host}:{cfg.ports[s.package]}" for s in SERVICES}
-    env = {**os.environ, "MART_GATEWAY_UPSTREAMS": json.dumps(upstreams), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MART_GATEWAY_UPSTREAMS": upstreams, "PYTHONUNBUFFERED": "1"}
     log_path = cfg.log_dir / f"{GATEWAY}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603
@@ -205,6 +295,7 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
             cwd=REPO_ROOT, start_new_session=True,
         )  # fmt: skip
     _gateway_pid_file(cfg).write_text(f"{proc.pid}\n")
+    known.write_text(upstreams)
     say(f"  {GATEWAY:<22} starting on :{cfg.gateway_port} (pid {proc.pid}, log {log_path})")
     deadline = time.monotonic() + 60
     with httpx.Client(timeout=3) as client:
@@ -220,13 +311,22 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     say(f"  {GATEWAY:<22} ready: http://localhost:{cfg.gateway_port}/<name>-service/docs")
 
 
-def _pid_file(cfg: DistConfig, svc: Service) -> Path:
-    return cfg.run_dir / f"{svc.package}.pid"
+def _pid_file(cfg: DistConfig, inst: Instance) -> Path:
+    return cfg.run_dir / f"{inst.stem}.pid"
 
 
-def running_pid(cfg: DistConfig, svc: Service) -> int | None:
-    """The pid of this service's process if it runs (a stale pid file is ignored)."""
-    return _pid_if(_pid_file(cfg, svc), f"{svc.package}.main:app")
+def log_path(cfg: DistConfig, inst: Instance) -> Path:
+    return cfg.log_dir / f"{inst.stem}.log"
+
+
+def instance(cfg: DistConfig, svc: Service, replica: int = 1) -> Instance:
+    return Instance(svc, replica, cfg.ports_of(svc)[replica - 1])
+
+
+def running_pid(cfg: DistConfig, svc: Service | Instance, replica: int = 1) -> int | None:
+    """The pid of this service's process (replica 1 by default) if it runs (a stale pid file is ignored)."""
+    inst = svc if isinstance(svc, Instance) else instance(cfg, svc, replica)
+    return _pid_if(_pid_file(cfg, inst), f"{inst.svc.package}.main:app")
 
 
 def _pid_if(path: Path, marker: str) -> int | None:
@@ -238,68 +338,101 @@ def _pid_if(path: Path, marker: str) -> int | None:
     return pid if marker in cmdline and _alive(pid) else None
 
 
-def start_services(cfg: DistConfig, say: Callable[[str], None] = print) -> dict[str, int]:
+def start_instance(cfg: DistConfig, inst: Instance, say: Callable[[str], None] = print) -> int:
+    """Start one replica unless it runs; returns its pid (does not wait for readiness)."""
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
-    pids: dict[str, int] = {}
-    for svc in SERVICES:
-        pid = running_pid(cfg, svc)
-        if pid is not None:
-            say(f"  {svc.name:<22} already running (pid {pid})")
-            pids[svc.package] = pid
-            continue
-        port = cfg.ports[svc.package]
-        if _port_taken(cfg.host, port):
-            raise RuntimeError(f"port {port} ({svc.name}) is taken by another process; stop it first")
-        log_path = cfg.log_dir / f"{svc.package}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    f"{svc.package}.main:app",
-                    "--host",
-                    cfg.host,
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                ],
-                env=service_env(cfg, svc),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=REPO_ROOT,
-                start_new_session=True,
-            )
-        _pid_file(cfg, svc).write_text(f"{proc.pid}\n")
-        pids[svc.package] = proc.pid
-        say(f"  {svc.name:<22} starting on :{port} (pid {proc.pid}, log {log_path})")
+    pid = running_pid(cfg, inst)
+    if pid is not None:
+        say(f"  {inst.label:<22} already running (pid {pid})")
+        return pid
+    if _port_taken(cfg.host, inst.port):
+        raise RuntimeError(f"port {inst.port} ({inst.label}) is taken by another process; stop it first")
+    path = log_path(cfg, inst)
+    with open(path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable, "-m", "uvicorn", f"{inst.svc.package}.main:app",
+                "--host", cfg.host, "--port", str(inst.port), "--no-access-log",
+            ],
+            env={**service_env(cfg, inst.svc), "MART_REPLICA": str(inst.replica)},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT, start_new_session=True,
+        )  # fmt: skip
+    _pid_file(cfg, inst).write_text(f"{proc.pid}\n")
+    say(f"  {inst.label:<22} starting on :{inst.port} (pid {proc.pid}, log {path})")
+    return proc.pid
+
+
+def start_services(cfg: DistConfig, say: Callable[[str], None] = print) -> dict[str, int]:
+    """Start every replica that does not run; returns instance label -> pid."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save()
-    return pids
+    return {inst.label: start_instance(cfg, inst, say) for inst in cfg.instances()}
 
 
-def wait_ready(cfg: DistConfig, timeout: float = 120.0, say: Callable[[str], None] = print) -> None:
+def wait_ready(
+    cfg: DistConfig,
+    timeout: float = 120.0,
+    say: Callable[[str], None] = print,
+    only: list[Instance] | None = None,
+) -> None:
+    """Wait until every replica (or those in ``only``) answers ``/ready`` with 200."""
     deadline = time.monotonic() + timeout
-    pending = list(SERVICES)
+    pending = list(only if only is not None else cfg.instances())
     with httpx.Client(timeout=5.0) as client:
         while pending:
-            for svc in list(pending):
-                if running_pid(cfg, svc) is None:
-                    tail = _tail(cfg.log_dir / f"{svc.package}.log")
-                    raise RuntimeError(f"{svc.name} exited during start-up; last log lines:\n{tail}")
+            for inst in list(pending):
+                if running_pid(cfg, inst) is None:
+                    tail = _tail(log_path(cfg, inst))
+                    raise RuntimeError(f"{inst.label} exited during start-up; last log lines:\n{tail}")
                 try:
-                    ok = client.get(f"http://{cfg.host}:{cfg.ports[svc.package]}/ready").status_code == 200
+                    ok = client.get(f"http://{cfg.host}:{inst.port}/ready").status_code == 200
                 except httpx.HTTPError:
                     ok = False
                 if ok:
-                    pending.remove(svc)
-                    say(f"  {svc.name:<22} ready")
+                    pending.remove(inst)
+                    say(f"  {inst.label:<22} ready")
             if pending and time.monotonic() > deadline:
-                names = ", ".join(s.name for s in pending)
+                names = ", ".join(i.label for i in pending)
                 raise RuntimeError(f"not ready after {timeout:.0f}s: {names} (logs in {cfg.log_dir})")
             if pending:
                 time.sleep(0.3)
+
+
+def stop_instance(
+    cfg: DistConfig, inst: Instance, *, graceful: bool = True, timeout: float = 20.0
+) -> int | None:
+    """SIGTERM (graceful: uvicorn drains requests, the service stops its relay and consumers) or SIGKILL
+    one replica and wait until it is gone; returns the pid it had (None: it was not running)."""
+    pid = running_pid(cfg, inst)
+    if pid is None:
+        _pid_file(cfg, inst).unlink(missing_ok=True)
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+    _pid_file(cfg, inst).unlink(missing_ok=True)
+    return pid
+
+
+def _known_instances(cfg: DistConfig) -> list[Instance]:
+    """The configured replicas plus any other replica pid file left in the run dir (a smaller restart)."""
+    known = cfg.instances()
+    seen = {i.stem for i in known}
+    for svc in SERVICES:
+        for path in sorted(cfg.run_dir.glob(f"{svc.package}-*.pid")):
+            suffix = path.stem.removeprefix(f"{svc.package}-")
+            if suffix.isdigit() and path.stem not in seen:
+                known.append(Instance(svc, int(suffix), 0))
+    return known
 
 
 def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: float = 20.0) -> None:
@@ -314,42 +447,48 @@ def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: 
                 os.kill(gw, signal.SIGKILL)
         say(f"  {GATEWAY:<22} stopped")
     _gateway_pid_file(cfg).unlink(missing_ok=True)
-    pids = {}
-    for svc in SERVICES:
-        pid = running_pid(cfg, svc)
+    (cfg.run_dir / f"{GATEWAY}.upstreams.json").unlink(missing_ok=True)
+    pids: dict[Instance, int] = {}
+    for inst in _known_instances(cfg):
+        pid = running_pid(cfg, inst)
         if pid is None:
-            _pid_file(cfg, svc).unlink(missing_ok=True)
+            _pid_file(cfg, inst).unlink(missing_ok=True)
             continue
-        pids[svc] = pid
-        try:
+        pids[inst] = pid
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
     deadline = time.monotonic() + timeout
-    for svc, pid in pids.items():
+    for inst, pid in pids.items():
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _alive(pid):
-            say(f"  {svc.name:<22} did not stop in {timeout:.0f}s: SIGKILL")
+            say(f"  {inst.label:<22} did not stop in {timeout:.0f}s: SIGKILL")
             with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 os.kill(pid, signal.SIGKILL)
-        _pid_file(cfg, svc).unlink(missing_ok=True)
-        say(f"  {svc.name:<22} stopped")
+        _pid_file(cfg, inst).unlink(missing_ok=True)
+        say(f"  {inst.label:<22} stopped")
 
 
 def status(cfg: DistConfig) -> dict[str, dict[str, object]]:
+    """Instance label (``order-service``, ``order-service-2``, ...) -> pid, port, replica, readiness."""
     out: dict[str, dict[str, object]] = {}
     with httpx.Client(timeout=3.0) as client:
-        for svc in SERVICES:
-            pid = running_pid(cfg, svc)
+        for inst in cfg.instances():
+            pid = running_pid(cfg, inst)
             ready: object = False
             if pid is not None:
                 try:
-                    r = client.get(f"http://{cfg.host}:{cfg.ports[svc.package]}/ready")
+                    r = client.get(f"http://{cfg.host}:{inst.port}/ready")
                     ready = r.status_code == 200 or r.json()
                 except (httpx.HTTPError, ValueError):
                     ready = False
-            out[svc.name] = {"pid": pid, "port": cfg.ports[svc.package], "ready": ready}
+            out[inst.label] = {
+                "pid": pid,
+                "port": inst.port,
+                "ready": ready,
+                "service": inst.svc.name,
+                "replica": f"{inst.replica}/{cfg.replica_count(inst.svc)}",
+            }
     if cfg.gateway_port:
         gw = gateway_pid(cfg)
         out[GATEWAY] = {"pid": gw, "port": cfg.gateway_port, "ready": gw is not None}

@@ -75,7 +75,7 @@ def build(
     user_settings = user_svc.settings(**common, database_url=_sqlite(data_dir, user_svc.package))
     bus = InProcessBus(
         bus_url,
-        partitions=user_settings.kafka_partitions,
+        partitions=user_settings.inprocess_partitions,
         retry=_retry(user_settings),
     )
     keys = user_svc.main_module().load_or_create_keys(user_settings)

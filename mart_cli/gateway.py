@@ -3,14 +3,22 @@
 Kong's ``strip_path`` routes. The services then run with ``MART_ROOT_PATH=/<name>-service`` so their
 ``/docs`` load the spec through the prefix (exactly as behind Kong).
 
+Several replicas of a service (``mart dist up --replicas``, docs/scaling.md) form one upstream, like a Kong
+upstream with targets: requests go round robin; a replica that refuses connections is skipped for a few
+seconds (passive health check) and the request goes to the next one. A request that may have reached a
+replica is retried elsewhere only when its method is idempotent (as nginx's ``proxy_next_upstream``): a
+POST whose connection broke mid-way gets a 502, never a second execution.
+
 Not a production gateway: no auth plugin, no rate limiting; requests are buffered, not streamed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -35,9 +43,41 @@ HOP_BY_HOP = {
 }
 
 
-def build(upstreams: dict[str, str]) -> Starlette:
-    """``upstreams``: gateway prefix (``/user-service``) -> upstream base URL."""
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+EJECT_S = 2.0  # how long a replica that refused a connection is left out of the rotation
+
+
+class Upstream:
+    """The replicas of one service: round robin over those not recently ejected."""
+
+    def __init__(self, targets: list[str]) -> None:
+        if not targets:
+            raise ValueError("an upstream needs at least one target")
+        self.targets = list(targets)
+        self._next = itertools.cycle(range(len(self.targets)))
+        self._ejected_until: dict[str, float] = {}
+        self.served: dict[str, int] = dict.fromkeys(self.targets, 0)
+
+    def order(self) -> list[str]:
+        """The targets to try for one request: healthy ones from the round-robin position, then ejected."""
+        start = next(self._next)
+        rotated = self.targets[start:] + self.targets[:start]
+        now = time.monotonic()
+        healthy = [t for t in rotated if self._ejected_until.get(t, 0.0) <= now]
+        return healthy + [t for t in rotated if t not in healthy]
+
+    def eject(self, target: str) -> None:
+        self._ejected_until[target] = time.monotonic() + EJECT_S
+
+    def ok(self, target: str) -> None:
+        self._ejected_until.pop(target, None)
+        self.served[target] += 1
+
+
+def build(upstreams: Mapping[str, str | list[str]]) -> Starlette:
+    """``upstreams``: gateway prefix (``/user-service``) -> upstream base URL, or the URLs of its replicas."""
     state: dict[str, httpx.AsyncClient] = {}
+    pools = {p: Upstream([u] if isinstance(u, str) else list(u)) for p, u in upstreams.items()}
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -51,7 +91,8 @@ def build(upstreams: dict[str, str]) -> Starlette:
             {
                 "name": "Online Mart (local distributed, built-in gateway)",
                 "services": {
-                    p.strip("/"): {"docs": f"{base}{p}/docs", "upstream": u} for p, u in upstreams.items()
+                    p.strip("/"): {"docs": f"{base}{p}/docs", "upstream": u.targets[0], "targets": u.served}
+                    for p, u in pools.items()
                 },
             }
         )
@@ -59,23 +100,39 @@ def build(upstreams: dict[str, str]) -> Starlette:
     async def proxy(request: Request) -> Response:
         path = request.url.path
         prefix = "/" + path.lstrip("/").split("/", 1)[0]
-        upstream = upstreams.get(prefix)
-        if upstream is None:
+        pool = pools.get(prefix)
+        if pool is None:
             return JSONResponse({"message": "no Route matched with those values"}, status_code=404)
         rest = path[len(prefix) :] or "/"
-        url = upstream + rest + (f"?{request.url.query}" if request.url.query else "")
+        tail = rest + (f"?{request.url.query}" if request.url.query else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         client_host = request.client.host if request.client else ""
         headers["x-forwarded-for"] = ", ".join(
             filter(None, [request.headers.get("x-forwarded-for"), client_host])
         )
         headers["x-forwarded-prefix"] = prefix
-        try:
-            upstream_response = await state["client"].request(
-                request.method, url, headers=headers, content=await request.body()
-            )
-        except httpx.TransportError as exc:
-            return JSONResponse({"message": f"upstream unavailable: {exc}"}, status_code=502)
+        body = await request.body()
+        upstream_response: httpx.Response | None = None
+        error: Exception | None = None
+        for target in pool.order():
+            try:
+                upstream_response = await state["client"].request(
+                    request.method, target + tail, headers=headers, content=body
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                pool.eject(target)  # nothing reached this replica: try the next one
+                error = exc
+                continue
+            except httpx.TransportError as exc:
+                pool.eject(target)
+                error = exc
+                if request.method in IDEMPOTENT:
+                    continue
+                break  # the request may have run: do not run it twice
+            pool.ok(target)
+            break
+        if upstream_response is None:
+            return JSONResponse({"message": f"upstream unavailable: {error}"}, status_code=502)
         out_headers = [
             (k, v) for k, v in upstream_response.headers.multi_items() if k.lower() not in HOP_BY_HOP
         ]

@@ -135,21 +135,41 @@ def dist_up(
             "there; --no-mail writes .eml files under <data dir>/mail instead.",
         ),
     ] = True,
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replicas",
+            help="Processes per service: N for every service, or SERVICE=N (repeatable, e.g. "
+            "--replicas order=3 --replicas inventory=2). Replica k listens on port + 100*(k-1); "
+            "--gateway spreads requests over them (docs/scaling.md).",
+        ),
+    ] = None,
 ) -> None:
     """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
     import httpx
 
     from mart_cli.credentials import load_or_create
-    from mart_cli.dist import DistConfig, up
+    from mart_cli.dist import DistConfig, parse_replicas, up
     from mart_cli.seed import seed as do_seed
     from mart_cli.services import SERVICES
 
-    cfg = DistConfig(data_dir=_data_dir(data_dir), gateway_port=gateway_port if gateway else None, mail=mail)
+    try:
+        counts = parse_replicas(replicas or [])
+    except ValueError as exc:
+        _fail(str(exc))
+    cfg = DistConfig(
+        data_dir=_data_dir(data_dir),
+        gateway_port=gateway_port if gateway else None,
+        replicas=counts,
+        mail=mail,
+    )
     try:
         took = up(cfg, infra=not no_infra, say=typer.echo)
     except RuntimeError as exc:
         _fail(str(exc))
     typer.echo(f"up in {took:.1f}s")
+    if any(n > 1 for n in counts.values()) and not gateway:
+        typer.echo("  several replicas without --gateway: each service's port reaches its replica 1 only")
     creds = load_or_create(cfg.data_dir)
     if not no_seed:
 
@@ -186,7 +206,7 @@ def dist_down(
 
 @dist_app.command("status")
 def dist_status(data_dir: DataDir = None) -> None:
-    """Which service processes run and answer /ready (exit 1 unless all do)."""
+    """Which service processes (every replica) run and answer /ready (exit 1 unless all do)."""
     from mart_cli.dist import DistConfig, status
 
     directory = _data_dir(data_dir)
@@ -194,7 +214,9 @@ def dist_status(data_dir: DataDir = None) -> None:
     result = status(cfg)
     for name, row in result.items():
         state = "ready" if row["ready"] is True else ("running, not ready" if row["pid"] else "stopped")
-        typer.echo(f"{name:<22} :{row['port']}  {state}{'  pid ' + str(row['pid']) if row['pid'] else ''}")
+        replica = f"  replica {row['replica']}" if not str(row.get("replica", "1/1")).endswith("/1") else ""
+        pid = f"  pid {row['pid']}" if row["pid"] else ""
+        typer.echo(f"{name:<24} :{row['port']:<5}  {state}{pid}{replica}")
     raise typer.Exit(0 if all(r["ready"] is True for r in result.values()) else 1)
 
 

@@ -3,7 +3,8 @@
 #   ShellCheck, yamllint, deck (Debian's package `deck` = Kong's decK), pgbench (postgresql-contrib),
 #   Chromium + chromedriver (Debian's chromium, chromium-driver: the Swagger UI browser test),
 #   buf (npm package @bufbuild/buf, pinned in <repo>/package.json + package-lock.json; run it as
-#   <repo>/node_modules/.bin/buf).
+#   <repo>/node_modules/.bin/buf), Helm (built from the Go module proxy with the machine's Go:
+#   `go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION`, cached as $HELM; tests/deploy/test_helm.py runs it).
 # Debian packages come from apt (apt-get update runs only when an install fails without it);
 # buf comes from the npm registry (`npm ci` when package-lock.json exists, else `npm install`).
 set -euo pipefail
@@ -12,6 +13,9 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 BUF_VERSION="1.75.0"
 BUF="$REPO_ROOT/node_modules/.bin/buf"
+HELM_VERSION="v3.22.0"
+HELM_DIR="${MART_CACHE_DIR:-$HOME/.cache/online-mart}/helm-${HELM_VERSION}"
+HELM="$HELM_DIR/helm"
 APT_UPDATED=0
 
 log() { printf '[tools] %s\n' "$*"; }
@@ -75,6 +79,18 @@ EOF
     "$BUF" --version >/dev/null || die "buf did not install ($BUF)"
 }
 
+ensure_helm() {
+    if [[ -x "$HELM" ]] && "$HELM" version --short >/dev/null 2>&1; then
+        log "helm present ($HELM)"
+        return 0
+    fi
+    command -v go >/dev/null 2>&1 || die "Go is needed to build helm $HELM_VERSION (go install from the Go module proxy)"
+    log "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION -> $HELM_DIR"
+    mkdir -p "$HELM_DIR"
+    GOBIN="$HELM_DIR" nice -n 10 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    "$HELM" version --short >/dev/null || die "helm did not build ($HELM)"
+}
+
 ensure shellcheck shellcheck
 ensure yamllint yamllint
 ensure deck deck
@@ -86,6 +102,7 @@ else
     apt_install postgresql-contrib
 fi
 ensure_buf
+ensure_helm
 
 pgbench_bin="$(command -v pgbench || compgen -G '/usr/lib/postgresql/*/bin/pgbench' | sort -V | tail -n1)"
 log "versions:"
@@ -95,4 +112,5 @@ printf '  %-11s %s\n' \
     deck "$(deck version 2>&1 | head -n1)" \
     pgbench "$("$pgbench_bin" --version)" \
     chromium "$(chromedriver --version | awk '{print $2}') (chromedriver; /usr/bin/chromium)" \
-    buf "$("$BUF" --version) ($BUF)"
+    buf "$("$BUF" --version) ($BUF)" \
+    helm "$("$HELM" version --short) ($HELM)"

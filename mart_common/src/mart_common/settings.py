@@ -28,9 +28,12 @@ class ServiceSettings(BaseSettings):
     database_url: str | None = None
     event_bus: Literal["kafka", "inprocess"] = "inprocess"
     kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_partitions: int = 3
+    # Partitions of the Kafka topics the services create (existing topics keep theirs): 6 lets 1, 2, 3 or 6
+    # replicas of a consumer share a topic evenly (docs/scaling.md).
+    kafka_partitions: int = 6
     kafka_namespace: str = ""  # prefix for topics and groups: isolates test runs sharing one broker
     inprocess_bus_url: str | None = None
+    inprocess_partitions: int = 3  # fixed once the log exists: keys map to partitions by this count
 
     jwt_issuer: str = "mart-user-service"
     jwks_url: str = "http://localhost:8006/.well-known/jwks.json"

@@ -142,13 +142,20 @@ def _current_key(settings: ServiceSettings) -> KeyStore:
         return KeyStore.from_pem(path.read_bytes())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = KeyStore.generate()
-    try:
-        # O_EXCL: two processes starting together must not overwrite each other's key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return KeyStore.from_pem(path.read_bytes())
+    # Replicas starting together (docs/scaling.md) must neither overwrite each other's key nor read a
+    # half-written file: write a private temporary file, then link it into place (atomic; the first wins).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(store.private_pem())
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return KeyStore.from_pem(path.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("jwt_key_generated", path=str(path), kid=store.kid)
     return store
 

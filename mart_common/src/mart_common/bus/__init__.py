@@ -23,7 +23,7 @@ def create_bus(settings: ServiceSettings) -> EventBus:
         )
     from mart_common.bus.inprocess import InProcessBus
 
-    return InProcessBus(settings.resolved_bus_url(), partitions=settings.kafka_partitions, retry=retry)
+    return InProcessBus(settings.resolved_bus_url(), partitions=settings.inprocess_partitions, retry=retry)
 
 
 __all__ = ["EventBus", "PermanentError", "RetryPolicy", "create_bus", "dead_letter_topic"]

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import (
     CommitFailedError,
     InvalidProducerEpoch,
@@ -187,6 +189,14 @@ class KafkaBus(EventBus):
             auto_offset_reset="earliest",
             max_poll_records=200,
             metadata_max_age_ms=5000,
+            # Replicas of a service share its group (docs/scaling.md, docs/decisions.md "Consumer groups
+            # with replicas"): aiokafka has no cooperative rebalancing; the sticky assignor moves only the
+            # partitions of a member that left or joined (round robin listed for groups mid-upgrade), and
+            # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s; a
+            # rebalance waits for a slow member at most as long (rebalance timeout = session timeout).
+            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1500,
         )
 
     async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
