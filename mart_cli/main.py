@@ -123,6 +123,15 @@ def dist_up(
         ),
     ] = False,
     gateway_port: Annotated[int, typer.Option(help="Port of the built-in gateway.")] = 8000,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace",
+            help="Also start Zipkin on --zipkin-port and export every service's spans to it "
+            "(docs/tracing.md).",
+        ),
+    ] = False,
+    zipkin_port: Annotated[int, typer.Option(help="Port of Zipkin (with --trace).")] = 9411,
 ) -> None:
     """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
     import httpx
@@ -132,7 +141,12 @@ def dist_up(
     from mart_cli.seed import seed as do_seed
     from mart_cli.services import SERVICES
 
-    cfg = DistConfig(data_dir=_data_dir(data_dir), gateway_port=gateway_port if gateway else None)
+    cfg = DistConfig(
+        data_dir=_data_dir(data_dir),
+        gateway_port=gateway_port if gateway else None,
+        trace=trace,
+        zipkin_port=zipkin_port,
+    )
     try:
         took = up(cfg, infra=not no_infra, say=typer.echo)
     except RuntimeError as exc:
@@ -152,6 +166,9 @@ def dist_up(
     typer.echo(f"  admin    {creds.admin.email} / {_admin_pw(creds)}")
     typer.echo(f"  customer {creds.customer.email} / {creds.customer.password}")
     typer.echo(f"  logs     {cfg.log_dir}/<service>.log        stop with: mart dist down")
+    if cfg.trace:
+        url = f"http://localhost:{cfg.zipkin_port}/zipkin/"
+        typer.echo(f"  traces   {url}  (trace id: the traceresponse header, or trace_id in the logs)")
 
 
 @dist_app.command("down")

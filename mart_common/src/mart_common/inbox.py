@@ -72,7 +72,7 @@ class Subscriber:
                     delay = min(delay * 2, 5.0)
 
     async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
-        with event_context(envelope):
+        with event_context(envelope, self.group):
             async with self.db.transaction() as session:
                 first = await insert_ignoring_duplicates(
                     session,
