@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from fastapi import FastAPI
 from mart_common.messaging import Envelope
 from mart_common.observability import (
@@ -49,7 +48,7 @@ def build_app(tracing: ServiceTracing, registry: CollectorRegistry | None = None
 
     @app.get("/items/{item_id}")
     async def item(item_id: str) -> dict[str, Any]:
-        ctx = structlog.contextvars.get_contextvars()
+        ctx = observability.merge_log_context(None, "info", {})  # what a log line gets
         return {
             "item": item_id,
             "traceparent": current_traceparent(),
@@ -168,11 +167,14 @@ async def test_an_event_continues_its_producers_trace_and_correlation_id() -> No
     with event_context(envelope(TRACEPARENT), "svc-b"):
         assert current_trace_id() == TRACE_ID
         assert current_correlation_id() == "corr-1"
-        assert structlog.contextvars.get_contextvars()["trace_id"] == TRACE_ID
+        line = observability.merge_log_context(None, "info", {"event": "x"})
+        assert line["trace_id"] == TRACE_ID and line["event_type"] == "mart.orders.v1.OrderPlaced"
+        assert line["service"] == "svc-b" and line["correlation_id"] == "corr-1"
         assert not trace.get_current_span().is_recording()
         # what the handler writes to its outbox continues the same trace
         assert producer_traceparent("mart.stock.v1.StockReserved", "mart.stock.v1").split("-")[1] == TRACE_ID
     assert current_trace_id() is None  # nothing leaks out of the handler's context
+    assert observability.log_context() == {}
     with event_context(envelope(None), "svc-b"):
         assert HEX32.match(current_trace_id() or "")
 
