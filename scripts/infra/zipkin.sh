@@ -13,7 +13,7 @@
 #
 # Locations:
 #   jar     ${MART_CACHE_DIR:-$HOME/.cache/online-mart}/zipkin-<version>/zipkin-server-<version>-exec.jar
-#   state   ${MART_DATA_DIR:-<repo>/.data}/zipkin/: zipkin.pid, zipkin.out (JVM stdout/stderr)
+#   state   ${MART_ZIPKIN_DIR:-${MART_DATA_DIR:-<repo>/.data}/zipkin}/: zipkin.pid, zipkin.out (JVM stdout/stderr)
 set -euo pipefail
 
 ZIPKIN_VERSION="3.6.1"
@@ -24,7 +24,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE_DIR="${MART_CACHE_DIR:-$HOME/.cache/online-mart}/zipkin-${ZIPKIN_VERSION}"
 JAR="$CACHE_DIR/zipkin-server-${ZIPKIN_VERSION}-exec.jar"
 DATA_DIR="${MART_DATA_DIR:-$REPO_ROOT/.data}"
-ZIPKIN_DIR="$DATA_DIR/zipkin"
+ZIPKIN_DIR="${MART_ZIPKIN_DIR:-$DATA_DIR/zipkin}"
 PID_FILE="$ZIPKIN_DIR/zipkin.pid"
 OUT_FILE="$ZIPKIN_DIR/zipkin.out"
 HOST="127.0.0.1"
