@@ -213,10 +213,6 @@ class ServiceTracing:
             "exclude": _not_traced,
         }
 
-    def force_flush(self, timeout_s: float = 5.0) -> None:
-        if self.provider is not None:
-            self.provider.force_flush(int(timeout_s * 1000))
-
 
 def _not_traced(scope: Any) -> bool:
     """Probes (health, readiness, metrics scrapes) would bury the traces worth reading."""
