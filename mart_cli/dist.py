@@ -131,6 +131,13 @@ class DistConfig:
         return [
             Instance(svc, k, port) for svc in SERVICES for k, port in enumerate(self.ports_of(svc), start=1)
         ]
+    # traces: start Zipkin (scripts/infra/zipkin.sh) and let the services export to it (docs/tracing.md)
+    trace: bool = False
+    zipkin_port: int = 9411
+
+    @property
+    def zipkin_url(self) -> str:
+        return f"http://{self.host}:{self.zipkin_port}"
 
     def database_url(self, svc: Service) -> str:
         return self.database_urls.get(svc.package) or (
@@ -176,7 +183,9 @@ class DistConfig:
 # --- infrastructure ----------------------------------------------------------------------------
 
 
-def _infra(cfg: DistConfig, script: str, *args: str, say: Callable[[str], None]) -> None:
+def _infra(
+    cfg: DistConfig, script: str, *args: str, say: Callable[[str], None], env: dict[str, str] | None = None
+) -> None:
     env = {
         **os.environ,
         "MART_DATA_DIR": str(cfg.infra_data_dir or cfg.data_dir),
@@ -184,6 +193,7 @@ def _infra(cfg: DistConfig, script: str, *args: str, say: Callable[[str], None])
         "MART_MAILPIT_DIR": str(cfg.data_dir / "mailpit"),
         "MART_MAILPIT_SMTP_PORT": str(cfg.mailpit_smtp_port),
         "MART_MAILPIT_HTTP_PORT": str(cfg.mailpit_http_port),
+        **(env or {}),
     }
     cmd = [str(INFRA / script), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
@@ -211,6 +221,20 @@ def infra_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     mail_down(cfg, say)
     _infra(cfg, "kafka.sh", "stop", say=say)
     _infra(cfg, "postgres.sh", "stop", say=say)
+
+
+def _zipkin(cfg: DistConfig, command: str, say: Callable[[str], None]) -> None:
+    _infra(cfg, "zipkin.sh", command, say=say, env={"MART_ZIPKIN_PORT": str(cfg.zipkin_port)})
+
+
+def zipkin_up(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
+    """Zipkin on ``cfg.zipkin_port`` (installed and started by scripts/infra/zipkin.sh; idempotent)."""
+    _zipkin(cfg, "install", say)
+    _zipkin(cfg, "start", say)
+
+
+def zipkin_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
+    _zipkin(cfg, "stop", say)
 
 
 # --- service processes ---------------------------------------------------------------------------
@@ -245,6 +269,16 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
         env["MART_SMTP_PORT"] = str(cfg.mailpit_smtp_port)
     if cfg.gateway_port:
         env["MART_ROOT_PATH"] = svc.prefix  # /docs load the spec through the gateway prefix
+    if cfg.trace:
+        # the standard OpenTelemetry variables (docs/tracing.md); the batch processor exports every second
+        env.update(
+            {
+                "OTEL_TRACES_EXPORTER": "zipkin",
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{cfg.zipkin_url}/api/v2/spans",
+                "OTEL_SERVICE_NAME": svc.name,
+                "OTEL_BSP_SCHEDULE_DELAY": env.get("OTEL_BSP_SCHEDULE_DELAY", "1000"),
+            }
+        )
     env.update(cfg.extra_env)
     return env
 
@@ -492,6 +526,13 @@ def status(cfg: DistConfig) -> dict[str, dict[str, object]]:
     if cfg.gateway_port:
         gw = gateway_pid(cfg)
         out[GATEWAY] = {"pid": gw, "port": cfg.gateway_port, "ready": gw is not None}
+    if cfg.trace:
+        try:
+            with httpx.Client(timeout=3.0) as client:
+                zipkin_ok = client.get(f"{cfg.zipkin_url}/health").status_code == 200
+        except httpx.HTTPError:
+            zipkin_ok = False
+        out["zipkin"] = {"pid": None, "port": cfg.zipkin_port, "ready": zipkin_ok}
     return out
 
 
@@ -501,6 +542,9 @@ def up(cfg: DistConfig, *, infra: bool = True, say: Callable[[str], None] = prin
     if infra:
         say("infrastructure:")
         infra_up(cfg, say)
+    if cfg.trace:
+        say("traces:")
+        zipkin_up(cfg, say)
     say("services:")
     start_services(cfg, say)
     wait_ready(cfg, say=say)
@@ -514,6 +558,8 @@ def down(cfg: DistConfig, *, infra: bool = True, say: Callable[[str], None] = pr
     (cfg.run_dir / STATE_FILE).unlink(missing_ok=True)
     if infra:
         say("infrastructure:")
+        if cfg.trace:
+            zipkin_down(cfg, say)
         infra_down(cfg, say)
 
 

@@ -144,6 +144,15 @@ def dist_up(
             "--gateway spreads requests over them (docs/scaling.md).",
         ),
     ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace",
+            help="Also start Zipkin on --zipkin-port and export every service's spans to it "
+            "(docs/tracing.md).",
+        ),
+    ] = False,
+    zipkin_port: Annotated[int, typer.Option(help="Port of Zipkin (with --trace).")] = 9411,
 ) -> None:
     """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
     import httpx
@@ -162,6 +171,8 @@ def dist_up(
         gateway_port=gateway_port if gateway else None,
         replicas=counts,
         mail=mail,
+        trace=trace,
+        zipkin_port=zipkin_port,
     )
     try:
         took = up(cfg, infra=not no_infra, say=typer.echo)
@@ -187,6 +198,9 @@ def dist_up(
         typer.echo(f"  mail     {cfg.mail_api}/api/v1/messages (Mailpit)")
     typer.echo("  events   mart events tail --from-beginning    mart events topics")
     typer.echo(f"  logs     {cfg.log_dir}/<service>.log        stop with: mart dist down")
+    if cfg.trace:
+        url = f"http://localhost:{cfg.zipkin_port}/zipkin/"
+        typer.echo(f"  traces   {url}  (trace id: the traceresponse header, or trace_id in the logs)")
 
 
 @dist_app.command("down")

@@ -36,6 +36,7 @@ step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start
 scripts/infra/kafka.sh install
 scripts/infra/kafka.sh start
+scripts/infra/zipkin.sh install  # the jar for the tracing e2e test, which starts Zipkin itself
 
 step "Contracts: buf lint, buf breaking, generated code"
 node_modules/.bin/buf lint protos

@@ -94,7 +94,7 @@ class Subscriber:
                     await self._apply_in(session, envelope, handler, event)
 
     async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
-        with event_context(envelope):
+        with event_context(envelope, self.group):
             async with self.db.transaction() as session:
                 await self._apply_in(session, envelope, handler, event)
 

@@ -39,7 +39,7 @@ from mart_common.bus.base import EventBus
 from mart_common.clock import utcnow
 from mart_common.db import Database
 from mart_common.messaging import BusMessage, Envelope, outbox_table
-from mart_common.observability import current_correlation_id, current_traceparent
+from mart_common.observability import current_correlation_id, producer_traceparent
 from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
@@ -93,7 +93,7 @@ async def record_event(session: AsyncSession, message: Message, *, key: str, sou
         key=key,
         payload=message.SerializeToString(),
         correlation_id=current_correlation_id(),
-        traceparent=current_traceparent(),
+        traceparent=producer_traceparent(contracts.ce_type(message), contracts.topic_for(message)),
     )
     headers = envelope.headers()
     await session.execute(

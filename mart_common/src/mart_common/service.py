@@ -20,14 +20,19 @@ from fastapi.responses import JSONResponse, Response
 from google.protobuf.message import Message
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_fastapi_instrumentator import Instrumentator
 
 from mart_common.auth import TokenVerifier
 from mart_common.bus import EventBus, create_bus
 from mart_common.db import Database
 from mart_common.docs import install_docs
 from mart_common.inbox import EventHandler, Subscriber
-from mart_common.observability import BodySizeLimitMiddleware, RequestContextMiddleware, configure_logging
+from mart_common.observability import (
+    BodySizeLimitMiddleware,
+    HttpMetrics,
+    RequestContextMiddleware,
+    configure_logging,
+    tracing_for,
+)
 from mart_common.outbox import OutboxRelay
 from mart_common.problems import install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
@@ -135,6 +140,7 @@ def create_service_app(
     public key from settings.
     """
     configure_logging(settings.log_level, settings.log_json)
+    tracing = tracing_for(definition.name, "kafka" if settings.event_bus == "kafka" else "inprocess")
     db = Database(settings.resolved_database_url())
     owns_bus = bus is None
     bus = bus or create_bus(settings)
@@ -168,6 +174,7 @@ def create_service_app(
             await runtime.stop()
 
     app = FastAPI(
+        telemetry=tracing.fastapi_telemetry(),  # SERVER spans only when recorded (docs/tracing.md)
         title=definition.title,
         description=definition.description,
         version=definition.version,
@@ -188,15 +195,17 @@ def create_service_app(
         # add the router's own routes (their paths already carry the router's prefix, tags, dependencies).
         app.router.routes.extend(router.routes)
     getattr(app.router, "_mark_routes_changed", lambda: None)()
-    _install_operations(app, runtime)
+    metrics = _install_operations(app, runtime)
+    # Pure ASGI layers, outermost last (docs/performance.md, "Per-request stack").
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, service=definition.name)
+    app.add_middleware(RequestContextMiddleware, service=definition.name, tracing=tracing, metrics=metrics)
     return app
 
 
-def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> None:
+def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> HttpMetrics:
+    """``/health``, ``/ready``, ``/metrics``; returns the HTTP metrics the request middleware records."""
     registry = CollectorRegistry(auto_describe=True)
-    Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app)
+    http_metrics = HttpMetrics(registry)
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers.")
     async def health() -> dict[str, str]:
@@ -224,3 +233,5 @@ def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> None:
     async def metrics() -> Response:
         body = generate_latest(registry) + generate_latest(REGISTRY)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return http_metrics
