@@ -110,6 +110,7 @@ class DistConfig:
     def mail_api(self) -> str:
         """Mailpit's HTTP API (``/api/v1/messages``), when mail goes there."""
         return f"http://{self.host}:{self.mailpit_http_port}" if self.mail else ""
+
     # service package -> number of processes (default 1); replica_ports: explicit ports per replica
     replicas: dict[str, int] = field(default_factory=dict)
     replica_ports: dict[str, list[int]] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class DistConfig:
         return [
             Instance(svc, k, port) for svc in SERVICES for k, port in enumerate(self.ports_of(svc), start=1)
         ]
+
     # traces: start Zipkin (scripts/infra/zipkin.sh) and let the services export to it (docs/tracing.md)
     trace: bool = False
     zipkin_port: int = 9411
