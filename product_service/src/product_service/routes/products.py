@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from mart_common.auth import OptionalToken, current_principal
 from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep, paged
 from mart_common.problems import Conflict, NotFound, Problem, Unprocessable, problem_responses
-from mart_common.responses import PRIVATE, PUBLIC, json_response
+from mart_common.responses import PRIVATE, ResponseCache, answer, serialise
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,7 @@ PriceQuery = Annotated[int | None, Query(ge=0, le=MAX_PRICE_CENTS)]
 _PUBLIC_COLUMNS = [Product.__table__.c[name] for name in ProductPublic.model_fields]
 _PAGE = TypeAdapter(Paginated[ProductPublic])
 _ONE = TypeAdapter(ProductPublic)
+_ONE_QUERY = select(*_PUBLIC_COLUMNS).where(Product.id == bindparam("product_id"))
 
 
 def _like(text: str) -> str:
@@ -74,7 +75,6 @@ def _sku_taken(sku: str) -> Conflict:
 )
 async def search_products(
     request: Request,
-    session: SessionDep,
     page: PageDep,
     q: Annotated[
         str | None,
@@ -99,8 +99,15 @@ async def search_products(
         "min_price": min_price_cents,
         "max_price": max_price_cents,
     }
-    rows, total = await page.rows(session, query, {k: v for k, v in values.items() if v is not None})
-    return json_response(request, _PAGE, page.wrap(rows, total))
+    params = {k: v for k, v in values.items() if v is not None}
+
+    async def load() -> dict[str, Any]:
+        async with request.app.state.runtime.db.read() as session:
+            rows, total = await page.rows(session, query, params)
+        return page.wrap(rows, total)
+
+    key = ("search", sort, text, category_id, min_price_cents, max_price_cents, page.limit, page.offset)
+    return await catalog_cache(request).json(request, key, _PAGE, load)
 
 
 @functools.cache
@@ -136,7 +143,6 @@ def _search_query(sort: str, text: bool, category: bool, min_price: bool, max_pr
 async def read_product(
     product_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
     credentials: OptionalToken,
     include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
 ) -> Response:
@@ -144,10 +150,23 @@ async def read_product(
         principal = await current_principal(request, credentials)
         if not principal.is_admin:
             raise Problem(403, "include_archived needs the admin role.")
-    row = (await session.execute(select(*_PUBLIC_COLUMNS).where(Product.id == product_id))).one_or_none()
-    if row is None or (row.archived and not include_archived):
-        raise NotFound("No such product.")
-    return json_response(request, _ONE, row, cache=PRIVATE if include_archived else PUBLIC)
+
+    async def load() -> Any:
+        async with request.app.state.runtime.db.read() as session:
+            row = (await session.execute(_ONE_QUERY, {"product_id": product_id})).one_or_none()
+        if row is None or (row.archived and not include_archived):
+            raise NotFound("No such product.")
+        return row
+
+    if include_archived:  # an admin's view: neither cached here nor by anyone else
+        body, etag = serialise(_ONE, await load())
+        return answer(request, body, etag, cache=PRIVATE)
+    return await catalog_cache(request).json(request, ("product", product_id), _ONE, load)
+
+
+def catalog_cache(request: Request) -> ResponseCache:
+    """Public catalog answers, kept while no catalog write commits (bootstrap: the catalog feed)."""
+    return request.app.state.runtime.extras["catalog_cache"]
 
 
 @router.post(
