@@ -72,15 +72,19 @@ class ResponseCache:
         *,
         cache: str = PUBLIC,
     ) -> Response:
-        """The cached answer for ``key``, or ``load()`` serialised by ``adapter`` (and kept)."""
+        """The cached answer for ``key``, or ``load()`` serialised by ``adapter`` (and kept).
+
+        A request that says ``Cache-Control: no-cache`` is answered from the database (and refreshes the
+        entry): what a client that distrusts every cache on the way asks for.
+        """
         version = self.feed.version
-        live = self.feed.live
+        live = self.feed.live and "no-cache" not in request.headers.get("cache-control", "")
         if live:
             entry = self._entries.get(key)
             if entry is not None and entry[0] == version:
                 return answer(request, entry[1], entry[2], cache=cache)
         body, etag = serialise(adapter, await load())
-        if live:
+        if self.feed.live:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             # Stamped with the version read BEFORE loading: a commit meanwhile makes it stale at once.
