@@ -53,6 +53,8 @@ RELEASE = "mart"
 COMPOSE_ONLY = {"MART_GMAIL_CREDENTIALS_FILE", "MART_GMAIL_TOKEN_FILE"}
 # Set by the chart, read by nothing but the chart itself ($(DATABASE_PASSWORD) in MART_DATABASE_URL).
 CHART_INTERNAL = {"DATABASE_PASSWORD"}
+# Read by the OpenTelemetry SDK (mart_common.observability), not by the settings classes (docs/tracing.md).
+OTEL_STANDARD = {"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SERVICE_NAME"}
 SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key")
 
 
@@ -171,13 +173,14 @@ def test_environment_matches_the_settings_and_compose(manifests, svc):
     deployment = by_kind(manifests, "Deployment")[f"{RELEASE}-{svc.name}"]
     env = env_of(deployment)
     readable = env_names(svc)
-    unknown = set(env) - readable - CHART_INTERNAL
+    unknown = set(env) - readable - CHART_INTERNAL - OTEL_STANDARD
     assert not unknown, f"{svc.name}: the settings read no {sorted(unknown)}"
     compose_env = set(load(COMPOSE)["services"][svc.package]["environment"])
     assert compose_env - COMPOSE_ONLY <= set(env), sorted(compose_env - COMPOSE_ONLY - set(env))
     assert env["MART_EVENT_BUS"]["value"] == "kafka"
     assert env["MART_KAFKA_PARTITIONS"]["value"] == "6"
     assert env["MART_ROOT_PATH"]["value"] == svc.prefix
+    assert env["OTEL_SERVICE_NAME"]["value"] == svc.name
     assert env["MART_JWKS_URL"]["value"] == f"http://{RELEASE}-user-service:8006/.well-known/jwks.json"
     url = env["MART_DATABASE_URL"]["value"]
     assert url == f"postgresql+asyncpg://{svc.package}:$(DATABASE_PASSWORD)@mart-pg:5432/{svc.package}"
