@@ -12,6 +12,10 @@
 # The rootfs tarball is cached under ${MART_CACHE_DIR:-$HOME/.cache/online-mart}/containers/, keyed by the
 # package list below, so a warm machine only re-imports it (seconds). Needs root, podman and debootstrap
 # (scripts/infra/containers.sh installs them).
+#
+# The host's local certificate authorities (/usr/local/share/ca-certificates/*.crt, e.g. a TLS-inspecting
+# egress proxy's, as on our CI machine) are added in a last layer, so pip and uv inside `docker build`
+# reach PyPI the way the host does; SSL_CERT_FILE points uv at the system bundle. Public certificates only.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,8 +24,12 @@ MIRROR="${MART_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PACKAGES="python3,python3-venv,python3-pip,ca-certificates,passwd,tzdata"
 BASE_TAG="${MART_BASE_IMAGE:-localhost/mart-base/python:3.11-bookworm}"
 CACHE_DIR="${MART_CACHE_DIR:-$HOME/.cache/online-mart}/containers"
-KEY="$(printf '%s|%s|%s|v1' "$SUITE" "$PACKAGES" "$(sha256sum "$SCRIPT_DIR/base.sh" | cut -c1-12)" | sha256sum | cut -c1-16)"
-TARBALL="$CACHE_DIR/rootfs-$SUITE-python-$KEY.tar"
+LOCAL_CAS=/usr/local/share/ca-certificates
+ROOTFS_KEY="$(printf '%s|%s|rootfs-v1' "$SUITE" "$PACKAGES" | sha256sum | cut -c1-16)"
+TARBALL="$CACHE_DIR/rootfs-$SUITE-python-$ROOTFS_KEY.tar"
+ROOTFS_TAG="localhost/mart-base/rootfs:$SUITE-$ROOTFS_KEY"
+ca_digest="$(find "$LOCAL_CAS" -name '*.crt' -type f -print0 2>/dev/null | sort -z | xargs -0r cat | sha256sum | cut -c1-12)"
+KEY="$(printf '%s|%s|%s' "$ROOTFS_KEY" "$ca_digest" "$(sha256sum "$SCRIPT_DIR/base.sh" | cut -c1-12)" | sha256sum | cut -c1-16)"
 PODMAN="${PODMAN:-podman}"
 
 log() { printf '[base] %s\n' "$*"; }
@@ -65,13 +73,28 @@ SOURCES
     log "rootfs cached: $TARBALL ($(du -h "$TARBALL" | cut -f1))"
 fi
 
-log "podman import -> $BASE_TAG"
-"$PODMAN" import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'ENV PYTHONIOENCODING=utf-8' \
-    --change "LABEL org.online-mart.base-key=$KEY" \
-    --change 'LABEL org.opencontainers.image.description=Stand-in for python:3.11-slim-bookworm, built from Debian packages' \
-    --change 'CMD ["python3"]' \
-    "$TARBALL" "$BASE_TAG" >/dev/null
+if ! "$PODMAN" image exists "$ROOTFS_TAG" || ((force == 1)); then
+    log "podman import -> $ROOTFS_TAG"
+    "$PODMAN" import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["python3"]' \
+        "$TARBALL" "$ROOTFS_TAG" >/dev/null
+fi
+
+ctx="$(mktemp -d)"
+trap 'rm -rf "$ctx" "${rootfs:-}"' EXIT
+mkdir -p "$ctx/ca"
+find "$LOCAL_CAS" -maxdepth 1 -name '*.crt' -type f -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
+cat >"$ctx/Containerfile" <<CONTAINERFILE
+FROM $ROOTFS_TAG
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+CONTAINERFILE
+log "adding $(find "$ctx/ca" -name '*.crt' | wc -l) local CA certificate(s) -> $BASE_TAG"
+"$PODMAN" build --quiet --network none \
+    --label "org.online-mart.base-key=$KEY" \
+    --label 'org.opencontainers.image.description=Stand-in for python:3.11-slim-bookworm, built from Debian packages' \
+    -t "$BASE_TAG" "$ctx" >/dev/null
 log "$BASE_TAG ready"

@@ -30,7 +30,7 @@ build() {  # build TAG CONTEXT [podman build args...]
     local tag="$1" context="$2" begun=$SECONDS
     shift 2
     # --network host: RUN steps reach PyPI and the Debian mirror the way the host does.
-    nice -n 10 podman build --quiet --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$tag" "$@" "$context" \
+    nice -n 10 podman build --quiet --format docker --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$tag" "$@" "$context" \
         >/dev/null
     log "$tag built ($((SECONDS - begun)) s)"
 }
