@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The mart's whole test suite, from a fresh machine: installs what it needs (uv and the locked Python
-# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck), starts PostgreSQL and
+# packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck, podman), starts PostgreSQL and
 # Kafka, checks the contracts (buf lint, buf breaking, generated code up to date), runs pytest and fails
 # if any test was skipped. Extra arguments go to pytest (e.g. `scripts/test.sh -k saga`).
 set -euo pipefail
@@ -24,6 +24,9 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
 scripts/infra/tools.sh
+
+step "Containers (podman, runc, debootstrap; the images are built by the containers e2e target)"
+scripts/infra/containers.sh
 
 step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start
