@@ -404,7 +404,7 @@ def test_dockerfile_rules(dockerfile, conventions):
     lines = [
         ln.strip() for ln in text.replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")
     ]
-    # the base is a build argument (scripts/containers/build.sh passes a stand-in); its default is what users pull
+    # the base is a build argument (scripts/containers/build.sh passes a stand-in); default: what users pull
     args = dict(ln.split()[1].split("=", 1) for ln in lines if ln.startswith("ARG ") and "=" in ln)
     assert args.get("BASE_IMAGE", "").startswith("python:3.11."), args
     froms = [

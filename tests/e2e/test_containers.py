@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from .containers import APPS, ContainerStack
+from .containers import APPS, REPO_ROOT, ContainerStack
 from .test_journeys import (
     eventually,
     new_customer,
@@ -186,3 +187,20 @@ async def test_order_service_restart_mid_load_loses_nothing(
         return True
 
     await eventually(committed, "stock committed exactly once per order, nothing reserved")
+
+
+def test_kong_upstreams_answer_inside_the_compose_network(container_stack: ContainerStack) -> None:
+    """kong/kong.yaml's service URLs (http://<compose name>:<port>) reach the running images, and each image
+    serves under the root path that Kong's route prefix expects (Kong itself cannot be had here)."""
+    kong = yaml.safe_load((REPO_ROOT / "kong" / "kong.yaml").read_text())
+    for svc in kong["services"]:
+        url = svc["url"]
+        out = container_stack.exec(
+            "user_service", "python", "-c",
+            f"import urllib.request; print(urllib.request.urlopen('{url}/health', timeout=5).status)",
+        ).stdout.strip()  # fmt: skip
+        assert out == "200", (url, out)
+        package = url.split("//")[1].split(":")[0]
+        env = dict(e.split("=", 1) for e in container_stack.inspect(package)["Config"]["Env"])
+        prefixes = {p for r in svc["routes"] for p in r.get("paths", []) if not p.startswith("~")}
+        assert env["MART_ROOT_PATH"] in prefixes, (package, env["MART_ROOT_PATH"], prefixes)
