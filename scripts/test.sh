@@ -25,8 +25,8 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
 fi
 scripts/infra/tools.sh
 
-step "Containers (podman, runc, debootstrap; the images are built by the containers e2e target)"
-scripts/infra/containers.sh
+step "Container images (podman; stand-in base from Debian packages, the six Dockerfiles; docs/docker.md)"
+scripts/containers/build.sh
 
 step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start

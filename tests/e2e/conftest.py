@@ -288,7 +288,8 @@ def _logs(cfg: dist.DistConfig) -> str:
     params=[
         "embedded",
         pytest.param("distributed", marks=[pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]),
-        pytest.param("containers", marks=[pytest.mark.containers]),
+        # the first test on the stack also waits for the image build (cold: a Debian rootfs + eight images)
+        pytest.param("containers", marks=[pytest.mark.containers, pytest.mark.timeout(2400)]),
     ]
 )
 def mart(request: pytest.FixtureRequest) -> Mart:

@@ -30,7 +30,8 @@ from .test_journeys import (
     stocked_products,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.containers, pytest.mark.timeout(900)]
+# generous: the first test on the stack also waits for the image build (cold: a Debian rootfs + eight images)
+pytestmark = [pytest.mark.e2e, pytest.mark.containers, pytest.mark.timeout(2400)]
 
 APP_UID = "10001"
 
