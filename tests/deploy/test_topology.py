@@ -495,3 +495,20 @@ def test_hadolint():
 
 def test_register_script_is_executable():
     assert (ROOT / "register_services.sh").stat().st_mode & 0o111
+
+
+def test_compose_local_replaces_every_registry_image(compose):
+    """compose.local.yaml (docs/docker.md, "Without a registry"): every image compose.yaml pulls is either
+    replaced by one built here or kept off by the "registry" profile; the six services build on the stand-in.
+    """
+    local = load(ROOT / "compose.local.yaml")["services"]
+    assert set(local) <= set(compose["services"]), set(local) - set(compose["services"])
+    for name, svc in compose["services"].items():
+        if "build" in svc:
+            base = local[name]["build"]["args"]["BASE_IMAGE"]
+            assert base.startswith("${MART_BASE_IMAGE:-localhost/"), (name, base)
+            continue
+        override = local.get(name, {})
+        replaced = override.get("image", "").startswith(("localhost/", "${MART_BASE_IMAGE:-localhost/"))
+        off = override.get("profiles") == ["registry"]
+        assert replaced or off, f"{name}: {svc['image']} cannot be pulled here"
