@@ -9,6 +9,7 @@ fixture (test_journeys.py); these tests use the same stack.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections import Counter
@@ -205,3 +206,24 @@ def test_kong_upstreams_answer_inside_the_compose_network(container_stack: Conta
         env = dict(e.split("=", 1) for e in container_stack.inspect(package)["Config"]["Env"])
         prefixes = {p for r in svc["routes"] for p in r.get("paths", []) if not p.startswith("~")}
         assert env["MART_ROOT_PATH"] in prefixes, (package, env["MART_ROOT_PATH"], prefixes)
+
+
+async def test_register_services_loads_the_running_user_service_key(
+    containers_mart: Any, client: httpx.AsyncClient
+) -> None:
+    """register_services.sh takes the key from the user_service container's JWKS (the host port, as users run
+    it) and puts exactly that key in the configuration it applies (a stand-in Admin API: no Kong here)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ..deploy.test_register_services import FakeKong, run_script
+
+    jwks_url = containers_mart.ep.user("/.well-known/jwks.json")
+    jwk = ok(await client.get(jwks_url))["keys"][0]
+    with FakeKong() as kong:
+        proc = await asyncio.to_thread(run_script, {"KONG_ADMIN_URL": kong.url, "MART_JWKS_URL": jwks_url})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        applied = yaml.safe_load(kong.config_text)
+    pem = applied["consumers"][0]["jwt_secrets"][0]["rsa_public_key"]
+    numbers = serialization.load_pem_public_key(pem.encode()).public_numbers()
+    n = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=" * (-len(jwk["n"]) % 4)), "big")
+    assert numbers.n == n and numbers.e == 65537
