@@ -16,7 +16,7 @@ pytest_plugins = ["mart_common.testing"]
 
 
 _skipped: list[str] = []
-_ran_on: dict[str, int] = {"postgres": 0, "kafka": 0, "distributed": 0, "e2e": 0}
+_ran_on: dict[str, int] = {"postgres": 0, "kafka": 0, "distributed": 0, "e2e": 0, "containers": 0}
 
 
 def pytest_runtest_logreport(report):
@@ -34,7 +34,8 @@ def pytest_terminal_summary(terminalreporter):
         "real infrastructure: "
         f"{_ran_on['postgres']} passed on PostgreSQL (127.0.0.1:5432), "
         f"{_ran_on['kafka']} passed on the Kafka broker (127.0.0.1:9092), "
-        f"{_ran_on['e2e']} end-to-end ({_ran_on['distributed']} on the local distributed mode)"
+        f"{_ran_on['e2e']} end-to-end ({_ran_on['distributed']} on the local distributed mode), "
+        f"{_ran_on['containers']} on the compose stack in containers"
     )
 
 

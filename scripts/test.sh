@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The mart's whole test suite, from a fresh machine: installs what it needs (uv and the locked Python
 # packages, PostgreSQL, the Apache Kafka broker, buf, shellcheck, yamllint, deck, Debian's Chromium and
-# chromedriver, Mailpit built with Go), starts PostgreSQL and
+# chromedriver, Mailpit built with Go, podman), starts PostgreSQL and
 # Kafka, checks the contracts (buf lint, buf breaking, generated code up to date), runs pytest and fails
 # if any test was skipped. Extra arguments go to pytest (e.g. `scripts/test.sh -k saga`).
 set -euo pipefail
@@ -31,6 +31,9 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
 fi
 scripts/infra/tools.sh
 scripts/infra/mailpit.sh install  # built with Go once, cached (the distributed e2e tests send mail to it)
+
+step "Container images (podman; stand-in base from Debian packages, the six Dockerfiles; docs/docker.md)"
+scripts/containers/build.sh
 
 step "PostgreSQL and Kafka"
 scripts/infra/postgres.sh start

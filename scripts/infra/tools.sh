@@ -65,7 +65,9 @@ ensure_buf() {
 }
 EOF
     fi
-    if [[ -x "$BUF" ]] && "$BUF" --version >/dev/null 2>&1 && [[ -f "$REPO_ROOT/package-lock.json" ]]; then
+    # (the Dev Containers CLI comes from the same package.json: tests/deploy/test_devcontainer.py)
+    if [[ -x "$BUF" ]] && "$BUF" --version >/dev/null 2>&1 && [[ -f "$REPO_ROOT/package-lock.json" ]] \
+        && [[ -x "$REPO_ROOT/node_modules/.bin/devcontainer" ]]; then
         log "buf present ($BUF)"
         return 0
     fi

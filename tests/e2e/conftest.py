@@ -6,6 +6,9 @@
   processes) with six fresh databases (created through the ``mart_test`` role, dropped afterwards), a
   fresh Kafka namespace and free ports, so runs never see each other's data; seeded with ``mart seed``'s
   code over HTTP. PostgreSQL and Kafka are started if needed and left running (other suites share them).
+- ``containers``: the images built by scripts/containers/build.sh, run by podman-compose from compose.yaml +
+  compose.local.yaml in a compose project of its own (tests/e2e/containers.py), the built-in gateway in
+  front of the containers' host ports (Kong cannot be had here: docs/docker.md); seeded like ``distributed``.
 
 Nothing skips: when something is missing the fixture fails.
 """
@@ -32,6 +35,8 @@ from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
 from mart_cli.seed import seed
 from mart_cli.services import SERVICES, Endpoints
+
+from .containers import ContainerStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MART = REPO_ROOT / "mart"
@@ -217,6 +222,64 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
         asyncio.run(_drop())
 
 
+@pytest.fixture(scope="session")
+def container_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerStack]:
+    """The compose stack in containers (built, started, healthy); removed with its volumes afterwards."""
+    data_dir = tmp_path_factory.mktemp("containers") / "data"
+    data_dir.mkdir(parents=True)
+    creds = load_or_create(data_dir)
+    stack = ContainerStack(
+        ports={s.package: free_port() for s in SERVICES},
+        kafka_port=free_port(),
+        smtp_port=free_port(),
+        mail_ui_port=free_port(),
+        admin_email=creds.admin.email,
+        admin_password=creds.admin.password,
+    )
+    stack.data_dir = data_dir
+    build_s = stack.build()
+    try:
+        begun = time.monotonic()
+        stack.up(timeout=START_TIMEOUT * 2)
+        up_s = time.monotonic() - begun
+        print(f"\n[e2e] containers: images built in {build_s:.1f}s, stack healthy in {up_s:.1f}s")  # noqa: T201
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def containers_mart(container_stack: ContainerStack) -> Iterator[Mart]:
+    stack = container_stack
+    cfg = dist.DistConfig(
+        data_dir=stack.data_dir,
+        ports=dict(stack.ports),
+        kafka_bootstrap=f"127.0.0.1:{stack.kafka_port}",
+        gateway_port=free_port(),
+    )
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save()  # `mart --data-dir <dir> ...` (order timeline, dlq) finds the containers through it
+    creds = load_or_create(stack.data_dir)
+    try:
+        dist.start_gateway(cfg, say=lambda _m: None)
+
+        async def _seed() -> None:
+            async with httpx.AsyncClient(timeout=60) as client:
+                await seed(client, cfg.direct_endpoints(), creds)
+
+        asyncio.run(_seed())
+        yield Mart(
+            kind="containers",
+            ep=cfg.direct_endpoints(),
+            gateway_url=f"http://127.0.0.1:{cfg.gateway_port}",
+            data_dir=stack.data_dir,
+            creds=creds,
+            cli_args=["--data-dir", str(stack.data_dir)],
+        )
+    finally:
+        dist.stop_services(cfg, say=lambda _m: None)
+
+
 def _logs(cfg: dist.DistConfig) -> str:
     out = []
     for svc in SERVICES:
@@ -231,6 +294,8 @@ def _logs(cfg: dist.DistConfig) -> str:
     params=[
         "embedded",
         pytest.param("distributed", marks=[pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]),
+        # the first test on the stack also waits for the image build (cold: a Debian rootfs + eight images)
+        pytest.param("containers", marks=[pytest.mark.containers, pytest.mark.timeout(2400)]),
     ]
 )
 def mart(request: pytest.FixtureRequest) -> Mart:

@@ -440,7 +440,7 @@ async def test_dead_letters_list_and_redrive(mart: Any, cli: Callable[..., Any])
     from mart_cli.ops import build_bus
 
     dist_cfg = DistConfig.load(mart.data_dir)
-    bus = build_bus("kafka" if mart.kind == "distributed" else "inprocess", mart.data_dir, dist_cfg)
+    bus = build_bus("inprocess" if mart.kind == "embedded" else "kafka", mart.data_dir, dist_cfg)
     key = f"poison-{uuid.uuid4().hex[:8]}"
     await bus.start()
     try:
@@ -460,7 +460,7 @@ async def test_dead_letters_list_and_redrive(mart: Any, cli: Callable[..., Any])
     assert redriven.returncode == 0, redriven.stderr + redriven.stdout
     assert "re-drove" in redriven.stdout and "re-drove 0 " not in redriven.stdout, redriven.stdout
 
-    bus = build_bus("kafka" if mart.kind == "distributed" else "inprocess", mart.data_dir, dist_cfg)
+    bus = build_bus("inprocess" if mart.kind == "embedded" else "kafka", mart.data_dir, dist_cfg)
     await bus.start()
     try:
 
