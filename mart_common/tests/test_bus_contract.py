@@ -6,7 +6,6 @@ real outbox relay and inbox subscriber.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -119,8 +118,12 @@ async def test_event_committed_then_relay_killed_is_still_delivered(rig: Rig) ->
         assert await rig.unpublished() == 0
     finally:
         await relay.stop()
-    await asyncio.sleep(0.3)
-    assert await rig.effects() == [("order-1", 1)]
+    # A later event on the same key (same partition, consumed in order), published after both relays are
+    # done: once it is applied, the consumer is past any second copy of the first one.
+    await rig.place("order-1", 2)
+    await rig.relay().publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("order-1", 2)), timeout=60)
+    assert await rig.effects() == [("order-1", 1), ("order-1", 2)]
 
 
 async def test_rolled_back_state_change_publishes_nothing(rig: Rig) -> None:
@@ -152,11 +155,11 @@ async def test_duplicate_delivery_is_applied_once(rig: Rig) -> None:
     )
     await rig.bus.publish(envelope.to_bus())
     await rig.bus.publish(envelope.to_bus())  # the same event id again (a producer retry)
-    await rig.place("after", 6)
+    await rig.place("dup", 6)  # a later event on the same key: applied only after both copies were handled
     relay = rig.relay()
     await relay.publish_pending()
-    await eventually(lambda: _contains(rig.effects(), ("after", 6)), timeout=60)
-    assert (await rig.effects()).count(("dup", 5)) == 1
+    await eventually(lambda: _contains(rig.effects(), ("dup", 6)), timeout=60)
+    assert await rig.effects() == [("dup", 5), ("dup", 6)]
 
 
 async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive_delivers_it(
@@ -189,7 +192,9 @@ async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive
     assert await rig.bus.redrive(GROUP) == 1
     await eventually(lambda: _contains(rig.effects(), ("poison", 1)), timeout=60)
     assert await rig.bus.redrive(GROUP) == 0  # already re-driven
-    await asyncio.sleep(0.3)
+    await rig.place("poison", 4)  # same key, after everything re-driven: the consumer is past it once applied
+    await relay.publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("poison", 4)), timeout=60)
     assert (await rig.effects()).count(("poison", 1)) == 1
 
 
