@@ -20,6 +20,8 @@ from mart_common.testing import eventually
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mart_common import outbox as outbox_module
+
 TOPIC = "mart.orders.v1"
 GROUP = "contract-consumer"
 
@@ -124,6 +126,43 @@ async def test_event_committed_then_relay_killed_is_still_delivered(rig: Rig) ->
     await rig.relay().publish_pending()
     await eventually(lambda: _contains(rig.effects(), ("order-1", 2)), timeout=60)
     assert await rig.effects() == [("order-1", 1), ("order-1", 2)]
+
+
+async def test_crash_between_publish_and_mark_republishes_and_the_inbox_absorbs_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's fault hook (MART_FAULT_RELAY_CRASH_AFTER_PUBLISH, docs/reliability.md): the process dies
+    after the batch reached the bus and before the rows are marked; the next relay publishes them again."""
+    _subscribe(rig)
+
+    class Exited(BaseException):  # what os._exit would do to the process, without ending the test run
+        pass
+
+    def fake_exit(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setattr(outbox_module.os, "_exit", fake_exit)
+    monkeypatch.setenv("MART_FAULT_RELAY_CRASH_AFTER_PUBLISH", "2")
+    dying = rig.relay()
+    monkeypatch.delenv("MART_FAULT_RELAY_CRASH_AFTER_PUBLISH")
+    await rig.place("k", 1)
+    assert await dying.publish_pending() == 1  # first batch: published and marked
+    await rig.place("k", 2)
+    with pytest.raises(Exited) as exited:
+        await dying.publish_pending()  # second batch: on the bus, then the "process" exits
+    assert exited.value.args == (86,)
+    assert await rig.unpublished() == 1
+    assert [r.key for r in await rig.bus.read_topic(TOPIC)] == ["k", "k"]
+
+    relay = rig.relay()  # the restarted process: the hook is off (read once, at construction)
+    assert await relay.publish_pending() == 1
+    assert await rig.unpublished() == 0
+    records = await rig.bus.read_topic(TOPIC)
+    assert len(records) == 3 and len({r.header("ce_id") for r in records}) == 2  # one event twice
+    await rig.place("k", 3)  # same key, after the duplicate
+    await relay.publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("k", 3)), timeout=60)
+    assert await rig.effects() == [("k", 1), ("k", 2), ("k", 3)]
 
 
 async def test_rolled_back_state_change_publishes_nothing(rig: Rig) -> None:

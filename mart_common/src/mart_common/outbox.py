@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from datetime import timedelta
 
 import structlog
@@ -90,6 +92,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._crash_after_publish = _crash_after_publish_from_env()
         db.on_outbox_commit(self.notify)
 
     def notify(self) -> None:
@@ -154,6 +157,7 @@ class OutboxRelay:
                 await self.bus.publish_many(messages)
             except Exception as exc:
                 raise _PublishFailed(seqs) from exc
+            self._fault_point_published_not_marked()
             await session.execute(
                 update(outbox_table).where(outbox_table.c.seq.in_(seqs)).values(published_at=utcnow())
             )
@@ -219,6 +223,32 @@ class OutboxRelay:
             if published < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+
+    def _fault_point_published_not_marked(self) -> None:
+        """Fault injection for the fault suite (docs/reliability.md), OFF unless the environment sets it.
+
+        Contract: ``MART_FAULT_RELAY_CRASH_AFTER_PUBLISH=<n>`` (a positive integer, read once when the relay
+        is constructed) makes the process exit at once — ``os._exit(86)``, no cleanup, like ``kill -9`` —
+        right after the n-th batch this relay published to the bus and BEFORE the UPDATE that marks those
+        rows published (so that transaction never commits). One line
+        ``fault_injected relay_crash_after_publish service=<service>`` goes to stderr first. Unset, empty,
+        0 or not an integer: never fires. On restart the rows are still unpublished, the next relay
+        publishes them again, and the consumers' inboxes must absorb the duplicates.
+        """
+        if self._crash_after_publish <= 0:
+            return
+        self._crash_after_publish -= 1
+        if self._crash_after_publish == 0:
+            sys.stderr.write(f"fault_injected relay_crash_after_publish service={self.service}\n")
+            sys.stderr.flush()
+            os._exit(86)
+
+
+def _crash_after_publish_from_env() -> int:
+    try:
+        return max(0, int(os.environ.get("MART_FAULT_RELAY_CRASH_AFTER_PUBLISH", "") or 0))
+    except ValueError:
+        return 0
 
 
 class _PublishFailed(Exception):
