@@ -30,7 +30,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.python import asgi
 
 from mart_cli.services import SERVICES
@@ -38,6 +43,10 @@ from mart_cli.services import SERVICES
 MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_EXAMPLES", "25"))
 ADMIN_EMAIL, ADMIN_PASSWORD = "fuzz-admin@example.com", "fuzz-admin-password-1"  # noqa: S105 (test account)
 CUSTOMER_EMAIL, CUSTOMER_PASSWORD = "fuzz-customer@example.com", "fuzz-customer-password-1"  # noqa: S105
+
+# schemathesis checks on every response: no 5xx; the status code is one the operation documents; the body
+# matches the documented schema of that status; invalid input (negative mode) is rejected with a 4xx.
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, negative_data_rejection]
 
 _DIR = Path(tempfile.mkdtemp(prefix="mart-fuzz-"))
 
@@ -145,7 +154,7 @@ def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) 
         calls += 1
         label = f"{operation.method.upper()} {operation.path} -> {case.formatted_path}"
         try:
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(response, checks=CHECKS)
         except Exception as exc:  # schemathesis' FailureGroup is not an AssertionError
             failures.append(f"{label}: {response.status_code} {response.text[:300]} ({str(exc)[:200]})")
             raise

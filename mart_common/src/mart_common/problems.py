@@ -222,3 +222,47 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_MEDIA_TYPE: {}},
         }
     return out
+
+
+_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what every operation can answer besides its success (in place).
+
+    Every error response is ``application/problem+json`` with the ``ProblemDetails`` schema (also the 422
+    FastAPI documents as ``HTTPValidationError``, which the handlers above never send), and each operation
+    lists the errors the shared layers can give it: 422 (parameters or body invalid), 400 (body not
+    parseable) and 413 (body over ``MART_MAX_BODY_BYTES``) for a body, 404 for a path parameter, 401 and
+    403 for a bearer-protected operation, 503 (database unavailable, docs/reliability.md) for all but
+    liveness. Clients and schemathesis' status-code and schema conformance checks rely on it.
+    """
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ProblemDetails", ProblemDetails.model_json_schema())
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _SCHEMA_REF}}}
+    for path, item in openapi.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            params = operation.get("parameters", [])
+            statuses: set[int] = set()
+            if path != "/health":
+                statuses.add(503)
+            if operation.get("requestBody"):
+                statuses |= {400, 413, 422}
+            if params:
+                statuses.add(422)
+            if any(p.get("in") == "path" for p in params):
+                statuses.add(404)
+            if operation.get("security"):
+                statuses |= {401, 403}
+            for status in statuses:
+                responses.setdefault(str(status), {"description": _TITLES.get(status, "Error")})
+            for status, response in responses.items():
+                if str(status)[:1] in {"4", "5"}:
+                    response["content"] = dict(problem_content)
+    return openapi
