@@ -128,7 +128,9 @@ def _check_problem(response: Any, label: str) -> str | None:
     return None
 
 
-def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) -> int:
+def run_operation(
+    operation: Any, headers: dict[str, str], failures: list[str], max_examples: int = MAX_EXAMPLES
+) -> int:
     calls = 0
 
     strategies = [operation.as_strategy(GenerationMode.POSITIVE)]
@@ -139,7 +141,7 @@ def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) 
 
     @given(case=st.one_of(*strategies))
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=max_examples,
         deadline=None,
         derandomize=True,
         database=None,

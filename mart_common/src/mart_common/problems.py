@@ -168,6 +168,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        refused = _value_refused(exc)
+        if refused is not None:
+            return _value_refused_response(request, refused)
         if not _database_unavailable(exc):
             raise exc  # a real error: the generic handler below logs it and answers 500
         # The service's database is away (restart, failover, outage): the request may be retried.
@@ -185,8 +188,42 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        refused = _value_refused(exc)
+        if refused is not None:
+            return _value_refused_response(request, refused)
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(500, "An unexpected error occurred.", instance=request.url.path)
+
+
+def _value_refused(exc: BaseException) -> str | None:
+    """Why the database (or its driver) refused a value the client sent, or None for any other error.
+
+    PostgreSQL refuses what SQLite stores (docs/reliability.md, "Bad input"): a NUL character in text
+    (SQLSTATE 22021), integers out of range (22003, or asyncpg's client-side ``DataError``), any other data
+    exception (SQLSTATE class 22); both refuse text with a lone surrogate (not encodable as UTF-8) and
+    SQLite integers beyond 64 bits (``OverflowError``). The client's input is at fault: 422, not 500.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, UnicodeEncodeError):
+            return "Text contains a character that is not valid Unicode (a lone surrogate)."
+        if isinstance(cause, OverflowError):
+            return "A number is out of the range that can be stored."
+        code = str(getattr(cause, "sqlstate", "") or "")
+        kind = type(cause)
+        asyncpg_data_error = kind.__name__ == "DataError" and kind.__module__.startswith("asyncpg")
+        if code.startswith("22") or asyncpg_data_error:
+            first = (str(cause).splitlines() or [""])[0][:200]
+            return f"A value cannot be stored: {first.encode('ascii', 'backslashreplace').decode()}"
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return None
+
+
+def _value_refused_response(request: Request, detail: str) -> JSONResponse:
+    log.info("value_refused", path=request.url.path, detail=detail)
+    return problem_response(422, detail, slug="value-not-storable", instance=request.url.path)
 
 
 def _database_unavailable(exc: BaseException) -> bool:
