@@ -4,6 +4,7 @@ and can be undone (downgrade to base) and redone."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -80,6 +81,8 @@ async def test_migrations_match_models_and_round_trip(service: str, database_url
 # revision 0002 a service gains is covered by it without any change here.
 
 ROWS_PER_TABLE = 2
+_INTS = itertools.count(1_000_000, -1)
+_ROWS = itertools.count()
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
@@ -119,8 +122,8 @@ def _value(column: Column, table: str, n: int) -> Any:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"{table}/{column.name}/{n}")
     if kind is bool:
         return n % 2 == 0
-    if kind is int:
-        return 7
+    if kind is int:  # distinct, positive and decreasing (a later column never exceeds an earlier one)
+        return next(_INTS)
     if kind is float or kind is Decimal:
         return kind("1.5")
     if kind is datetime:
@@ -128,7 +131,7 @@ def _value(column: Column, table: str, n: int) -> Any:
     if kind is date:
         return WHEN.date()
     if kind is bytes:
-        return bytes([n, 0, 255])
+        return n.to_bytes(4, "big") + b"\x00\xff"
     if kind in (dict, list):
         return {"row": n, "text": "é ✓ 日本"}
     if length == 32 and column.name.endswith("id"):  # a UUID kept as CHAR(32) (SQLite)
@@ -145,6 +148,7 @@ def _rows(metadata: MetaData) -> dict[str, list[dict[str, Any]]]:
             continue
         rows[table.name] = []
         for n in range(ROWS_PER_TABLE):
+            serial = next(_ROWS)  # unique across populations of one database
             row = {}
             for column in table.columns:
                 if column.primary_key and column.autoincrement is True and isinstance(column.type, Integer):
@@ -153,7 +157,7 @@ def _rows(metadata: MetaData) -> dict[str, list[dict[str, Any]]]:
                     fk = next(iter(column.foreign_keys))
                     row[column.name] = rows[fk.column.table.name][n][fk.column.name]
                 else:
-                    row[column.name] = _value(column, table.name, n)
+                    row[column.name] = _value(column, table.name, serial)
             rows[table.name].append(row)
     return rows
 
