@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 import schemathesis
-from mart_common.testing import create_postgres_database, drop_postgres_database
+from mart_common.testing import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -40,7 +40,7 @@ from .test_fuzz_openapi import run_operation
 pytestmark = [pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]
 
 MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_DIST_EXAMPLES", "8"))
-KAFKA = os.environ.get("MART_TEST_KAFKA", "127.0.0.1:9092")
+KAFKA = KAFKA_BOOTSTRAP
 CUSTOMER_PASSWORD = "fuzz-dist-password-1"  # noqa: S105 (test account)
 
 
