@@ -39,7 +39,7 @@ from .test_fuzz_openapi import run_operation
 
 pytestmark = [pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]
 
-MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_DIST_EXAMPLES", "8"))
+MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_DIST_EXAMPLES", "25"))
 KAFKA = KAFKA_BOOTSTRAP
 CUSTOMER_PASSWORD = "fuzz-dist-password-1"  # noqa: S105 (test account)
 
