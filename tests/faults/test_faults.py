@@ -353,6 +353,15 @@ async def take_database_away(cluster: Cluster, package: str, seconds: float) -> 
         await conn.close()
 
 
+async def port_released(cluster: Cluster, package: str, timeout: float = 30.0) -> None:
+    """Wait until nothing listens on the service's port any more (a killed process may hold it briefly)."""
+    port = cluster.cfg.ports[package]
+    deadline = time.monotonic() + timeout
+    while dist._port_taken(cluster.cfg.host, port):
+        assert time.monotonic() < deadline, f"port {port} of {package} still taken after {timeout:.0f}s"
+        await asyncio.sleep(0.1)
+
+
 async def crash_between_publish_and_mark(cluster: Cluster, timings: dict[str, float]) -> None:
     """Restart one service with the relay's fault hook on: it exits after publishing a batch and before
     marking it published; then start it again without the hook (the next relay republishes the batch)."""
@@ -360,6 +369,7 @@ async def crash_between_publish_and_mark(cluster: Cluster, timings: dict[str, fl
     svc = next(s for s in SERVICES if s.package == CRASH_SERVICE)
     begun = time.monotonic()
     await loop.run_in_executor(None, cluster.kill9, svc.package)
+    await port_released(cluster, svc.package)
     cluster.cfg.extra_env["MART_FAULT_RELAY_CRASH_AFTER_PUBLISH"] = str(CRASH_AFTER_BATCHES)
     try:
         await loop.run_in_executor(None, lambda: dist.start_services(cluster.cfg, say=lambda _m: None))
@@ -372,6 +382,7 @@ async def crash_between_publish_and_mark(cluster: Cluster, timings: dict[str, fl
         assert time.monotonic() < deadline, f"the relay of {svc.name} never crashed between publish and mark"
         await asyncio.sleep(0.2)
     say(f"{svc.name}: relay exited between publish and mark (after {CRASH_AFTER_BATCHES} batches)")
+    await port_released(cluster, svc.package)
     await loop.run_in_executor(None, cluster.restart_missing)
     timings[f"crash between publish and mark ({svc.name}): back in"] = time.monotonic() - begun
 
