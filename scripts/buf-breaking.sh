@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Fail when the event contracts (protos/) break compatibility with the previous contracts.
+# Fail when the event contracts (protos/) break compatibility with the released contracts or with the
+# previous contracts.
 #
-#   scripts/buf-breaking.sh            compare protos/ (working tree) with the previous contracts
+#   scripts/buf-breaking.sh            compare protos/ (working tree) with both
 #   BUF_AGAINST_REF=<git ref> scripts/buf-breaking.sh
+#
+# The released contracts: the buf image protos/baseline/v1.binpb (`buf build protos -o ...`), committed,
+# fixed. Consumers built from it run in production; every later contract must stay compatible with it,
+# whatever the git history looks like (a shallow clone, squashed or rebased commits). A missing image is
+# an error. Only a new major version (v2 packages) starts a new baseline (docs/decisions.md).
 #
 # Rules: protos/buf.yaml (`breaking: FILE`: no field renumbered, retyped or removed, no message, enum or
 # enum value removed, no package or file moved...).
@@ -74,5 +80,13 @@ else
     echo "buf-breaking: $why; comparing protos/ with the working tree itself (nothing can break)" >&2
 fi
 
+BASELINE="protos/baseline/v1.binpb"
+if [[ ! -f "$BASELINE" ]]; then
+    echo "buf-breaking: the released contracts ($BASELINE) are missing" >&2
+    exit 2
+fi
+echo "buf-breaking: comparing protos/ with the released contracts ($BASELINE)" >&2
+"$buf" breaking protos --against "$BASELINE"
+
 "$buf" breaking protos --against "$against"
-echo "buf-breaking: no breaking change" >&2
+echo "buf-breaking: no breaking change (released contracts and previous contracts)" >&2

@@ -150,9 +150,12 @@ async def test_commit_on_paid_then_restock_on_cancel(inventory):
     assert await inventory.stock(pid) == (10, 0)
     assert await inventory.reservation(order) == "RESTOCKED"
     trail = (await inventory.client.get(f"/stock/{pid}/adjustments", headers=inventory.admin)).json()
-    assert [(m["kind"], m["delta"]) for m in trail["items"]][:2] == [("restock", 4), ("sale", -4)] or sorted(
-        (m["kind"], m["delta"]) for m in trail["items"]
-    ) == [("adjustment", 10), ("restock", 4), ("sale", -4)]
+    # Newest first, one movement per change, each with the on_hand it left.
+    assert [(m["kind"], m["delta"], m["on_hand_after"]) for m in trail["items"]] == [
+        ("restock", 4, 10),
+        ("sale", -4, 6),
+        ("adjustment", 10, 10),
+    ]
     assert trail["total"] == 3
 
 

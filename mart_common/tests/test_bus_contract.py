@@ -6,7 +6,6 @@ real outbox relay and inbox subscriber.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,6 +19,8 @@ from mart_common.outbox import OutboxRelay, record_event
 from mart_common.testing import eventually
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from mart_common import outbox as outbox_module
 
 TOPIC = "mart.orders.v1"
 GROUP = "contract-consumer"
@@ -119,8 +120,49 @@ async def test_event_committed_then_relay_killed_is_still_delivered(rig: Rig) ->
         assert await rig.unpublished() == 0
     finally:
         await relay.stop()
-    await asyncio.sleep(0.3)
-    assert await rig.effects() == [("order-1", 1)]
+    # A later event on the same key (same partition, consumed in order), published after both relays are
+    # done: once it is applied, the consumer is past any second copy of the first one.
+    await rig.place("order-1", 2)
+    await rig.relay().publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("order-1", 2)), timeout=60)
+    assert await rig.effects() == [("order-1", 1), ("order-1", 2)]
+
+
+async def test_crash_between_publish_and_mark_republishes_and_the_inbox_absorbs_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's fault hook (MART_FAULT_RELAY_CRASH_AFTER_PUBLISH, docs/reliability.md): the process dies
+    after the batch reached the bus and before the rows are marked; the next relay publishes them again."""
+    _subscribe(rig)
+
+    class Exited(BaseException):  # what os._exit would do to the process, without ending the test run
+        pass
+
+    def fake_exit(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setattr(outbox_module.os, "_exit", fake_exit)
+    monkeypatch.setenv("MART_FAULT_RELAY_CRASH_AFTER_PUBLISH", "2")
+    dying = rig.relay()
+    monkeypatch.delenv("MART_FAULT_RELAY_CRASH_AFTER_PUBLISH")
+    await rig.place("k", 1)
+    assert await dying.publish_pending() == 1  # first batch: published and marked
+    await rig.place("k", 2)
+    with pytest.raises(Exited) as exited:
+        await dying.publish_pending()  # second batch: on the bus, then the "process" exits
+    assert exited.value.args == (86,)
+    assert await rig.unpublished() == 1
+    assert [r.key for r in await rig.bus.read_topic(TOPIC)] == ["k", "k"]
+
+    relay = rig.relay()  # the restarted process: the hook is off (read once, at construction)
+    assert await relay.publish_pending() == 1
+    assert await rig.unpublished() == 0
+    records = await rig.bus.read_topic(TOPIC)
+    assert len(records) == 3 and len({r.header("ce_id") for r in records}) == 2  # one event twice
+    await rig.place("k", 3)  # same key, after the duplicate
+    await relay.publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("k", 3)), timeout=60)
+    assert await rig.effects() == [("k", 1), ("k", 2), ("k", 3)]
 
 
 async def test_rolled_back_state_change_publishes_nothing(rig: Rig) -> None:
@@ -152,11 +194,11 @@ async def test_duplicate_delivery_is_applied_once(rig: Rig) -> None:
     )
     await rig.bus.publish(envelope.to_bus())
     await rig.bus.publish(envelope.to_bus())  # the same event id again (a producer retry)
-    await rig.place("after", 6)
+    await rig.place("dup", 6)  # a later event on the same key: applied only after both copies were handled
     relay = rig.relay()
     await relay.publish_pending()
-    await eventually(lambda: _contains(rig.effects(), ("after", 6)), timeout=60)
-    assert (await rig.effects()).count(("dup", 5)) == 1
+    await eventually(lambda: _contains(rig.effects(), ("dup", 6)), timeout=60)
+    assert await rig.effects() == [("dup", 5), ("dup", 6)]
 
 
 async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive_delivers_it(
@@ -189,7 +231,9 @@ async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive
     assert await rig.bus.redrive(GROUP) == 1
     await eventually(lambda: _contains(rig.effects(), ("poison", 1)), timeout=60)
     assert await rig.bus.redrive(GROUP) == 0  # already re-driven
-    await asyncio.sleep(0.3)
+    await rig.place("poison", 4)  # same key, after everything re-driven: the consumer is past it once applied
+    await relay.publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("poison", 4)), timeout=60)
     assert (await rig.effects()).count(("poison", 1)) == 1
 
 

@@ -17,11 +17,12 @@ from fastapi import FastAPI
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart.users.v1 import users_pb2
-from mart_common.messaging import Envelope
+from mart_common.messaging import Envelope, inbox_table
+from notification_service.domain import DeliveryStatus
 from notification_service.main import create_app
 from notification_service.models import Delivery, DeliveryAttempt
 from notification_service.settings import NotificationSettings
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mart_common import contracts
 
@@ -125,6 +126,34 @@ def order_paid(user_id: uuid.UUID, order_id: uuid.UUID | None = None) -> Envelop
         payment_id=str(uuid.uuid4()),
     )
     return envelope_of(event, str(order_id))
+
+
+def order_shipped(user_id: uuid.UUID, order_id: uuid.UUID) -> Envelope:
+    event = orders_pb2.OrderShipped(order_id=str(order_id), user_id=str(user_id))
+    return envelope_of(event, str(order_id))
+
+
+def processed(app: FastAPI, event_id: str) -> Callable[[], Any]:
+    """A check for ``eventually``: the consumer has recorded ``event_id`` in its inbox."""
+
+    async def check() -> bool:
+        async with app.state.runtime.db.session() as session:
+            found = await session.scalar(
+                select(func.count()).select_from(inbox_table).where(inbox_table.c.event_id == event_id)
+            )
+        return bool(found)
+
+    return check
+
+
+def all_deliveries_done(app: FastAPI) -> Callable[[], Any]:
+    """A check for ``eventually``: there are deliveries and none is PENDING (each attempted to its end)."""
+
+    async def check() -> bool:
+        rows = await deliveries(app)
+        return bool(rows) and all(r.status != DeliveryStatus.PENDING for r in rows)
+
+    return check
 
 
 async def deliveries(app: FastAPI, **where: Any) -> list[Delivery]:

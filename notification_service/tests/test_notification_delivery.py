@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from datetime import timedelta
 
 from mart.users.v1 import users_pb2
+from mart_common.clock import utcnow
 from mart_common.testing import eventually, running
+from notification_service.bootstrap import dispatcher_of
 from notification_service.channels import DeliveryError, OutgoingMessage, SmsSender
 from notification_service.channels.sms import TwilioSmsSender
 from notification_service.domain import Channel, DeliveryStatus
+from notification_service.models import Delivery
+from sqlalchemy import update
 
 from .conftest import _free_port, attempts_of, deliveries, envelope_of, order_paid, user_registered
 
@@ -57,7 +61,11 @@ async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_r
             return row if row.status == DeliveryStatus.FAILED else None
 
         row = await eventually(failed)
-        await asyncio.sleep(0.3)  # no attempt after FAILED
+        # A full dispatcher pass after FAILED attempts nothing, even once its lease and backoff are long
+        # past (time moved on by an hour): a FAILED delivery is never due again.
+        async with app.state.runtime.db.transaction() as session:
+            await session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(hours=1)))
+        assert await dispatcher_of(app.state.runtime).dispatch_due() == 0
         assert broken.calls == 3
         assert row.attempts == 3 and row.last_error == "gateway says no"
         attempts = await attempts_of(app, row.id)

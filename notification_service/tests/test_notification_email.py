@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from mart_common.testing import KAFKA_BOOTSTRAP, eventually, running
+from notification_service.bootstrap import dispatcher_of
 from notification_service.domain import DeliveryStatus
 
-from .conftest import attempts_of, deliveries, html_body, order_paid, text_body, user_registered
+from .conftest import (
+    all_deliveries_done,
+    attempts_of,
+    deliveries,
+    html_body,
+    order_paid,
+    order_shipped,
+    processed,
+    text_body,
+    user_registered,
+)
 
 
 async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(make_app, smtp_server, jwt_keys):
@@ -29,10 +39,13 @@ async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(make_
         async def welcome_arrived():
             return [m for _, m in handler.messages if m["Subject"].startswith("Welcome")]
 
-        # The two deliveries are independent: either may leave first.
+        # The two deliveries are independent: either may leave first. The subscriber calls above have
+        # returned, so every delivery the events record exists now; once none is PENDING the dispatcher
+        # has attempted each one, and a (wrong) second delivery for the redelivered event would be a row.
         await eventually(receipt_arrived)
         await eventually(welcome_arrived)
-        await asyncio.sleep(0.3)  # room for a (wrong) second send
+        await eventually(all_deliveries_done(app), message="every delivery attempted")
+        assert len(await deliveries(app)) == 2
         assert len(await welcome_arrived()) == 1
         receipts = [(rcpt, m) for rcpt, m in handler.messages if "receipt" in m["Subject"].lower()]
         assert len(receipts) == 1
@@ -77,15 +90,20 @@ async def test_publishing_the_same_envelope_twice_on_the_bus_sends_one_email(
         paid = order_paid(user_id)
         await bus.publish(paid.to_bus())
         await bus.publish(paid.to_bus())
-
-        async def both_sent():
-            rows = await deliveries(app)
-            return len(rows) == 2 and all(r.status == DeliveryStatus.SENT for r in rows)
-
-        await eventually(both_sent)
-        await asyncio.sleep(0.3)
-        assert len(handler.messages) == 2
-        assert sorted(rcpt[0] for rcpt, _ in handler.messages) == ["grace@example.com"] * 2
+        # A later event on the same key (same partition, consumed in order): once it is in the inbox, the
+        # consumer is past the duplicate, whatever it did with it.
+        marker = order_shipped(user_id, uuid.UUID(paid.key))
+        await bus.publish(marker.to_bus())
+        await eventually(processed(app, marker.id), message="the consumer passed the duplicate")
+        await eventually(all_deliveries_done(app), message="every delivery attempted")
+        rows = await deliveries(app)
+        assert len(rows) == 3
+        assert [r.event_id for r in rows].count(paid.id) == 1
+        assert all(r.status == DeliveryStatus.SENT for r in rows)
+        assert len(handler.messages) == 3  # welcome, one receipt, shipped
+        receipts = [m for _, m in handler.messages if "receipt" in m["Subject"].lower()]
+        assert len(receipts) == 1
+        assert sorted(rcpt[0] for rcpt, _ in handler.messages) == ["grace@example.com"] * 3
 
 
 async def test_a_refusing_server_gets_the_email_after_retries(make_app, smtp_server):
@@ -124,9 +142,11 @@ async def test_email_preference_off_sends_no_email_but_keeps_the_in_app_notifica
         await app.state.runtime.subscriber(user_registered(user_id).to_bus())
         paid = order_paid(user_id)
         await app.state.runtime.subscriber(paid.to_bus())
-        await asyncio.sleep(0.3)
-        assert handler.messages == []
+        # The handler calls have returned: the dispatcher only sends recorded deliveries, and there are
+        # none, so nothing can be sent later either.
         assert await deliveries(app) == []
+        assert await dispatcher_of(app.state.runtime).dispatch_due() == 0
+        assert handler.messages == []
         listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
         assert [n["kind"] for n in listed["items"]] == ["payment_receipt", "welcome"]
         assert "$45.48" in listed["items"][0]["body"]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart_common.bus.inprocess import InProcessBus
-from mart_common.messaging import Envelope, outbox_table
+from mart_common.messaging import Envelope, inbox_table, outbox_table
 from mart_common.testing import FAST_RETRY, JwtKeys, eventually, running
 from payment_service.main import create_app
 from payment_service.models import Payment
@@ -35,6 +35,7 @@ class Harness:
     jwt_keys: JwtKeys
     provider: PaymentProvider
     customer: uuid.UUID = field(default_factory=uuid.uuid4)
+    sent: list[str] = field(default_factory=list)  # ids of the events sent, in order
 
     @property
     def db(self) -> Any:
@@ -56,7 +57,24 @@ class Harness:
             payload=message.SerializeToString(),
         )
         await self.bus.publish(env.to_bus())
+        self.sent.append(env.id)
         return env.id
+
+    async def all_processed(self) -> None:
+        """Wait until every event sent so far is in the service's inbox: its handler ran and committed.
+
+        The positive signal that processing passed a point; assertions that "nothing (more) happened"
+        come after it, never after a sleep."""
+        wanted = set(self.sent)
+
+        async def check() -> bool:
+            async with self.db.session() as s:
+                rows = (
+                    await s.execute(select(inbox_table.c.event_id).where(inbox_table.c.event_id.in_(wanted)))
+                ).all()
+            return {r[0] for r in rows} == wanted
+
+        await eventually(check, timeout=15, message=f"{len(wanted)} events processed")
 
     async def order_awaiting_payment(
         self, order_id: uuid.UUID | None = None, user_id: uuid.UUID | None = None, total_cents: int = 4200

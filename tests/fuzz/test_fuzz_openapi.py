@@ -30,7 +30,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.python import asgi
 
 from mart_cli.services import SERVICES
@@ -38,6 +43,10 @@ from mart_cli.services import SERVICES
 MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_EXAMPLES", "25"))
 ADMIN_EMAIL, ADMIN_PASSWORD = "fuzz-admin@example.com", "fuzz-admin-password-1"  # noqa: S105 (test account)
 CUSTOMER_EMAIL, CUSTOMER_PASSWORD = "fuzz-customer@example.com", "fuzz-customer-password-1"  # noqa: S105
+
+# schemathesis checks on every response: no 5xx; the status code is one the operation documents; the body
+# matches the documented schema of that status; invalid input (negative mode) is rejected with a 4xx.
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, negative_data_rejection]
 
 _DIR = Path(tempfile.mkdtemp(prefix="mart-fuzz-"))
 
@@ -119,7 +128,9 @@ def _check_problem(response: Any, label: str) -> str | None:
     return None
 
 
-def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) -> int:
+def run_operation(
+    operation: Any, headers: dict[str, str], failures: list[str], max_examples: int = MAX_EXAMPLES
+) -> int:
     calls = 0
 
     strategies = [operation.as_strategy(GenerationMode.POSITIVE)]
@@ -130,7 +141,7 @@ def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) 
 
     @given(case=st.one_of(*strategies))
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=max_examples,
         deadline=None,
         derandomize=True,
         database=None,
@@ -145,7 +156,7 @@ def run_operation(operation: Any, headers: dict[str, str], failures: list[str]) 
         calls += 1
         label = f"{operation.method.upper()} {operation.path} -> {case.formatted_path}"
         try:
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(response, checks=CHECKS)
         except Exception as exc:  # schemathesis' FailureGroup is not an AssertionError
             failures.append(f"{label}: {response.status_code} {response.text[:300]} ({str(exc)[:200]})")
             raise

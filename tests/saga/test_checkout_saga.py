@@ -371,36 +371,61 @@ async def test_concurrent_orders_never_oversell(mart):
     await mart.start()
     pid = await mart.product(price_cents=100, stock=50)
     customers = [mart.jwt.headers(uuid.uuid4(), "customer") for _ in range(20)]
-    started = time.monotonic()
-    responses = await asyncio.gather(*(mart.place((pid, 1), headers=customers[i % 20]) for i in range(200)))
-    placed_s = time.monotonic() - started
-    assert [r.status_code for r in responses].count(201) == 200
-    ids = [r.json()["id"] for r in responses]
 
-    async def statuses_now() -> list[str]:
-        on_hand, reserved = await mart.stock(pid)  # sampled while the orders flow: never out of bounds
-        assert 0 <= reserved <= on_hand == 50
-        found: list[str] = []
-        for offset in (0, 100):
-            page = (await mart.orders.get(f"/orders?limit=100&offset={offset}", headers=mart.admin)).json()
-            found += [o["status"] for o in page["items"]]
-        return found
+    # The stock is sampled continuously while the orders flow, by its own task: every sample out of bounds
+    # is recorded (an oversell that lasts one sample is not retried away).
+    samples: list[tuple[int, int]] = []
+    violations: list[tuple[int, int]] = []
+    sampling = asyncio.Event()
 
-    # Bounded waits that each need progress (≤ 60 s without any order being decided fails the test).
-    decided = -1
-    while decided < 200:
-        before = decided
+    async def sampler() -> None:
+        while not sampling.is_set():
+            on_hand, reserved = await mart.stock(pid)
+            samples.append((on_hand, reserved))
+            if not 0 <= reserved <= on_hand == 50:
+                violations.append((on_hand, reserved))
+            await asyncio.sleep(0.005)
 
-        async def progressed(before: int = before) -> list[str] | None:
-            now = await statuses_now()
-            count = len(now) - now.count("PENDING")
-            return now if count > before else None
+    sampler_task = asyncio.create_task(sampler())
+    try:
+        started = time.monotonic()
+        responses = await asyncio.gather(
+            *(mart.place((pid, 1), headers=customers[i % 20]) for i in range(200))
+        )
+        placed_s = time.monotonic() - started
+        assert [r.status_code for r in responses].count(201) == 200
+        ids = [r.json()["id"] for r in responses]
 
-        statuses = await eventually(progressed, timeout=WAIT, interval=0.5, message="orders being decided")
-        decided = len(statuses) - statuses.count("PENDING")
+        async def statuses_now() -> list[str]:
+            found: list[str] = []
+            for offset in (0, 100):
+                page = (
+                    await mart.orders.get(f"/orders?limit=100&offset={offset}", headers=mart.admin)
+                ).json()
+                found += [o["status"] for o in page["items"]]
+            return found
+
+        # Bounded waits that each need progress (≤ 60 s without any order being decided fails the test).
+        decided = -1
+        while decided < 200:
+            before = decided
+
+            async def progressed(before: int = before) -> list[str] | None:
+                now = await statuses_now()
+                count = len(now) - now.count("PENDING")
+                return now if count > before else None
+
+            statuses = await eventually(
+                progressed, timeout=WAIT, interval=0.5, message="orders being decided"
+            )
+            decided = len(statuses) - statuses.count("PENDING")
+    finally:
+        sampling.set()
+        await sampler_task
+    assert samples and not violations, f"stock out of bounds in {len(violations)} of {len(samples)} samples"
     print(
         f"[{mart.mode}] 200 orders placed in {placed_s:.1f}s, "
-        f"all decided after {time.monotonic() - started:.1f}s"
+        f"all decided after {time.monotonic() - started:.1f}s; stock sampled {len(samples)} times"
     )
     assert len(statuses) == 200
     assert set(statuses) <= FINAL_OR_WAITING

@@ -168,6 +168,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        refused = _value_refused(exc)
+        if refused is not None:
+            return _value_refused_response(request, refused)
         if not _database_unavailable(exc):
             raise exc  # a real error: the generic handler below logs it and answers 500
         # The service's database is away (restart, failover, outage): the request may be retried.
@@ -185,8 +188,42 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        refused = _value_refused(exc)
+        if refused is not None:
+            return _value_refused_response(request, refused)
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(500, "An unexpected error occurred.", instance=request.url.path)
+
+
+def _value_refused(exc: BaseException) -> str | None:
+    """Why the database (or its driver) refused a value the client sent, or None for any other error.
+
+    PostgreSQL refuses what SQLite stores (docs/reliability.md, "Bad input"): a NUL character in text
+    (SQLSTATE 22021), integers out of range (22003, or asyncpg's client-side ``DataError``), any other data
+    exception (SQLSTATE class 22); both refuse text with a lone surrogate (not encodable as UTF-8) and
+    SQLite integers beyond 64 bits (``OverflowError``). The client's input is at fault: 422, not 500.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, UnicodeEncodeError):
+            return "Text contains a character that is not valid Unicode (a lone surrogate)."
+        if isinstance(cause, OverflowError):
+            return "A number is out of the range that can be stored."
+        code = str(getattr(cause, "sqlstate", "") or "")
+        kind = type(cause)
+        asyncpg_data_error = kind.__name__ == "DataError" and kind.__module__.startswith("asyncpg")
+        if code.startswith("22") or asyncpg_data_error:
+            first = (str(cause).splitlines() or [""])[0][:200]
+            return f"A value cannot be stored: {first.encode('ascii', 'backslashreplace').decode()}"
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return None
+
+
+def _value_refused_response(request: Request, detail: str) -> JSONResponse:
+    log.info("value_refused", path=request.url.path, detail=detail)
+    return problem_response(422, detail, slug="value-not-storable", instance=request.url.path)
 
 
 def _database_unavailable(exc: BaseException) -> bool:
@@ -222,3 +259,47 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_MEDIA_TYPE: {}},
         }
     return out
+
+
+_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what every operation can answer besides its success (in place).
+
+    Every error response is ``application/problem+json`` with the ``ProblemDetails`` schema (also the 422
+    FastAPI documents as ``HTTPValidationError``, which the handlers above never send), and each operation
+    lists the errors the shared layers can give it: 422 (parameters or body invalid), 400 (body not
+    parseable) and 413 (body over ``MART_MAX_BODY_BYTES``) for a body, 404 for a path parameter, 401 and
+    403 for a bearer-protected operation, 503 (database unavailable, docs/reliability.md) for all but
+    liveness. Clients and schemathesis' status-code and schema conformance checks rely on it.
+    """
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ProblemDetails", ProblemDetails.model_json_schema())
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _SCHEMA_REF}}}
+    for path, item in openapi.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            params = operation.get("parameters", [])
+            statuses: set[int] = set()
+            if path != "/health":
+                statuses.add(503)
+            if operation.get("requestBody"):
+                statuses |= {400, 413, 422}
+            if params:
+                statuses.add(422)
+            if any(p.get("in") == "path" for p in params):
+                statuses.add(404)
+            if operation.get("security"):
+                statuses |= {401, 403}
+            for status in statuses:
+                responses.setdefault(str(status), {"description": _TITLES.get(status, "Error")})
+            for status, response in responses.items():
+                if str(status)[:1] in {"4", "5"}:
+                    response["content"] = dict(problem_content)
+    return openapi

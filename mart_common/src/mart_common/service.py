@@ -34,7 +34,7 @@ from mart_common.observability import (
     tracing_for,
 )
 from mart_common.outbox import OutboxRelay
-from mart_common.problems import install_problem_handlers, problem_response
+from mart_common.problems import document_problems, install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
 from mart_common.tasks import stop_gracefully
 
@@ -189,6 +189,7 @@ def create_service_app(
     install_docs(app)
     app.state.runtime = runtime
     install_problem_handlers(app)
+    _document_problems_in_openapi(app)
     for router in definition.routers:
         # FastAPI >= 0.16x wraps an included router in a lazy `_IncludedRouter` route that
         # prometheus-fastapi-instrumentator cannot name (AttributeError: no `path`, every request a 500):
@@ -200,6 +201,18 @@ def create_service_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=definition.name, tracing=tracing, metrics=metrics)
     return app
+
+
+def _document_problems_in_openapi(app: FastAPI) -> None:
+    """Every operation's error responses documented as problem+json (mart_common.problems)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> HttpMetrics:

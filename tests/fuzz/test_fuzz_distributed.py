@@ -1,0 +1,467 @@
+# ruff: noqa: E402  (the sys.modules fix-up in test_fuzz_openapi must run before the service imports)
+"""Fuzzing on the real stack: the local distributed mode (six uvicorn processes, one PostgreSQL database
+each, the Kafka broker), reached over HTTP only.
+
+1. schemathesis over every operation of the six OpenAPI documents served by the running services, as three
+   callers (no token, a customer, the admin), positive and negative generation, with the checks of
+   ``test_fuzz_openapi.CHECKS`` (no 5xx, documented status codes, documented response schemas, invalid
+   input rejected) plus problem+json on every 4xx. The number of operations exercised is asserted: all.
+2. Inputs PostgreSQL refuses where SQLite does not (NUL characters, lone surrogates, integers beyond
+   64 bits) and odd Unicode, in EVERY text field of every request body and every text query parameter:
+   each answer is a 4xx problem+json or a 2xx that gives the exact value back, never a 5xx. The set of
+   covered fields is checked against the OpenAPI documents, so a new text field is covered or fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import pytest
+import schemathesis
+from mart_common.testing import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
+
+from mart_cli import dist
+from mart_cli.credentials import load_or_create
+from mart_cli.services import SERVICES, Endpoints
+
+from .test_fuzz_openapi import run_operation
+
+pytestmark = [pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]
+
+MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_DIST_EXAMPLES", "25"))
+KAFKA = KAFKA_BOOTSTRAP
+CUSTOMER_PASSWORD = "fuzz-dist-password-1"  # noqa: S105 (test account)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    cfg: dist.DistConfig
+    ep: Endpoints
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # caller -> Authorization header
+    ids: dict[str, str] = field(default_factory=dict)
+    refresh_token: str = ""
+
+    def url(self, package: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports[package]}{path}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("fuzz-dist") / "data"
+    data_dir.mkdir(parents=True)
+    cfg = dist.DistConfig(
+        data_dir=data_dir,
+        ports={s.package: free_port() for s in SERVICES},
+        kafka_bootstrap=KAFKA,
+        kafka_namespace=f"fz{uuid.uuid4().hex[:8]}.",
+        extra_env={"MART_LOG_LEVEL": "WARNING"},
+    )
+
+    async def _create() -> dict[str, str]:
+        return {s.package: await create_postgres_database() for s in SERVICES}
+
+    cfg.database_urls = asyncio.run(_create())
+    try:
+        dist.start_services(cfg, say=lambda _m: None)
+        try:
+            dist.wait_ready(cfg, timeout=180, say=lambda _m: None)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from exc
+        stack = Stack(cfg=cfg, ep=cfg.direct_endpoints())
+        asyncio.run(_prepare(stack))
+        yield stack
+    finally:
+        dist.stop_services(cfg, say=lambda _m: None)
+
+        async def _drop() -> None:
+            for url in cfg.database_urls.values():
+                await drop_postgres_database(url)
+
+        asyncio.run(_drop())
+
+
+async def _prepare(stack: Stack) -> None:
+    """Real accounts and tokens, one product with stock, one order with its payment (ids for the bodies)."""
+    ep, creds = stack.ep, load_or_create(stack.cfg.data_dir)
+    email = f"fuzz-{uuid.uuid4().hex[:8]}@example.com"
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.post(
+            ep.user("/auth/login"), data={"username": creds.admin.email, "password": creds.admin.password}
+        )
+        assert r.status_code == 200, r.text
+        admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        r = await c.post(
+            ep.user("/auth/register"),
+            json={"email": email, "password": CUSTOMER_PASSWORD, "full_name": "Fuzz"},
+        )
+        assert r.status_code == 201, r.text
+        stack.ids["customer"] = r.json()["id"]
+        r = await c.post(ep.user("/auth/login"), data={"username": email, "password": CUSTOMER_PASSWORD})
+        assert r.status_code == 200, r.text
+        customer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        stack.refresh_token = r.json()["refresh_token"]
+        stack.headers = {"none": {}, "customer": customer, "admin": admin}
+        r = await c.post(
+            ep.product("/products"),
+            json={
+                "sku": f"FZ-{uuid.uuid4().hex[:6]}",
+                "name": "Fuzz mug",
+                "price_cents": 900,
+                "currency": "USD",
+            },
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        product = stack.ids["product"] = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while (
+            r := await c.post(
+                ep.inventory(f"/stock/{product}/adjustments"),
+                json={"delta": 1000, "reason": "fuzz"},
+                headers=admin,
+            )
+        ).status_code != 201:
+            assert time.monotonic() < deadline, r.text  # inventory learns the product from its event
+            await asyncio.sleep(0.2)
+        order_body = {
+            "items": [{"product_id": product, "quantity": 1}],
+            "shipping_address": {
+                "line1": "1 Fuzz St",
+                "city": "Fuzz",
+                "postal_code": "1000",
+                "country": "US",
+            },
+        }
+        deadline = time.monotonic() + 60
+        while (r := await c.post(ep.order("/orders"), json=order_body, headers=customer)).status_code != 201:
+            assert time.monotonic() < deadline, r.text  # the order service learns the catalog from events
+            await asyncio.sleep(0.2)
+        stack.ids["order"] = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while True:
+            r = await c.get(
+                ep.payment("/payments"), params={"order_id": stack.ids["order"]}, headers=customer
+            )
+            if r.status_code == 200 and r.json()["items"]:
+                stack.ids["payment"] = r.json()["items"][0]["id"]
+                break
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.2)
+
+
+# --- 1. schemathesis over HTTP --------------------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("caller", ["none", "customer", "admin"])
+@pytest.mark.parametrize("package", [s.package for s in SERVICES])
+def test_schemathesis_on_the_distributed_mode(stack: Stack, package: str, caller: str) -> None:
+    schema = schemathesis.openapi.from_url(stack.url(package, "/openapi.json"))
+    documented = sum(
+        1
+        for path, item in httpx.get(stack.url(package, "/openapi.json")).json()["paths"].items()
+        for method in item
+        if path != "/metrics" and method in {"get", "put", "post", "patch", "delete"}
+    )
+    failures: list[str] = []
+    started, calls, operations = time.monotonic(), 0, 0
+    for result in schema.get_all_operations():
+        operation = result.ok()  # an operation schemathesis cannot load fails here
+        if operation.path == "/metrics":
+            continue  # Prometheus text; covered by the service tests
+        operations += 1
+        calls += run_operation(operation, stack.headers[caller], failures, max_examples=MAX_EXAMPLES)
+    print(  # noqa: T201
+        f"\n[fuzz-dist] {package} as {caller}: {operations} operations, {calls} requests, "
+        f"{time.monotonic() - started:.1f}s"
+    )
+    assert operations == documented > 0, f"{operations} of {documented} operations exercised"
+    assert calls >= operations
+    assert not failures, "\n".join(failures[:20])
+
+
+# --- 2. values PostgreSQL refuses, in every text field ----------------------------------------------
+
+POISON_TEXT = {
+    "nul": "a\x00b",
+    "lone-surrogate": "a\ud800b",
+    "noncharacter": "a\uffffb",
+    "right-to-left-override": "\u202eevil",
+    "combining": "e\u0301\u0301\u0301",
+    "astral": "\U0001d518\U0001f600",
+    "zero-width": "a\u200bb\ufeff",
+}
+POISON_INT = {"2**63": 2**63, "-(2**63)-1": -(2**63) - 1, "10**30": 10**30}
+
+
+def bodies(stack: Stack) -> dict[tuple[str, str, str], tuple[str, dict[str, Any]]]:
+    """(package, METHOD, path template) -> (caller, a valid body): every operation with a request body."""
+    ids = stack.ids
+    unique = uuid.uuid4().hex[:8]
+    return {
+        ("user_service", "POST", "/auth/register"): (
+            "none",
+            {
+                "email": f"p-{unique}@example.com",
+                "password": "poison-pass-1",
+                "full_name": "P",
+                "phone": "+1 555",
+            },
+        ),
+        ("user_service", "POST", "/auth/login"): (
+            "none",
+            {
+                "grant_type": "password",
+                "username": "nobody@example.com",
+                "password": "x",
+                "scope": "",
+                "client_id": "c",
+                "client_secret": "s",
+            },
+        ),
+        ("user_service", "POST", "/auth/refresh"): ("none", {"refresh_token": "not-a-token"}),
+        ("user_service", "POST", "/auth/logout"): ("none", {"refresh_token": "not-a-token"}),
+        ("user_service", "PATCH", "/users/me"): (
+            "customer",
+            {
+                "full_name": "Fuzz",
+                "phone": "+1 555 0100",
+                "email": f"fuzz-x-{unique}@example.com",
+                "password": "poison-pass-2",
+                "current_password": "wrong-password",
+            },
+        ),
+        ("user_service", "PATCH", "/users/{user_id}"): ("admin", {"role": "customer", "is_active": True}),
+        ("product_service", "POST", "/products"): (
+            "admin",
+            {
+                "sku": f"P-{unique}",
+                "name": "Poison",
+                "description": "d",
+                "price_cents": 100,
+                "currency": "USD",
+                "category_id": None,
+            },
+        ),
+        ("product_service", "PATCH", "/products/{product_id}"): (
+            "admin",
+            {
+                "sku": f"Q-{unique}",
+                "name": "Renamed",
+                "description": "d",
+                "price_cents": 100,
+                "currency": "USD",
+                "category_id": None,
+            },
+        ),
+        ("product_service", "POST", "/categories"): ("admin", {"name": f"Cat {unique}", "description": "d"}),
+        ("product_service", "POST", "/products/{product_id}/reviews"): (
+            "customer",
+            {"rating": 4, "comment": "ok"},
+        ),
+        ("inventory_service", "POST", "/stock/{product_id}/adjustments"): (
+            "admin",
+            {"delta": 1, "reason": "r"},
+        ),
+        ("order_service", "POST", "/orders"): (
+            "customer",
+            {
+                "items": [{"product_id": ids["product"], "quantity": 1}],
+                "shipping_address": {
+                    "name": "N",
+                    "line1": "1 St",
+                    "line2": "Apt 2",
+                    "city": "C",
+                    "postal_code": "1000",
+                    "country": "US",
+                },
+            },
+        ),
+        ("notification_service", "PUT", "/preferences"): ("customer", {"email": True, "sms": False}),
+        ("payment_service", "POST", "/payments/{payment_id}/simulate"): ("customer", {"outcome": "failed"}),
+        ("payment_service", "POST", "/webhook"): (
+            "none",
+            {"id": "evt_1", "type": "payment_intent.succeeded"},
+        ),
+    }
+
+
+def _concrete(stack: Stack, path: str) -> str:
+    ids = stack.ids
+    values = {
+        "{user_id}": ids["customer"],
+        "{product_id}": ids["product"],
+        "{payment_id}": ids["payment"],
+        "{order_id}": ids["order"],
+    }
+    for name, value in values.items():
+        path = path.replace(name, value)
+    assert "{" not in path, path
+    return path
+
+
+def _leaves(body: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(body, dict):
+        for k, v in body.items():
+            yield from _leaves(v, (*prefix, k))
+    elif isinstance(body, list):
+        for i, v in enumerate(body):
+            yield from _leaves(v, (*prefix, i))
+    else:
+        yield prefix, body
+
+
+def _set(body: Any, path: tuple[Any, ...], value: Any) -> Any:
+    out = copy.deepcopy(body)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return out
+
+
+def _string_properties(openapi: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted names of the string properties of a request schema (through $ref, anyOf, arrays)."""
+    if "$ref" in schema:
+        return _string_properties(
+            openapi, openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], prefix
+        )
+    found: set[str] = set()
+    for option in schema.get("anyOf", []):
+        found |= _string_properties(openapi, option, prefix)
+    if schema.get("type") == "string" and prefix:
+        found.add(prefix)
+    if schema.get("type") == "array" and "items" in schema:
+        found |= _string_properties(openapi, schema["items"], prefix)
+    for name, sub in schema.get("properties", {}).items():
+        found |= _string_properties(openapi, sub, f"{prefix}.{name}" if prefix else name)
+    return found
+
+
+def _problem_or_round_trip(response: httpx.Response, sent: Any, where: tuple[Any, ...]) -> str | None:
+    if response.status_code >= 500:
+        return f"{response.status_code}: {response.text[:200]}"
+    if 400 <= response.status_code < 500:
+        if not response.headers.get("content-type", "").startswith("application/problem+json"):
+            return f"{response.status_code} without problem+json: {response.text[:200]}"
+        return None
+    # Accepted: where the answer carries the field, it carries exactly what was sent.
+    try:
+        got: Any = response.json()
+    except ValueError:
+        return None
+    for step in where:
+        if isinstance(got, dict) and step in got:
+            got = got[step]
+        elif isinstance(got, list) and isinstance(step, int) and step < len(got):
+            got = got[step]
+        else:
+            return None
+    if isinstance(sent, str) and isinstance(got, str) and got != sent:
+        return f"accepted {sent!r} but gave back {got!r}"
+    return None
+
+
+def test_every_text_field_of_every_request_body_is_covered(stack: Stack) -> None:
+    covered = bodies(stack)
+    missing = []
+    for svc in SERVICES:
+        openapi = httpx.get(stack.url(svc.package, "/openapi.json")).json()
+        for path, item in openapi["paths"].items():
+            for method, operation in item.items():
+                content = (operation.get("requestBody") or {}).get("content", {})
+                if not content:
+                    continue
+                key = (svc.package, method.upper(), path)
+                if key not in covered:
+                    missing.append(f"{key}: no body in bodies()")
+                    continue
+                schema = next(iter(content.values()))["schema"]
+                fields = _string_properties(openapi, schema)
+                sent = {
+                    ".".join(str(p) for p in where if not isinstance(p, int))
+                    for where, _ in _leaves(covered[key][1])
+                }
+                missing += [f"{key}: text field {f} not in its body" for f in sorted(fields - sent)]
+    assert not missing, "\n".join(missing)
+
+
+@pytest.mark.timeout(600)
+def test_postgres_only_input_failures_never_answer_5xx(stack: Stack) -> None:
+    failures: list[str] = []
+    requests = 0
+    with httpx.Client(timeout=30) as client:
+        for (package, method, path), (caller, base) in bodies(stack).items():
+            url = stack.url(package, _concrete(stack, path))
+            form = path == "/auth/login"
+            for where, value in _leaves(base):
+                poisons: dict[str, Any] = {}
+                if isinstance(value, str) or value is None:  # None: an optional text field (uuid, ...)
+                    poisons = POISON_TEXT
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    poisons = POISON_INT
+                for name, poison in poisons.items():
+                    body = _set(base, where, poison)
+                    if form:
+                        form_body = urlencode(
+                            {k: str(v).encode("utf-8", "surrogatepass") for k, v in body.items()}
+                        )
+                        content, ctype = form_body.encode(), "application/x-www-form-urlencoded"
+                    else:  # json.dumps escapes a lone surrogate as \ud800 (valid JSON text)
+                        content, ctype = json.dumps(body).encode(), "application/json"
+                    requests += 1
+                    try:
+                        response = client.request(
+                            method,
+                            url,
+                            content=content,
+                            headers={"content-type": ctype, **stack.headers[caller]},
+                        )
+                    except httpx.TransportError as exc:
+                        failures.append(f"{method} {path} {'.'.join(map(str, where))}={name}: {exc!r}")
+                        continue
+                    problem = _problem_or_round_trip(response, poison, where)
+                    if problem:
+                        failures.append(f"{method} {path} {'.'.join(map(str, where))}={name}: {problem}")
+        # Text query parameters: search, filters.
+        for package, path, param, caller in (
+            ("user_service", "/users", "q", "admin"),
+            ("product_service", "/products", "q", "none"),
+            ("product_service", "/products", "sort", "none"),
+            ("order_service", "/orders", "status", "admin"),
+            ("notification_service", "/deliveries", "status", "admin"),
+        ):
+            for name, poison in POISON_TEXT.items():
+                # Percent-encoded UTF-8 (a lone surrogate as its WTF-8 bytes, which no decoder accepts).
+                raw = quote(poison.encode("utf-8", "surrogatepass"), safe="")
+                requests += 1
+                try:
+                    response = client.get(
+                        f"{stack.url(package, path)}?{param}={raw}", headers=stack.headers[caller]
+                    )
+                except httpx.TransportError as exc:
+                    failures.append(f"GET {path}?{param}={name}: {exc!r}")
+                    continue
+                problem = _problem_or_round_trip(response, None, ())
+                if problem:
+                    failures.append(f"GET {path}?{param}={name}: {problem}")
+    print(f"\n[fuzz-dist] {requests} requests with values PostgreSQL refuses or odd Unicode")  # noqa: T201
+    assert requests > 100
+    assert not failures, "\n".join(failures)
