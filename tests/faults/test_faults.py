@@ -312,7 +312,9 @@ async def one_order(
     load.stats[f"cancel_paid_{r.status_code if r is not None else 'gave_up'}"] += 1
 
 
-async def load_generator(cluster: Cluster, tokens: list[str], products: list[dict], load: Load) -> None:
+async def load_generator(
+    cluster: Cluster, tokens: list[str], products: list[dict], load: Load, rate: float = LOAD_RATE
+) -> None:
     limits = asyncio.Semaphore(60)
     tasks: set[asyncio.Task[None]] = set()
     async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=3.0)) as client:
@@ -325,7 +327,7 @@ async def load_generator(cluster: Cluster, tokens: list[str], products: list[dic
             task = asyncio.create_task(_bounded())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            await asyncio.sleep(1.0 / LOAD_RATE)
+            await asyncio.sleep(1.0 / rate)
         if tasks:  # let in-flight orders finish their step (pay/cancel), then stop trying
             _done, pending = await asyncio.wait(tasks, timeout=45)
             for task in pending:
