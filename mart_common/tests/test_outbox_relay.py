@@ -71,11 +71,22 @@ async def test_a_rolled_back_transaction_is_never_handed_to_the_running_relay(se
             )
             await session.commit()
         await _place(db, "k", 3)
-        await eventually(lambda: _equals(_published(bus, "k"), [2, 3]), timeout=60)
+        # A savepoint released inside a transaction that then rolls back publishes nothing either
+        # (the hand-over waits for the transaction's own commit).
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as session:
+                await record_event(
+                    session, orders_pb2.OrderPlaced(order_id="k", total_cents=4), key="k", source="relay-test"
+                )
+                savepoint = await session.begin_nested()
+                await savepoint.commit()
+                raise RuntimeError("a later step of the same transaction fails")
+        await _place(db, "k", 5)
+        await eventually(lambda: _equals(_published(bus, "k"), [2, 3, 5]), timeout=60)
         # Published rows are marked (in batches) and never sent again by the recovery sweep.
         await eventually(lambda: _equals(_unpublished(db), 0), timeout=60)
         assert await relay.publish_pending() == 0
-        assert await _published(bus, "k") == [2, 3]
+        assert await _published(bus, "k") == [2, 3, 5]
     finally:
         await relay.stop()
         await db.dispose()

@@ -42,6 +42,9 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
         routers=[stock.router],
         migrations_package="inventory_service.migrations",
         handlers=build_handlers(settings),
+        # Reservations lock stock rows shared by every order of a product: one order per transaction keeps
+        # the lock order (product id) that rules out deadlocks between partitions.
+        batch_events=False,
         periodic=[
             PeriodicJob(
                 "release-expired-reservations",

@@ -64,16 +64,17 @@ class ChangeFeed:
             state.session.info[self._key] = True
 
     def _before_commit(self, session: Session) -> None:
-        if self.db.is_postgres and session.info.get(self._key):
+        if self.db.is_postgres and session.info.get(self._key) and not session.in_nested_transaction():
             # Delivered by PostgreSQL when (and only if) this transaction commits.
             session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self.channel})
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop(self._key, False):
+        if not session.in_nested_transaction() and session.info.pop(self._key, False):
             self.version += 1
 
     def _after_rollback(self, session: Session) -> None:
-        session.info.pop(self._key, None)
+        if not session.in_nested_transaction():
+            session.info.pop(self._key, None)
 
     # --- listening (PostgreSQL) -----------------------------------------------------------------
 

@@ -73,12 +73,16 @@ class Database:
         self._handovers[key] = listener
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was released: the transaction goes on, nothing is committed yet
         for key, listener in self._handovers.items():
             value = session.info.pop(key, None)
             if value is not None:
                 listener(value)
 
     def _after_rollback(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was rolled back; what the transaction recorded outside it still stands
         for key in self._handovers:
             session.info.pop(key, None)
 

@@ -29,9 +29,20 @@ EventHandler = Callable[[AsyncSession, Message, Envelope], Awaitable[None]]
 class Subscriber:
     """Runs a service's event handlers as one consumer group, exactly once in effect."""
 
-    def __init__(self, group: str, db: Database, handlers: Mapping[type[Message], EventHandler]) -> None:
+    def __init__(
+        self,
+        group: str,
+        db: Database,
+        handlers: Mapping[type[Message], EventHandler],
+        *,
+        batches: bool = True,
+    ) -> None:
         self.group = group
         self.db = db
+        # Several records of a partition in one transaction (handle_batch). Off for services whose handlers
+        # lock rows that other partitions' events lock too, in no fixed order (inventory's stock rows): a
+        # transaction covering several orders could deadlock with another partition's.
+        self.batches = batches
         self.handlers = {contracts.ce_type(cls): fn for cls, fn in handlers.items()}
         self.topics = sorted({contracts.topic_for(cls) for cls in handlers})
 

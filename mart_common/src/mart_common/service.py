@@ -66,6 +66,9 @@ class ServiceDefinition:
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     openapi_tags: list[dict[str, Any]] = field(default_factory=list)
+    # Apply several records of a partition in one transaction (docs/decisions.md, "Consumers apply a
+    # partition's records in one transaction"); False where handlers lock rows shared across partitions.
+    batch_events: bool = True
     version: str = "1.0.0"
 
 
@@ -159,7 +162,7 @@ def create_service_app(
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         ),
-        subscriber=Subscriber(definition.name, db, definition.handlers),
+        subscriber=Subscriber(definition.name, db, definition.handlers, batches=definition.batch_events),
         token_verifier=verifier,
         owns_bus=owns_bus,
     )

@@ -124,11 +124,11 @@ class EventBus(ABC):
         return await self.read_topic(dead_letter_topic(group))
 
     async def _deliver_many(self, group: str, handler: Handler, msgs: Sequence[BusMessage]) -> None:
-        """Deliver records of one partition in order: in one batch when the handler has an async
-        ``handle_batch(msgs)`` that applies them all or raises having applied none (the inbox
+        """Deliver records of one partition in order: in one batch when the handler says ``batches`` and
+        has an async ``handle_batch(msgs)`` that applies them all or raises having applied none (the inbox
         :class:`~mart_common.inbox.Subscriber`: one transaction for them all); else, or when the batch
         fails, one by one with retries."""
-        if len(msgs) > 1 and hasattr(handler, "handle_batch"):
+        if len(msgs) > 1 and getattr(handler, "batches", False):
             try:
                 await handler.handle_batch(msgs)  # type: ignore[attr-defined]
                 DELIVERIES.labels(group, "ok").inc(len(msgs))
