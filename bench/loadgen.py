@@ -217,7 +217,8 @@ class Checkout:
                 if r.status_code != 200:
                     raise OrderFailed(f"GET /payments {r.status_code}")
                 items = r.json().get("items", [])
-                if items:
+                # payable once the provider's intent exists (CREATING before: docs/decisions.md)
+                if items and items[0]["status"] == "REQUIRES_PAYMENT":
                     payment_id = items[0]["id"]
                     break
                 if time.perf_counter() > deadline:
