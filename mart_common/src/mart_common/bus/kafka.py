@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +15,8 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import (
     CommitFailedError,
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
     KafkaError,
@@ -324,11 +327,12 @@ class KafkaBus(EventBus):
             starts = await consumer.beginning_offsets(tps) if tps else {}
             ends = await consumer.end_offsets(tps) if tps else {}
             committed: dict[str, dict[str, dict[int, int]]] = {}
-            for group_id, *_ in await admin.list_consumer_groups():
+            for group_id, *_ in await _retrying(admin.list_consumer_groups):
                 if not group_id.startswith(self.namespace):
                     continue
                 group = group_id.removeprefix(self.namespace)
-                for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items():
+                offsets = await _retrying(lambda g=group_id: admin.list_consumer_group_offsets(g))
+                for tp, meta in offsets.items():
                     if meta.offset >= 0:
                         committed.setdefault(tp.topic, {}).setdefault(group, {})[tp.partition] = meta.offset
             out = []
@@ -418,3 +422,16 @@ class _KafkaTail(EventTail):
                     if self._stop_at is not None and rec.offset >= self._stop_at[tp]:
                         break
                     yield _to_message(rec, self.bus.namespace)
+
+
+async def _retrying(call: Any, attempts: int = 20) -> Any:
+    """``await call()``, again while the broker says it is still loading its group metadata (a broker that
+    has just started answers GroupLoadInProgress / CoordinatorNotAvailable for a few seconds)."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except (GroupLoadInProgressError, GroupCoordinatorNotAvailableError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.25)
+    return None
