@@ -45,6 +45,9 @@ HEAP_OPTS="${MART_KAFKA_HEAP_OPTS:--Xmx768m -Xms256m}"
 log() { printf '[kafka] %s\n' "$*"; }
 die() { printf '[kafka] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/lib/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/daemon.sh"
+
 need_java() {
     command -v java >/dev/null 2>&1 && return 0
     log "java not found: installing openjdk-17-jre-headless"
@@ -109,15 +112,7 @@ EOF
 }
 
 # PID of our broker, if running (stale pid files are ignored).
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
-    printf '%s\n' "$pid"
-}
+running_pid() { daemon_pid "$PID_FILE" 'kafka\.Kafka'; }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -265,28 +260,7 @@ cmd_start() {
     log "kafka ready on ${HOST}:${PORT} (pid $pid)"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        log "not running"
-        return 0
-    fi
-    log "stopping broker (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still alive after ${STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 1
-            break
-        fi
-        sleep 0.5
-    done
-    rm -f "$PID_FILE"
-    log "stopped"
-}
+cmd_stop() { daemon_stop broker "$PID_FILE" 'kafka\.Kafka' "$STOP_TIMEOUT"; }
 
 cmd_status() {
     local pid

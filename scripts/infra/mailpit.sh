@@ -36,6 +36,9 @@ STOP_TIMEOUT=10
 log() { printf '[mailpit] %s\n' "$*"; }
 die() { printf '[mailpit] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/lib/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/daemon.sh"
+
 find_go() {
     if command -v go >/dev/null 2>&1; then command -v go; return 0; fi
     if [[ -x /usr/local/go/bin/go ]]; then printf '%s\n' /usr/local/go/bin/go; return 0; fi
@@ -61,15 +64,7 @@ cmd_install() {
     log "installed $BIN"
 }
 
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'mailpit' || return 1
-    printf '%s\n' "$pid"
-}
+running_pid() { daemon_pid "$PID_FILE" 'mailpit'; }
 
 answers() {
     (exec 3<>"/dev/tcp/$HOST/$HTTP_PORT") 2>/dev/null || return 1
@@ -111,25 +106,7 @@ cmd_start() {
     log "mailpit ready (pid $pid): SMTP ${HOST}:${SMTP_PORT}, API http://${HOST}:${HTTP_PORT}/api/v1/messages"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        log "not running"
-        return 0
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
-    rm -f "$PID_FILE"
-    log "stopped"
-}
+cmd_stop() { daemon_stop mailpit "$PID_FILE" 'mailpit' "$STOP_TIMEOUT"; }
 
 cmd_status() {
     local pid

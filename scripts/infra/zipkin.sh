@@ -37,6 +37,9 @@ STOP_TIMEOUT=20
 log() { printf '[zipkin] %s\n' "$*"; }
 die() { printf '[zipkin] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/lib/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/daemon.sh"
+
 apt_install() {
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null
@@ -76,15 +79,7 @@ cmd_install() {
 }
 
 # PID of our server, if running (stale pid files are ignored).
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'zipkin-server' || return 1
-    printf '%s\n' "$pid"
-}
+running_pid() { daemon_pid "$PID_FILE" 'zipkin-server'; }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -145,28 +140,7 @@ cmd_start() {
     log "zipkin ready on http://${HOST}:${PORT}/zipkin/ (pid $pid)"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        log "not running"
-        return 0
-    fi
-    log "stopping zipkin (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still alive after ${STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 1
-            break
-        fi
-        sleep 0.5
-    done
-    rm -f "$PID_FILE"
-    log "stopped"
-}
+cmd_stop() { daemon_stop zipkin "$PID_FILE" 'zipkin-server' "$STOP_TIMEOUT"; }
 
 cmd_status() {
     local pid

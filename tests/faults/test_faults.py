@@ -93,8 +93,10 @@ class Broker:
         text = re.sub(r"(?m)^PORT=9092$", f"PORT={port}", text)
         text = re.sub(r"(?m)^CONTROLLER_PORT=9093$", f"CONTROLLER_PORT={controller}", text)
         assert f"PORT={port}" in text and f"CONTROLLER_PORT={controller}" in text, "kafka.sh changed shape"
-        self.script = tmp / "kafka.sh"
+        self.script = tmp / "infra" / "kafka.sh"  # beside ../lib, as in the repository (it sources lib/)
+        self.script.parent.mkdir(parents=True, exist_ok=True)
         self.script.write_text(text)
+        shutil.copytree(REPO / "scripts" / "lib", tmp / "lib", dirs_exist_ok=True)
         self.script.chmod(0o755)
         self.bootstrap = f"127.0.0.1:{port}"
         self.env = {
