@@ -101,7 +101,7 @@ class Subscriber:
             return
         async with self.db.transaction() as session:
             for envelope, handler, event in work:
-                with event_context(envelope):
+                with event_context(envelope, self.group):
                     await self._apply_in(session, envelope, handler, event)
 
     async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
