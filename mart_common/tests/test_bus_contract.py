@@ -68,7 +68,9 @@ class Rig:
             )
 
 
-async def _record_effect(session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope) -> None:
+async def _record_effect(
+    _context: object, session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope
+) -> None:
     await session.execute(effects.insert().values(order_id=event.order_id, seq=event.total_cents))
 
 
@@ -206,10 +208,12 @@ async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive
 ) -> None:
     broken = {"on": True}
 
-    async def handler(session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope) -> None:
+    async def handler(
+        context: object, session: AsyncSession, event: orders_pb2.OrderPlaced, env: Envelope
+    ) -> None:
         if event.order_id == "poison" and event.total_cents == 1 and broken["on"]:
             raise RuntimeError("handler bug")
-        await _record_effect(session, event, env)
+        await _record_effect(context, session, event, env)
 
     _subscribe(rig, handler)
     relay = rig.relay()

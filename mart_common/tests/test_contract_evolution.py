@@ -151,7 +151,9 @@ async def test_a_consumer_of_the_released_contract_reads_a_message_with_a_new_fi
 
     received: list[orders_pb2.OrderPlaced] = []
 
-    async def handler(session: AsyncSession, event: orders_pb2.OrderPlaced, envelope: Envelope) -> None:
+    async def handler(
+        _context: object, session: AsyncSession, event: orders_pb2.OrderPlaced, envelope: Envelope
+    ) -> None:
         received.append(event)
 
     db = Database(await new_database("sqlite"))

@@ -6,6 +6,7 @@ from datetime import UTC
 
 import structlog
 from mart_common.clock import utcnow
+from mart_common.inbox import ignoring_context
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 
 from inventory_service import repository
@@ -41,7 +42,7 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
         description="Stock per product, reservations for orders (all lines or none), admin adjustments.",
         routers=[stock.router],
         migrations_package="inventory_service.migrations",
-        handlers=build_handlers(settings),
+        handlers=ignoring_context(build_handlers(settings)),
         # Reservations lock stock rows shared by every order of a product: one order per transaction keeps
         # the lock order (product id) that rules out deadlocks between partitions.
         batch_events=False,

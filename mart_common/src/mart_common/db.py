@@ -22,8 +22,12 @@ from sqlalchemy.orm import Session
 class Database:
     """One service's database: an async engine, session factories and after-commit hand-overs."""
 
-    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, event_source: str | None = None, pool_size: int = 20, echo: bool = False
+    ) -> None:
+        """``event_source``: the service name its sessions record events under (``record_event``)."""
         self.url = url
+        self.event_source = event_source
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -54,11 +58,12 @@ class Database:
         # A session class of this database's own: its commit hooks see only this database's sessions
         # (the embedded mode runs six databases in one process).
         self._session_class: type[Session] = type("MartSession", (Session,), {})
+        info = {"event_source": event_source} if event_source else None
         self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=self._session_class
+            self.engine, expire_on_commit=False, sync_session_class=self._session_class, info=info
         )
         self.read_sessionmaker = async_sessionmaker(
-            read_engine, expire_on_commit=False, sync_session_class=self._session_class
+            read_engine, expire_on_commit=False, sync_session_class=self._session_class, info=info
         )
         self._handovers: dict[str, Callable[[Any], None]] = {}
         event.listen(self._session_class, "after_commit", self._after_commit)

@@ -30,6 +30,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
 
 
+async def get_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session inside one transaction for a route that writes: committed when the route function
+    returns (before the response is sent: ``scope="function"``), rolled back when it raises. Routes never
+    commit; the use-case they call (``services.py``) works inside it (docs/conventions.md)."""
+    async with request.app.state.runtime.db.transaction() as session:
+        yield session
+
+
 T = TypeVar("T")
 
 
@@ -104,7 +112,17 @@ def paged(query: Select[Any]) -> Select[Any]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TransactionDep = Annotated[AsyncSession, Depends(get_transaction, scope="function")]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 PageDep = Annotated[Page, Depends()]
 
-__all__ = ["AdminUser", "CurrentUser", "PageDep", "Paginated", "Principal", "RuntimeDep", "SessionDep"]
+__all__ = [
+    "AdminUser",
+    "CurrentUser",
+    "PageDep",
+    "Paginated",
+    "Principal",
+    "RuntimeDep",
+    "SessionDep",
+    "TransactionDep",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import structlog
 from google.protobuf.message import Message
@@ -23,7 +24,23 @@ from mart_common.observability import event_context
 
 log = structlog.get_logger(__name__)
 
-EventHandler = Callable[[AsyncSession, Message, Envelope], Awaitable[None]]
+# ``handler(context, session, event, envelope)``: the service's typed context (ServiceDefinition.context),
+# a session inside the inbox transaction (the handler never commits), the decoded event, its envelope.
+EventHandler = Callable[[Any, AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+def ignoring_context(
+    handlers: Mapping[type[Message], Callable[..., Awaitable[None]]],
+) -> dict[type[Message], EventHandler]:
+    """Interim (#17): handlers written as ``(session, event, envelope)``."""
+
+    def drop(fn: Callable[..., Awaitable[None]]) -> EventHandler:
+        async def handler(_context: Any, session: AsyncSession, event: Any, envelope: Envelope) -> None:
+            await fn(session, event, envelope)
+
+        return handler
+
+    return {cls: drop(fn) for cls, fn in handlers.items()}
 
 
 class Subscriber:
@@ -44,6 +61,7 @@ class Subscriber:
         # transaction covering several orders could deadlock with another partition's.
         self.batches = batches
         self.handlers = {contracts.ce_type(cls): fn for cls, fn in handlers.items()}
+        self.context: Any = None  # the service's context, set by the runtime before it attaches
         self.topics = sorted({contracts.topic_for(cls) for cls in handlers})
 
     def attach(self, bus: EventBus) -> None:
@@ -126,4 +144,4 @@ class Subscriber:
         if not first:
             log.info("duplicate_event_ignored", group=self.group, event_id=envelope.id)
             return
-        await handler(session, event, envelope)
+        await handler(self.context, session, event, envelope)

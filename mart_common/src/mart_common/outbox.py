@@ -77,8 +77,13 @@ class _Row:
     message: BusMessage
 
 
-async def record_event(session: AsyncSession, message: Message, *, key: str, source: str) -> Envelope:
+async def record_event(
+    session: AsyncSession, message: Message, *, key: str, source: str | None = None
+) -> Envelope:
     """Add ``message`` to the outbox inside the caller's transaction; returns its envelope.
+
+    ``source`` (the CloudEvents source) defaults to the service whose database the session belongs to
+    (``Database(event_source=settings.service_name)``).
 
     The topic is the message's Protobuf package, the key its aggregate id (keeps per-aggregate order).
     The current correlation id and trace context travel with it. Not inside a savepoint: a savepoint
@@ -86,6 +91,9 @@ async def record_event(session: AsyncSession, message: Message, *, key: str, sou
     """
     if session.in_nested_transaction():
         raise RuntimeError("record events outside a savepoint (see mart_common.outbox.record_event)")
+    source = source or session.info.get("event_source")
+    if not source:
+        raise RuntimeError("record_event: no source (create the Database with event_source=...)")
     envelope = Envelope.new(
         type=contracts.ce_type(message),
         source=source,

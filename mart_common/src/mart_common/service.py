@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ from mart_common.tasks import stop_gracefully
 log = structlog.get_logger(__name__)
 
 Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+# Builds the service's own typed context (what its use-cases need beyond the database and the bus), entered
+# when the service starts and exited when it stops: ``runtime.context``, the first argument of every event
+# handler, and a route dependency in the service's ``context.py`` (docs/conventions.md).
+ContextFactory = Callable[["ServiceRuntime"], AbstractAsyncContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class ServiceDefinition:
     routers: Sequence[APIRouter]
     migrations_package: str
     handlers: Mapping[type[Message], EventHandler] = field(default_factory=dict)
+    context: ContextFactory | None = None
     periodic: Sequence[PeriodicJob] = ()
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
@@ -84,13 +89,18 @@ class ServiceRuntime:
     subscriber: Subscriber
     token_verifier: TokenVerifier
     owns_bus: bool
-    extras: dict[str, Any] = field(default_factory=dict)
+    context: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)  # interim: leaves when every service has a context
+    _context_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _jobs: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         self._stopping.clear()
         await self.db.migrate(self.definition.migrations_package)
+        if self.definition.context is not None:
+            self.context = await self._context_stack.enter_async_context(self.definition.context(self))
+        self.subscriber.context = self.context
         await self.relay.join()
         if self.owns_bus:
             await self.bus.start()
@@ -113,6 +123,10 @@ class ServiceRuntime:
         await self.relay.stop()
         if self.owns_bus:
             await self.bus.stop()
+        try:
+            await self._context_stack.aclose()
+        except Exception:
+            log.exception("service_context_close_failed", service=self.definition.name)
         await self.db.dispose()
 
     async def _run_job(self, job: PeriodicJob) -> None:
@@ -144,7 +158,7 @@ def create_service_app(
     """
     configure_logging(settings.log_level, settings.log_json)
     tracing = tracing_for(definition.name, "kafka" if settings.event_bus == "kafka" else "inprocess")
-    db = Database(settings.resolved_database_url())
+    db = Database(settings.resolved_database_url(), event_source=settings.service_name)
     owns_bus = bus is None
     bus = bus or create_bus(settings)
     verifier = token_verifier or TokenVerifier(

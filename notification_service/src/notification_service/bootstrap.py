@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mart_common.inbox import ignoring_context
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 
 from notification_service.channels import build_senders
@@ -46,7 +47,7 @@ def definition(settings: NotificationSettings) -> ServiceDefinition:
         description=DESCRIPTION,
         routers=[notifications.router, preferences.router, deliveries.router],
         migrations_package="notification_service.migrations",
-        handlers=HANDLERS,
+        handlers=ignoring_context(HANDLERS),
         periodic=[PeriodicJob("retry-deliveries", settings.delivery_retry_interval_s, retry_due_deliveries)],
         on_startup=[start_dispatcher],
         on_shutdown=[stop_dispatcher],

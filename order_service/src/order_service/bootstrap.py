@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from mart_common.clock import utcnow
+from mart_common.inbox import ignoring_context
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 from sqlalchemy import select
 
@@ -50,7 +51,7 @@ def definition(settings: OrderSettings) -> ServiceDefinition:
         description="Orders and the checkout saga: PENDING → AWAITING_PAYMENT → PAID → SHIPPED → DELIVERED.",
         routers=[orders.router],
         migrations_package="order_service.migrations",
-        handlers=build_handlers(settings),
+        handlers=ignoring_context(build_handlers(settings)),
         periodic=[
             PeriodicJob("cancel-unpaid-orders", settings.payment_check_interval_s, cancel_unpaid_orders)
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mart_common.inbox import ignoring_context
 from mart_common.service import ServiceDefinition, ServiceRuntime
 
 from payment_service.handlers import build_handlers
@@ -40,7 +41,7 @@ def definition(settings: PaymentSettings, provider: PaymentProvider) -> ServiceD
         ),
         routers=routers,
         migrations_package="payment_service.migrations",
-        handlers=build_handlers(provider),
+        handlers=ignoring_context(build_handlers(provider)),
         on_startup=[expose_provider, start_provider_calls],
         on_shutdown=[stop_provider_calls],
         openapi_tags=[
