@@ -12,7 +12,7 @@ import payment_service  # noqa: F401
 import product_service  # noqa: F401
 import user_service  # noqa: F401
 
-pytest_plugins = ["mart_common.testing"]
+pytest_plugins = ["mart_testkit.fixtures"]
 
 
 _skipped: list[str] = []

@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from mart_common.db import Database
 from mart_common.messaging import MESSAGING_METADATA
-from mart_common.testing import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from sqlalchemy import Column, Integer, MetaData
 
 SERVICES = [

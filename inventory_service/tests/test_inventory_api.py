@@ -9,7 +9,7 @@ from inventory_service.main import create_app
 from inventory_service.settings import InventorySettings
 from mart.products.v1 import products_pb2
 from mart_common.messaging import Envelope
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 
 from mart_common import contracts
 

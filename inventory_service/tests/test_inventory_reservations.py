@@ -17,7 +17,7 @@ from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
 from mart_common.clock import utcnow
 from mart_common.messaging import Envelope, outbox_table
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 from sqlalchemy import select
 
 from inventory_service import repository

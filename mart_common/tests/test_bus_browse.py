@@ -14,7 +14,7 @@ from mart_common.bus.base import EventBus
 from mart_common.bus.browse import EventFilter, decode_event
 from mart_common.contracts import ce_type, topic_for
 from mart_common.messaging import BusMessage, Envelope
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 
 ORDERS = topic_for(orders_pb2.OrderPlaced)
 PAYMENTS = topic_for(payments_pb2.PaymentSucceeded)

@@ -16,7 +16,7 @@ from mart_common.db import Database
 from mart_common.inbox import Subscriber
 from mart_common.messaging import MESSAGING_METADATA, BusMessage, Envelope, outbox_table
 from mart_common.outbox import OutboxRelay, record_event
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -14,7 +14,7 @@ from mart_common.bus.base import EventBus
 from mart_common.db import Database
 from mart_common.messaging import MESSAGING_METADATA, outbox_table
 from mart_common.outbox import OutboxRelay, record_event
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 from sqlalchemy import func, select
 
 TOPIC = "mart.orders.v1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 
 from .conftest import order_paid, user_registered
 

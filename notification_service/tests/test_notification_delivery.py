@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from mart.users.v1 import users_pb2
 from mart_common.clock import utcnow
-from mart_common.testing import eventually, running
+from mart_testkit.fixtures import eventually, running
 from notification_service.bootstrap import dispatcher_of
 from notification_service.channels import DeliveryError, OutgoingMessage, SmsSender
 from notification_service.channels.sms import TwilioSmsSender

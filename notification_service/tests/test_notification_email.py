@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from mart_common.testing import KAFKA_BOOTSTRAP, eventually, running
+from mart_testkit.fixtures import KAFKA_BOOTSTRAP, eventually, running
 from notification_service.bootstrap import dispatcher_of
 from notification_service.domain import DeliveryStatus
 

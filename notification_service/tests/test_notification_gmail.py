@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 from googleapiclient.http import HttpMockSequence, RequestMockBuilder
-from mart_common.testing import eventually, running
+from mart_testkit.fixtures import eventually, running
 from notification_service.channels import DeliveryError, OutgoingMessage, build_senders
 from notification_service.channels.gmail import GmailEmailSender, build_gmail_service
 from notification_service.domain import Channel, DeliveryStatus

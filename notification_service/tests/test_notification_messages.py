@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from mart.orders.v1 import orders_pb2
-from mart_common.testing import eventually, running
+from mart_testkit.fixtures import eventually, running
 from notification_service.domain import Kind, format_money, retry_delay_s
 from notification_service.rendering import order_context, render
 

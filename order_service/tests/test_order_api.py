@@ -12,7 +12,7 @@ from mart.payments.v1 import payments_pb2
 from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
 from mart_common.messaging import Envelope, outbox_table
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 from order_service.bootstrap import cancel_unpaid_orders
 from order_service.main import create_app
 from order_service.settings import OrderSettings

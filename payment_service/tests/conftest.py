@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart_common.bus.inprocess import InProcessBus
 from mart_common.messaging import Envelope, inbox_table, outbox_table
-from mart_common.testing import FAST_RETRY, JwtKeys, eventually, running
+from mart_testkit.fixtures import FAST_RETRY, JwtKeys, eventually, running
 from payment_service.main import create_app
 from payment_service.models import Payment
 from payment_service.providers import PaymentProvider

@@ -1,5 +1,5 @@
 """Stripe failing: the real ``stripe`` SDK against a local server that answers like Stripe's API
-(``payment_service.testing.FakeStripeAPI``), on SQLite and PostgreSQL.
+(``mart_testkit.fake_stripe.FakeStripeAPI``), on SQLite and PostgreSQL.
 
 Intent creation is retried with backoff on network errors, timeouts and 5xx (same idempotency key every
 time), fails the payment with a clear reason on a refusal or when retries run out (PaymentFailed, so the
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from mart.payments.v1 import payments_pb2
-from mart_common.testing import eventually
+from mart_testkit.fake_stripe import FakeStripeAPI, refused_url
+from mart_testkit.fixtures import eventually
 from payment_service.providers import StripeProvider, sign_payload
-from payment_service.testing import FakeStripeAPI, refused_url
 
 SECRET = "whsec_local_stripe"
 # Fast retries for tests: 0.05 s, 0.1 s, 0.2 s, … capped at 0.2 s; intent creation gives up at 4 attempts.

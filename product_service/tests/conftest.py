@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from mart_common.bus import EventBus
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 from product_service.main import create_app
 from product_service.settings import ProductSettings
 

@@ -4,7 +4,7 @@ replica committed: two product-service instances on one PostgreSQL database, eac
 from __future__ import annotations
 
 import pytest
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 from mart.products.v1 import products_pb2
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 
 from mart_common import contracts
 

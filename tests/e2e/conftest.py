@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mart_common.testing import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mart_common.testing import eventually as poll_until
+from mart_testkit.fixtures import eventually as poll_until
 
 from mart_cli.client import bearer
 from mart_cli.credentials import load_or_create

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mart_common.testing import eventually as poll_until
+from mart_testkit.fixtures import eventually as poll_until
 
 from mart_cli.client import bearer
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mart_common.testing import create_postgres_database, drop_postgres_database
-from mart_common.testing import eventually as poll_until
+from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import eventually as poll_until
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create

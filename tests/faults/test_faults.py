@@ -44,7 +44,7 @@ import asyncpg
 import httpx
 import pytest
 from mart_common.bus.kafka import KafkaBus
-from mart_common.testing import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create

@@ -25,7 +25,7 @@ from inventory_service.settings import InventorySettings
 from mart.products.v1 import products_pb2
 from mart_common.bus import EventBus
 from mart_common.messaging import BusMessage, Envelope, inbox_table
-from mart_common.testing import eventually, running
+from mart_testkit.fixtures import eventually, running
 from sqlalchemy import func, select
 
 from mart_common import contracts
@@ -192,7 +192,7 @@ async def test_an_event_arriving_while_the_database_is_down_waits_instead_of_bei
     import asyncio
 
     import asyncpg
-    from mart_common.testing import POSTGRES_ADMIN_DSN
+    from mart_testkit.fixtures import POSTGRES_ADMIN_DSN
 
     bus = make_bus("kafka")
     url = await new_database("postgres")
@@ -233,7 +233,7 @@ async def test_requests_during_a_database_outage_answer_503_not_500(
 ) -> None:
     """Regression (found by the fault suite): with its database away, a service answered 500."""
     import asyncpg
-    from mart_common.testing import POSTGRES_ADMIN_DSN
+    from mart_testkit.fixtures import POSTGRES_ADMIN_DSN
 
     url = await new_database("postgres")
     settings = InventorySettings(

@@ -46,7 +46,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mart_common.bus.kafka import KafkaBus
-from mart_common.testing import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 
 from mart_cli import dist
 from mart_cli.services import SERVICES, Endpoints, Service

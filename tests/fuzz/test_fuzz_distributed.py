@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 import schemathesis
-from mart_common.testing import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from inventory_service.main import create_app as inventory_app
 from inventory_service.settings import InventorySettings
-from mart_common.testing import eventually, running
+from mart_testkit.fixtures import eventually, running
 from order_service.main import create_app as order_app
 from order_service.models import CatalogProduct
 from order_service.settings import OrderSettings

@@ -1,6 +1,6 @@
 """The checkout saga when Stripe fails (SQLite + one in-process bus): product, inventory, order and payment
 services as real apps, the payment service on the real ``stripe`` SDK pointed at a local server that
-answers like Stripe's API (``payment_service.testing.FakeStripeAPI``).
+answers like Stripe's API (``mart_testkit.fake_stripe.FakeStripeAPI``).
 
 An order whose payment cannot be created (card declined; Stripe unreachable until the retries run out)
 is cancelled at once with the reason and its stock released — the payment window (15 min by default)
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from inventory_service.main import create_app as inventory_app
 from inventory_service.settings import InventorySettings
-from mart_common.testing import eventually, running
+from mart_testkit.fake_stripe import FakeStripeAPI, refused_url
+from mart_testkit.fixtures import eventually, running
 from order_service.main import create_app as order_app
 from order_service.models import CatalogProduct
 from order_service.settings import OrderSettings
@@ -28,7 +29,6 @@ from payment_service.main import create_app as payment_app
 from payment_service.models import Payment
 from payment_service.providers import StripeProvider, sign_payload
 from payment_service.settings import PaymentSettings
-from payment_service.testing import FakeStripeAPI, refused_url
 from product_service.main import create_app as product_app
 from product_service.settings import ProductSettings
 

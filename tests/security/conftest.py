@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 
 from mart_cli import embedded
 from mart_cli.services import SERVICES

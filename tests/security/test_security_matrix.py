@@ -30,7 +30,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from fastapi.routing import APIRoute
 from mart_common.auth import current_principal, require_admin
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 
 PUBLIC, USER, ADMIN = "public", "user", "admin"
 OPS = {("GET", "/health"): PUBLIC, ("GET", "/ready"): PUBLIC, ("GET", "/metrics"): PUBLIC}

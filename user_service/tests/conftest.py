@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from mart_common.bus import EventBus
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 from user_service.keys import KeyStore
 from user_service.main import create_app
 from user_service.settings import UserSettings

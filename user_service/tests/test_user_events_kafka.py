@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 from mart.users.v1 import users_pb2
-from mart_common.testing import eventually
+from mart_testkit.fixtures import eventually
 
 from mart_common import contracts
 

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from mart_common.auth import InvalidToken, TokenVerifier
-from mart_common.testing import running
+from mart_testkit.fixtures import running
 from user_service.keys import KeyStore, load_or_create_keys, main
 from user_service.main import create_app
 from user_service.settings import UserSettings

@@ -28,7 +28,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
-
 from mart_common.auth import TokenVerifier
 from mart_common.bus import EventBus, RetryPolicy
 from mart_common.bus.inprocess import InProcessBus
