@@ -11,8 +11,9 @@ Modes (``spec["mode"]``):
   the previous one is PAID) or open loop (``rate`` orders/s at fixed intervals, each order its own task).
   One order: ``POST /orders`` -> find its payment -> ``POST /payments/{id}/simulate {"outcome":"succeeded"}``
   (the fake provider pays at once) -> observe the order PAID. Observation is either ``poll`` (GET every
-  ``poll_s`` seconds: ``/payments?order_id=`` then ``/orders/{id}``) or ``kafka`` (the generator reads the
-  ``PaymentRequested`` and ``OrderPaid`` events from the broker: no polling load on the services).
+  ``poll_s`` seconds: ``/payments?order_id=`` then ``/orders/{id}``), ``kafka`` (the generator reads the
+  ``PaymentRequested`` and ``OrderPaid`` events from the broker: no polling load on the services) or ``bus``
+  (the same events read from the embedded mart's bus log every ``poll_s``, from this process).
 """
 
 from __future__ import annotations
@@ -76,12 +77,11 @@ async def run_seq(spec: dict[str, Any]) -> dict[str, Any]:
     return {"latencies_s": lat, "errors": dict(errors), "gen_cpu_cores": cpu.cores, "wall_s": cpu.wall_s}
 
 
-class KafkaObserver:
-    """Reads PaymentRequested / OrderPaid from the broker and wakes the customer waiting for them."""
+class Observer:
+    """Wakes the customer waiting for its order's PaymentRequested / OrderPaid event; subclasses feed it
+    the records of a bus: no polling load on the services."""
 
-    def __init__(self, bootstrap: str, namespace: str = "") -> None:
-        self.bootstrap = bootstrap
-        self.namespace = namespace
+    def __init__(self) -> None:
         self.payment_waiters: dict[str, asyncio.Future[str]] = {}
         self.paid_waiters: dict[str, asyncio.Future[float]] = {}
         self.early_payment: dict[str, str] = {}
@@ -89,26 +89,6 @@ class KafkaObserver:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-            max_poll_records=500,
-        )
-        await self.consumer.start()
-        tps = []
-        for topic in (self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"):
-            parts = self.consumer.partitions_for_topic(topic)
-            if not parts:
-                await self.consumer._client.force_metadata_update()
-                parts = self.consumer.partitions_for_topic(topic) or set()
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self.consumer.position(tp)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -118,32 +98,27 @@ class KafkaObserver:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        await self.consumer.stop()
 
     async def _run(self) -> None:
+        raise NotImplementedError
+
+    def seen(self, ce_type: str, value: bytes, now: float) -> None:
         from mart_common import contracts
 
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=200)
-            now = time.perf_counter()
-            for recs in batches.values():
-                for rec in recs:
-                    headers = {k: v for k, v in (rec.headers or ())}
-                    ce_type = (headers.get("ce_type") or b"").decode()
-                    if ce_type.endswith("PaymentRequested"):
-                        ev = contracts.decode(ce_type, rec.value)
-                        fut = self.payment_waiters.pop(ev.order_id, None)
-                        if fut and not fut.done():
-                            fut.set_result(ev.payment_id)
-                        else:
-                            self.early_payment[ev.order_id] = ev.payment_id
-                    elif ce_type.endswith("OrderPaid"):
-                        ev = contracts.decode(ce_type, rec.value)
-                        fut2 = self.paid_waiters.pop(ev.order_id, None)
-                        if fut2 and not fut2.done():
-                            fut2.set_result(now)
-                        else:
-                            self.early_paid[ev.order_id] = now
+        if ce_type.endswith("PaymentRequested"):
+            ev = contracts.decode(ce_type, value)
+            fut = self.payment_waiters.pop(ev.order_id, None)
+            if fut and not fut.done():
+                fut.set_result(ev.payment_id)
+            else:
+                self.early_payment[ev.order_id] = ev.payment_id
+        elif ce_type.endswith("OrderPaid"):
+            ev = contracts.decode(ce_type, value)
+            fut2 = self.paid_waiters.pop(ev.order_id, None)
+            if fut2 and not fut2.done():
+                fut2.set_result(now)
+            else:
+                self.early_paid[ev.order_id] = now
 
     async def payment_for(self, order_id: str, timeout: float) -> str:
         if order_id in self.early_payment:
@@ -166,13 +141,84 @@ class KafkaObserver:
             self.paid_waiters.pop(order_id, None)
 
 
+class KafkaObserver(Observer):
+    """Reads PaymentRequested / OrderPaid from the broker (the distributed mode)."""
+
+    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.namespace = namespace
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            max_poll_records=500,
+        )
+        await self.consumer.start()
+        tps = []
+        for topic in (self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"):
+            parts = self.consumer.partitions_for_topic(topic)
+            if not parts:
+                await self.consumer._client.force_metadata_update()
+                parts = self.consumer.partitions_for_topic(topic) or set()
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for recs in batches.values():
+                for rec in recs:
+                    headers = {k: v for k, v in (rec.headers or ())}
+                    self.seen((headers.get("ce_type") or b"").decode(), rec.value, now)
+
+
+class BusObserver(Observer):
+    """Reads PaymentRequested / OrderPaid from the embedded mart's in-process bus log (its SQLite file,
+    as ``mart events tail`` does from another process), every ``poll_s``."""
+
+    def __init__(self, url: str, partitions: int, poll_s: float) -> None:
+        super().__init__()
+        from mart_common.bus.inprocess import InProcessBus
+
+        self.bus = InProcessBus(url, partitions=partitions)
+        self.poll_s = poll_s
+
+    async def start(self) -> None:
+        self.tail = self.bus.tail(["mart.payments.v1", "mart.orders.v1"], poll_s=self.poll_s)
+        await self.tail.__aenter__()
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.bus.db.dispose()
+
+    async def _run(self) -> None:
+        async for msg in self.tail:
+            headers = dict(msg.headers)
+            self.seen((headers.get("ce_type") or b"").decode(), msg.value, time.perf_counter())
+
+
 class OrderFailed(Exception):
     pass
 
 
 class Checkout:
     def __init__(
-        self, spec: dict[str, Any], client: httpx.AsyncClient, observer: KafkaObserver | None
+        self, spec: dict[str, Any], client: httpx.AsyncClient, observer: Observer | None
     ) -> None:
         self.spec = spec
         self.client = client
@@ -260,9 +306,12 @@ class Checkout:
 
 
 async def run_checkout(spec: dict[str, Any]) -> dict[str, Any]:
-    observer = None
+    observer: Observer | None = None
     if spec.get("observe") == "kafka":
         observer = KafkaObserver(spec["kafka"], spec.get("namespace", ""))
+    elif spec.get("observe") == "bus":
+        observer = BusObserver(spec["bus_url"], spec["bus_partitions"], spec["poll_s"])
+    if observer is not None:
         await observer.start()
     conc = spec.get("concurrency", 16)
     async with _client(conc if spec["loop"] == "closed" else 64) as client:

@@ -163,6 +163,7 @@ class EmbeddedStack:
 
     def __init__(self, admin_password: str, say: Any = print) -> None:
         from mart_cli.services import SERVICES
+        from mart_common.settings import ServiceSettings
 
         self.say = say
         self.port = 8000 if _port_free(8000) else free_port()
@@ -173,6 +174,9 @@ class EmbeddedStack:
         base = f"http://127.0.0.1:{self.port}"
         self.bases = Bases({s.short: f"{base}/{s.name}" for s in SERVICES})
         self.proc: subprocess.Popen[bytes] | None = None
+        # the bus log the embedded mart writes (ServiceSettings.resolved_bus_url under --data-dir)
+        self.bus_url = f"sqlite+aiosqlite:///{self.data_dir / 'bus.sqlite'}"
+        self.bus_partitions = ServiceSettings().inprocess_partitions
 
     def up(self) -> float:
         t0 = time.monotonic()

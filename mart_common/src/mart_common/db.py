@@ -15,8 +15,10 @@ from typing import Any
 import structlog
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
+
+from mart_common import sqlite as local_sqlite
 
 
 class Database:
@@ -31,9 +33,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         kwargs: dict[str, Any] = {"echo": echo}
-        if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
+        if not self.is_sqlite:
             # No statement may wait forever (a lock wait, a half-closed connection): fail, and let the
             # caller's retry (request, consumer, relay) take over. No pool_pre_ping: with asyncpg it costs
             # BEGIN / ";" / ROLLBACK on every checkout (three round trips, most of the mart's rollbacks);
@@ -47,14 +47,15 @@ class Database:
                 pool_recycle=1800,
                 connect_args={"command_timeout": 60, "timeout": 10},
             )
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            _make_sqlite_transactions_immediate(self.engine)
-            read_engine = self.engine.execution_options(mart_read_only=True)
+            # statements inline on the loop's thread, writers queued in the process (mart_common.sqlite)
+            self.engine, read_engine = local_sqlite.create_engines(url, **kwargs)
         else:
+            self.engine = create_async_engine(url, **kwargs)
             # READ COMMITTED gives every statement its own snapshot anyway: a read-only unit of work
             # loses nothing without BEGIN/COMMIT, and saves two round trips.
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_engine = read_engine
         # A session class of this database's own: its commit hooks see only this database's sessions
         # (the embedded mode runs six databases in one process).
         self._session_class: type[Session] = type("MartSession", (Session,), {})
@@ -156,34 +157,11 @@ class Database:
         try:
             async with asyncio.timeout(10):
                 await self.engine.dispose()
+                await self._read_engine.dispose()  # its own pool on SQLite (query_only connections)
         except TimeoutError:
             structlog.get_logger(__name__).warning(
                 "database_dispose_timed_out", url=self.engine.url.render_as_string()
             )
-
-
-def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
-    # SQLite upgrades a read lock to a write lock lazily and fails at once when two writers race;
-    # BEGIN IMMEDIATE takes the write lock up front so concurrent transactions queue on busy_timeout.
-    sync_engine = engine.sync_engine
-
-    @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let the "begin" hook below, not the driver, open transactions.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Readers (Database.read) take no write lock: WAL lets them run beside the writer.
-        conn.exec_driver_sql(
-            "BEGIN" if conn.get_execution_options().get("mart_read_only") else "BEGIN IMMEDIATE"
-        )
 
 
 async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:

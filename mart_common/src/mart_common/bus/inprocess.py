@@ -307,18 +307,34 @@ class InProcessBus(EventBus):
         return out
 
     def tail(
-        self, topics: Sequence[str] | None = None, *, from_beginning: bool = False, follow: bool = True
+        self,
+        topics: Sequence[str] | None = None,
+        *,
+        from_beginning: bool = False,
+        follow: bool = True,
+        poll_s: float = 0.25,
     ) -> EventTail:
-        return _InProcessTail(self, tuple(topics or ()), from_beginning=from_beginning, follow=follow)
+        """``poll_s``: how often a following tail looks for new records (the writer may be another
+        process, so there is nothing to wake it)."""
+        return _InProcessTail(
+            self, tuple(topics or ()), from_beginning=from_beginning, follow=follow, poll_s=poll_s
+        )
 
 
 class _InProcessTail(EventTail):
     """Polls the SQLite log (the writer may be another process: the embedded mart)."""
 
-    POLL_S = 0.25
-
-    def __init__(self, bus: InProcessBus, topics: tuple[str, ...], *, from_beginning: bool, follow: bool):
+    def __init__(
+        self,
+        bus: InProcessBus,
+        topics: tuple[str, ...],
+        *,
+        from_beginning: bool,
+        follow: bool,
+        poll_s: float,
+    ) -> None:
         self.bus = bus
+        self.poll_s = poll_s
         self.topics = topics
         self.from_beginning = from_beginning
         self.follow = follow
@@ -349,8 +365,11 @@ class _InProcessTail(EventTail):
         while True:
             if self._stop_at is not None:
                 pending = [tp for tp, end in self._stop_at.items() if self._next.get(tp, 0) < end]
+            elif self.topics:
+                # named topics: every partition, read by key (no scan of the log for its heads); a
+                # partition that appeared since entering starts at 0: its records are new
+                pending = [(t, p) for t in self.topics for p in range(self.bus.partitions)]
             else:
-                # partitions that appeared since entering start at 0: they are new records
                 pending = list((await self._heads()).keys())
             got = 0
             for topic, part in sorted(pending):
@@ -364,4 +383,4 @@ class _InProcessTail(EventTail):
             if self._stop_at is not None and not pending:
                 return
             if not got:
-                await asyncio.sleep(self.POLL_S)
+                await asyncio.sleep(self.poll_s)
