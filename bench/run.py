@@ -735,7 +735,7 @@ def embedded(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
 
 # --- ratios, table, files ------------------------------------------------------------------------------
 
-# Sequential steps on the checkout path, POST /orders -> PAID observed (SPEC §7), with HTTP polling:
+# Sequential steps on the checkout path, POST /orders -> PAID observed (docs/saga.md), with HTTP polling:
 #   HTTP:   POST /orders, GET /payments?order_id= (payment found), POST /payments/{id}/simulate,
 #           GET /orders/{id} (PAID seen)                                                  -> 4 round trips
 #   commits: order PENDING+OrderPlaced, inventory reserve+StockReserved, order AWAITING_PAYMENT+

@@ -1,9 +1,9 @@
 """Local distributed mode without Docker: PostgreSQL + Apache Kafka (scripts/infra) and the six services
-as separate ``uvicorn`` processes on their SPEC ports.
+as separate ``uvicorn`` processes on their ports (docs/conventions.md).
 
-Replicas (docs/scaling.md): ``replicas`` runs N processes of a service; replica 1 keeps the SPEC port, replica
-``k`` listens on ``port + 100 * (k - 1)`` (order-service: 8009, 8109, 8209) unless ``replica_ports`` names
-the ports. The replicas of a service share its database and its Kafka consumer group.
+Replicas (docs/scaling.md): ``replicas`` runs N processes of a service; replica 1 keeps the service's
+port, replica ``k`` listens on ``port + 100 * (k - 1)`` (order-service: 8009, 8109, 8209) unless
+``replica_ports`` names the ports. The replicas of a service share its database and its Kafka consumer group.
 
 State: ``<data dir>/run/<service>.pid`` (replica ``k`` > 1: ``<service>-<k>.pid``) and
 ``<data dir>/run/dist.json`` (ports, replicas, namespace, databases);
