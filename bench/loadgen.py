@@ -25,10 +25,12 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import psutil
+from mart_common.polling import PollTimeout, wait_until
 
 
 class CpuMeter:
@@ -257,19 +259,7 @@ class Checkout:
         if self.observer is not None:
             payment_id = await self.observer.payment_for(order_id, self.timeout)
         else:
-            payment_id = None
-            while payment_id is None:
-                r = await self._req("GET", f"{self.payment_url}/payments", params={"order_id": order_id})
-                if r.status_code != 200:
-                    raise OrderFailed(f"GET /payments {r.status_code}")
-                items = r.json().get("items", [])
-                # payable once the provider's intent exists (CREATING before: docs/decisions.md)
-                if items and items[0]["status"] == "REQUIRES_PAYMENT":
-                    payment_id = items[0]["id"]
-                    break
-                if time.perf_counter() > deadline:
-                    raise OrderFailed("timeout waiting for the payment")
-                await asyncio.sleep(self.poll_s)
+            payment_id = await self._poll(self._payable(order_id), deadline, "the payment")
         # 2. the fake provider pays
         r = await self._req(
             "POST", f"{self.payment_url}/payments/{payment_id}/simulate", json={"outcome": "succeeded"}
@@ -280,18 +270,41 @@ class Checkout:
         if self.observer is not None:
             t_paid = await self.observer.paid(order_id, max(0.1, deadline - time.perf_counter()))
             return t_paid - t0
-        while True:
+        await self._poll(self._paid(order_id), deadline, "PAID")
+        return time.perf_counter() - t0
+
+    async def _poll(self, check: Callable[[], Awaitable[Any]], deadline: float, what: str) -> Any:
+        """``check`` every ``poll_s`` until it answers, or :class:`OrderFailed` past ``deadline``."""
+        try:
+            return await wait_until(check, timeout=deadline - time.perf_counter(), interval=self.poll_s)
+        except PollTimeout:
+            raise OrderFailed(f"timeout waiting for {what}") from None
+
+    def _payable(self, order_id: str) -> Callable[[], Awaitable[str | None]]:
+        """The order's payment id once the provider's intent exists (CREATING before: docs/decisions.md)."""
+
+        async def check() -> str | None:
+            r = await self._req("GET", f"{self.payment_url}/payments", params={"order_id": order_id})
+            if r.status_code != 200:
+                raise OrderFailed(f"GET /payments {r.status_code}")
+            items = r.json().get("items", [])
+            return items[0]["id"] if items and items[0]["status"] == "REQUIRES_PAYMENT" else None
+
+        return check
+
+    def _paid(self, order_id: str) -> Callable[[], Awaitable[bool]]:
+        """Whether the order is PAID; :class:`OrderFailed` once it cannot be (REJECTED, CANCELLED)."""
+
+        async def check() -> bool:
             r = await self._req("GET", f"{self.order_url}/orders/{order_id}")
             if r.status_code != 200:
                 raise OrderFailed(f"GET /orders/id {r.status_code}")
             status = r.json()["status"]
-            if status == "PAID":
-                return time.perf_counter() - t0
             if status in ("REJECTED", "CANCELLED"):
                 raise OrderFailed(f"order {status}")
-            if time.perf_counter() > deadline:
-                raise OrderFailed("timeout waiting for PAID")
-            await asyncio.sleep(self.poll_s)
+            return status == "PAID"
+
+        return check
 
     async def attempt(self, done: list[tuple[float, float]]) -> None:
         try:

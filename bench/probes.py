@@ -4,6 +4,7 @@ one Kafka produce->consume round trip, and the sequential HTTP client (through t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from mart_common.polling import PollTimeout, wait_until, wait_until_sync
+from mart_common.settings import default_data_dir
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 KAFKA = "127.0.0.1:9092"
 ROOT = Path(__file__).resolve().parents[1]
+# The local state (scripts/infra keep PostgreSQL and Kafka under it): the one rule of mart_common.settings.
+DATA = default_data_dir()
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -188,17 +193,19 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 60.0) -> bool:
+    """Whether ``url`` answers without a server error within ``timeout`` seconds."""
     import httpx
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    return False
+    try:
+        wait_until_sync(
+            lambda: httpx.get(url, timeout=2).status_code < 500,
+            timeout=timeout,
+            interval=0.3,
+            retry_on=(httpx.HTTPError,),
+        )
+    except PollTimeout:
+        return False
+    return True
 
 
 # The framework of an older generation (FastAPI 0.111 era), for the same bare endpoint: what the versions
@@ -395,11 +402,15 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
-        for _ in range(50):
+
+        async def known() -> bool:
             if consumer.partitions_for_topic(topic):
-                break
+                return True
             await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
+            return False
+
+        with contextlib.suppress(PollTimeout):  # as before: after ~5 s go on regardless
+            await wait_until(known, timeout=5.0, interval=0.1)
         consumer.assign([tp])
         await consumer.seek_to_end(tp)
         await consumer.position(tp)
@@ -479,7 +490,7 @@ class PgRenicer:
                 )
                 pids = [r["pid"] for r in rows]
                 # the local Kafka broker (scripts/infra/kafka.sh) serving the bench's topics
-                kpid = ROOT / ".data" / "kafka" / "kafka.pid"
+                kpid = DATA / "kafka" / "kafka.pid"
                 if kpid.exists() and kpid.read_text().strip().isdigit():
                     pids.append(int(kpid.read_text().strip()))
                 for pid in pids:

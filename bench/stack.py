@@ -15,10 +15,11 @@ import uuid
 from typing import Any
 
 import httpx
+from mart_common.polling import PollTimeout, wait_until_sync
 
-from bench.probes import ROOT, free_port, wait_http
+from bench.probes import DATA, ROOT, free_port, wait_http
 
-BENCH_DATA = ROOT / ".data" / "bench"
+BENCH_DATA = DATA / "bench"
 ADMIN_EMAIL = "bench-admin@example.com"
 
 
@@ -83,7 +84,7 @@ class DistStack:
             ports=ports,
             database_urls={p: f"postgresql+asyncpg://{p}@127.0.0.1:5432/{db}" for p, db in self.dbs.items()},
             kafka_namespace=self.namespace,
-            infra_data_dir=ROOT / ".data",
+            infra_data_dir=DATA,
             extra_env={"MART_ADMIN_EMAIL": ADMIN_EMAIL, "MART_ADMIN_PASSWORD": admin_password},
             # the built-in gateway spreads requests over the replicas (the replica probe, docs/scaling.md)
             gateway_port=free_port() if gateway else None,
@@ -223,16 +224,10 @@ class EmbeddedStack:
 
 
 def _retry(fn: Any, ok: Any, timeout: float = 60.0, what: str = "") -> httpx.Response:
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if ok(last):
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
+    try:
+        return wait_until_sync(fn, until=ok, timeout=timeout, interval=0.2, retry_on=(httpx.HTTPError,))
+    except PollTimeout as exc:
+        last = exc.last
     detail = f"{last.status_code} {last.text[:300]}" if isinstance(last, httpx.Response) else repr(last)
     raise RuntimeError(f"setup: {what} did not succeed within {timeout:.0f}s: {detail}")
 

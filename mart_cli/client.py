@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+from mart_common.polling import wait_until
 
 from mart_cli.services import Endpoints
 
@@ -59,19 +58,11 @@ async def wait_for(
     interval: float = 0.2,
     what: str = "",
 ) -> T:
-    """Poll ``check_fn`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = await check_fn()
-            if result:
-                return result
-            last = result
-        except (httpx.TransportError, ApiError, AssertionError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"timed out after {timeout:.0f}s waiting for {what or check_fn!r} (last: {last!r})"
-            )
-        await asyncio.sleep(interval)
+    """Poll ``check_fn`` until it returns something truthy (raises ``TimeoutError``: a ``PollTimeout``)."""
+    return await wait_until(
+        check_fn,
+        timeout=timeout,
+        interval=interval,
+        retry_on=(httpx.TransportError, ApiError, AssertionError),
+        what=what,
+    )

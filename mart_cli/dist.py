@@ -1,9 +1,9 @@
 """Local distributed mode without Docker: PostgreSQL + Apache Kafka (scripts/infra) and the six services
-as separate ``uvicorn`` processes on their SPEC ports.
+as separate ``uvicorn`` processes on their ports (docs/conventions.md).
 
-Replicas (docs/scaling.md): ``replicas`` runs N processes of a service; replica 1 keeps the SPEC port, replica
-``k`` listens on ``port + 100 * (k - 1)`` (order-service: 8009, 8109, 8209) unless ``replica_ports`` names
-the ports. The replicas of a service share its database and its Kafka consumer group.
+Replicas (docs/scaling.md): ``replicas`` runs N processes of a service; replica 1 keeps the service's
+port, replica ``k`` listens on ``port + 100 * (k - 1)`` (order-service: 8009, 8109, 8209) unless
+``replica_ports`` names the ports. The replicas of a service share its database and its Kafka consumer group.
 
 State: ``<data dir>/run/<service>.pid`` (replica ``k`` > 1: ``<service>-<k>.pid``) and
 ``<data dir>/run/dist.json`` (ports, replicas, namespace, databases);
@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+from mart_common.polling import PollTimeout, wait_until_sync
+from mart_common.settings import default_data_dir
 
 from mart_cli.credentials import load_or_create
 from mart_cli.services import SERVICES, Endpoints, Service, service
@@ -79,11 +81,6 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
     if default is not None:
         out = {s.package: out.get(s.package, default) for s in SERVICES}
     return out
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("MART_DATA_DIR")
-    return Path(env).resolve() if env else REPO_ROOT / ".data"
 
 
 @dataclass
@@ -313,9 +310,7 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
         # The replicas changed (another --replicas): restart the gateway so that it knows them all.
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_gone(pid, timeout=10, interval=0.05)
         say(f"  {GATEWAY:<22} restarted for the new replicas")
     if _port_taken(cfg.host, cfg.gateway_port):
         raise RuntimeError(f"port {cfg.gateway_port} (gateway) is taken by another process; stop it first")
@@ -333,17 +328,22 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     _gateway_pid_file(cfg).write_text(f"{proc.pid}\n")
     known.write_text(upstreams)
     say(f"  {GATEWAY:<22} starting on :{cfg.gateway_port} (pid {proc.pid}, log {log_path})")
-    deadline = time.monotonic() + 60
     with httpx.Client(timeout=3) as client:
-        while True:
+
+        def answers() -> bool:
             try:
                 if client.get(f"http://{cfg.host}:{cfg.gateway_port}/").status_code == 200:
-                    break
+                    return True
             except httpx.HTTPError:
                 pass
-            if gateway_pid(cfg) is None or time.monotonic() > deadline:
+            if gateway_pid(cfg) is None:
                 raise RuntimeError(f"the gateway did not start; last log lines:\n{_tail(log_path)}")
-            time.sleep(0.2)
+            return False
+
+        try:
+            wait_until_sync(answers, timeout=60, interval=0.2)
+        except PollTimeout:
+            raise RuntimeError(f"the gateway did not start; last log lines:\n{_tail(log_path)}") from None
     say(f"  {GATEWAY:<22} ready: http://localhost:{cfg.gateway_port}/<name>-service/docs")
 
 
@@ -414,10 +414,10 @@ def wait_ready(
     only: list[Instance] | None = None,
 ) -> None:
     """Wait until every replica (or those in ``only``) answers ``/ready`` with 200."""
-    deadline = time.monotonic() + timeout
     pending = list(only if only is not None else cfg.instances())
     with httpx.Client(timeout=5.0) as client:
-        while pending:
+
+        def all_ready() -> bool:
             for inst in list(pending):
                 if running_pid(cfg, inst) is None:
                     tail = _tail(log_path(cfg, inst))
@@ -429,11 +429,13 @@ def wait_ready(
                 if ok:
                     pending.remove(inst)
                     say(f"  {inst.label:<22} ready")
-            if pending and time.monotonic() > deadline:
-                names = ", ".join(i.label for i in pending)
-                raise RuntimeError(f"not ready after {timeout:.0f}s: {names} (logs in {cfg.log_dir})")
-            if pending:
-                time.sleep(0.3)
+            return not pending
+
+        try:
+            wait_until_sync(all_ready, timeout=timeout, interval=0.3)
+        except PollTimeout:
+            names = ", ".join(i.label for i in pending)
+            raise RuntimeError(f"not ready after {timeout:.0f}s: {names} (logs in {cfg.log_dir})") from None
 
 
 def stop_instance(
@@ -447,14 +449,10 @@ def stop_instance(
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
+    if not _wait_gone(pid, timeout=timeout, interval=0.05):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
+        _wait_gone(pid, timeout=None, interval=0.05)
     _pid_file(cfg, inst).unlink(missing_ok=True)
     return pid
 
@@ -475,10 +473,7 @@ def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: 
     if (gw := gateway_pid(cfg)) is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(gw, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(gw) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(gw):
+        if not _wait_gone(gw, timeout=10, interval=0.1):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(gw, signal.SIGKILL)
         say(f"  {GATEWAY:<22} stopped")
@@ -495,9 +490,7 @@ def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: 
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for inst, pid in pids.items():
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
+        if not _wait_gone(pid, timeout=max(0.0, deadline - time.monotonic()), interval=0.1):
             say(f"  {inst.label:<22} did not stop in {timeout:.0f}s: SIGKILL")
             with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 os.kill(pid, signal.SIGKILL)
@@ -578,6 +571,15 @@ def _alive(pid: int) -> bool:
     if state == "Z":
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def _wait_gone(pid: int, *, timeout: float | None, interval: float) -> bool:
+    """Wait until process ``pid`` has exited; False if it still runs after ``timeout`` seconds."""
+    try:
+        wait_until_sync(lambda: not _alive(pid), timeout=timeout, interval=interval)
+    except PollTimeout:
         return False
     return True
 

@@ -16,20 +16,21 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvicorn
 from mart_common.auth import TokenVerifier
+from mart_common.bus import create_bus
 from mart_common.bus.inprocess import InProcessBus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from mart_cli.credentials import Credentials, load_or_create
 from mart_cli.services import SERVICES, Endpoints
@@ -57,11 +58,32 @@ def build(
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(data_dir)
-    bus_url = f"sqlite+aiosqlite:///{data_dir / 'bus.sqlite'}"
-    common: dict[str, Any] = {
+    common = _common_settings(data_dir, creds)
+    user_svc = SERVICES[0]
+    user_settings = user_svc.settings(**common, database_url=_sqlite(data_dir, user_svc.package))
+    # every service shares the user service's bus settings (in-process: the common settings say so)
+    bus = cast(InProcessBus, create_bus(user_settings))
+    apps = _service_apps(data_dir, common, user_settings, bus)
+    holder: dict[str, Any] = {}
+
+    async def on_started(started: float) -> None:
+        if seed:
+            await _seed_once(holder["app"], data_dir, creds, say)
+        holder["ready_in"] = time.monotonic() - started
+        _banner(public_url, creds, data_dir, holder["ready_in"], say)
+
+    app = Starlette(routes=_routes(apps), lifespan=_lifespan(bus, apps, on_started, say))
+    holder["app"] = app
+    app.state.embedded = holder
+    return Embedded(app=app, data_dir=data_dir, creds=creds, bus=bus, service_apps=apps)
+
+
+def _common_settings(data_dir: Path, creds: Credentials) -> dict[str, Any]:
+    """The settings every embedded service shares: one bus log, file mail, the fake provider, the admin."""
+    return {
         "data_dir": data_dir,
         "event_bus": "inprocess",
-        "inprocess_bus_url": bus_url,
+        "inprocess_bus_url": f"sqlite+aiosqlite:///{data_dir / 'bus.sqlite'}",
         "root_path": "",  # the Mount sets the prefix
         "email_backend": "file",
         "mail_dir": data_dir / "mail",
@@ -71,16 +93,15 @@ def build(
         "log_json": _env_bool("MART_LOG_JSON", False),
         "log_level": os.environ.get("MART_LOG_LEVEL", "WARNING"),
     }
+
+
+def _service_apps(
+    data_dir: Path, common: dict[str, Any], user_settings: Any, bus: InProcessBus
+) -> dict[str, Any]:
+    """Service package -> its app on the shared bus; the user service's key store verifies every token."""
     user_svc = SERVICES[0]
-    user_settings = user_svc.settings(**common, database_url=_sqlite(data_dir, user_svc.package))
-    bus = InProcessBus(
-        bus_url,
-        partitions=user_settings.inprocess_partitions,
-        retry=_retry(user_settings),
-    )
     keys = user_svc.main_module().load_or_create_keys(user_settings)
     verifier = TokenVerifier(user_settings.jwt_issuer, jwks_provider=keys.jwks_provider)
-
     apps: dict[str, Any] = {}
     for svc in SERVICES:
         main = svc.main_module()
@@ -89,8 +110,16 @@ def build(
         else:
             settings = svc.settings(**common, database_url=_sqlite(data_dir, svc.package))
             apps[svc.package] = main.create_app(settings, bus=bus, token_verifier=verifier)
+    return apps
 
-    holder: dict[str, Any] = {}
+
+def _lifespan(
+    bus: InProcessBus,
+    apps: dict[str, Any],
+    on_started: Callable[[float], Awaitable[None]],
+    say: Callable[[str], None],
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Bus first, then each service; on the way out the consumers stop before the services do."""
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -103,12 +132,15 @@ def build(
                 await stack.enter_async_context(child.router.lifespan_context(child))
             # Registered last so it runs first on exit: consumers stop before the services do.
             stack.push_async_callback(bus.stop)
-            if seed:
-                await _seed_once(holder["app"], data_dir, creds, say)
-            holder["ready_in"] = time.monotonic() - started
-            _banner(public_url, creds, data_dir, holder["ready_in"], say)
+            await on_started(started)
             yield
             say("stopping: event consumers first, then the services")
+
+    return lifespan
+
+
+def _routes(apps: dict[str, Any]) -> list[BaseRoute]:
+    """``/`` (the services' links), ``/health``, and each service mounted under its gateway prefix."""
 
     async def index(request: Request) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
@@ -131,12 +163,9 @@ def build(
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "mode": "embedded", "services": [s.name for s in SERVICES]})
 
-    routes = [Route("/", index), Route("/health", health)]
+    routes: list[BaseRoute] = [Route("/", index), Route("/health", health)]
     routes += [Mount(svc.prefix, app=apps[svc.package]) for svc in SERVICES]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    holder["app"] = app
-    app.state.embedded = holder
-    return Embedded(app=app, data_dir=data_dir, creds=creds, bus=bus, service_apps=apps)
+    return routes
 
 
 def _sqlite(data_dir: Path, package: str) -> str:
@@ -146,16 +175,6 @@ def _sqlite(data_dir: Path, package: str) -> str:
 def _env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _retry(settings: Any) -> Any:
-    from mart_common.bus import RetryPolicy
-
-    return RetryPolicy(
-        max_attempts=settings.consumer_max_attempts,
-        initial_backoff_s=settings.consumer_backoff_initial_s,
-        max_backoff_s=settings.consumer_backoff_max_s,
-    )
 
 
 async def _seed_once(app: Starlette, data_dir: Path, creds: Credentials, say: Callable[[str], None]) -> None:

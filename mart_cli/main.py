@@ -44,7 +44,7 @@ Url = Annotated[
 
 
 def _data_dir(value: Path | None) -> Path:
-    from mart_cli.dist import default_data_dir
+    from mart_common.settings import default_data_dir
 
     return (value or default_data_dir()).resolve()
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from mart_common.bus import EventBus, RetryPolicy
+from mart_common.bus import EventBus, create_bus
 from mart_common.messaging import BusMessage
+from mart_common.settings import ServiceSettings
 
 from mart_cli.client import bearer, check, login
 from mart_cli.credentials import load_or_create
@@ -49,25 +50,22 @@ def format_timeline(data: dict[str, Any]) -> str:
 
 
 def build_bus(kind: str, data_dir: Path, dist: DistConfig | None) -> EventBus:
-    """The bus of the running mode: Kafka (distributed) or the embedded in-process log."""
-    retry = RetryPolicy()
-    if kind == "kafka":
-        from mart_common.bus.kafka import KafkaBus
-
-        return KafkaBus(
-            dist.kafka_bootstrap if dist else "127.0.0.1:9092",
-            retry=retry,
-            client_id="mart-cli",
-            namespace=dist.kafka_namespace if dist else "",
-        )
-    from mart_common.bus.inprocess import InProcessBus
-
+    """The bus of the running mode (mart_common.bus.create_bus): Kafka (distributed) or the embedded
+    in-process log, which must exist already (the CLI reads it, it never starts a fresh one)."""
     path = data_dir / "bus.sqlite"
-    if not path.exists():
+    if kind != "kafka" and not path.exists():
         raise FileNotFoundError(
             f"no in-process bus log at {path} (has the embedded mart run with this data dir?)"
         )
-    return InProcessBus(f"sqlite+aiosqlite:///{path}", retry=retry)
+    settings = ServiceSettings(
+        service_name="mart-cli",
+        data_dir=data_dir,
+        event_bus="kafka" if kind == "kafka" else "inprocess",
+        kafka_bootstrap_servers=dist.kafka_bootstrap if dist else "127.0.0.1:9092",
+        kafka_namespace=dist.kafka_namespace if dist else "",
+        inprocess_bus_url=f"sqlite+aiosqlite:///{path}",
+    )
+    return create_bus(settings)
 
 
 def group_name(group: str) -> str:

@@ -92,6 +92,19 @@ async def seed(
 ) -> SeedReport:
     """Create the demo catalog, stock and customer (idempotent)."""
     report = SeedReport()
+    admin = bearer(await _admin_token(client, ep, creds, timeout))
+    categories = await _seed_categories(client, ep, admin, report)
+    by_sku = await _seed_products(client, ep, admin, categories, report)
+    if report.products_created:
+        say(f"created {report.products_created} products; waiting for inventory to learn them")
+    await _seed_stock(client, ep, admin, by_sku, report, timeout)
+    report.customer_created = await _seed_customer(client, ep, creds)
+    report.products_total = len(by_sku)
+    return report
+
+
+async def _admin_token(client: httpx.AsyncClient, ep: Endpoints, creds: Credentials, timeout: float) -> str:
+    """The admin's access token, once the user service answers (it may still be starting)."""
 
     async def _login() -> str | None:
         try:
@@ -105,10 +118,13 @@ async def seed(
                 ) from None
             raise
 
-    token = await wait_for(_login, timeout=timeout, what="admin login")
-    admin = bearer(token)
+    return await wait_for(_login, timeout=timeout, what="admin login")
 
-    # categories
+
+async def _seed_categories(
+    client: httpx.AsyncClient, ep: Endpoints, admin: dict[str, str], report: SeedReport
+) -> dict[str, str]:
+    """Category name -> id, creating the missing ones."""
     existing = {c["name"]: c["id"] for c in await _items(client, ep.product("/categories"))}
     for name in CATEGORIES:
         if name not in existing:
@@ -117,8 +133,17 @@ async def seed(
             )
             existing[name] = created.json()["id"]
             report.categories_created += 1
+    return existing
 
-    # products (by SKU)
+
+async def _seed_products(
+    client: httpx.AsyncClient,
+    ep: Endpoints,
+    admin: dict[str, str],
+    categories: dict[str, str],
+    report: SeedReport,
+) -> dict[str, dict]:
+    """SKU -> product, creating the missing ones (by SKU)."""
     by_sku = {p["sku"]: p for p in await list_all(client, ep.product("/products"))}
     for sku, name, category, price, _stock, description in PRODUCTS:
         if sku in by_sku:
@@ -131,7 +156,7 @@ async def seed(
                 "description": description,
                 "price_cents": price,
                 "currency": "USD",
-                "category_id": existing[category],
+                "category_id": categories[category],
             },
             headers=admin,
         )
@@ -141,10 +166,20 @@ async def seed(
         report.products_created += 1
     if any(sku not in by_sku for sku, *_ in PRODUCTS):
         by_sku = {p["sku"]: p for p in await list_all(client, ep.product("/products"))}
-    if report.products_created:
-        say(f"created {report.products_created} products; waiting for inventory to learn them")
+    return by_sku
 
-    # stock: inventory learns products from ProductCreated (eventually); adjust once per product
+
+async def _seed_stock(
+    client: httpx.AsyncClient,
+    ep: Endpoints,
+    admin: dict[str, str],
+    by_sku: dict[str, dict],
+    report: SeedReport,
+    timeout: float,
+) -> None:
+    """Initial stock for every product without a stock movement yet."""
+
+    # inventory learns products from ProductCreated (eventually); adjust once per product
     async def _stock(sku: str, quantity: int) -> bool:
         pid = by_sku[sku]["id"]
 
@@ -168,7 +203,9 @@ async def seed(
     done = await asyncio.gather(*(_stock(sku, qty) for sku, _n, _c, _p, qty, _d in PRODUCTS))
     report.stock_adjusted = sum(done)
 
-    # the demo customer
+
+async def _seed_customer(client: httpx.AsyncClient, ep: Endpoints, creds: Credentials) -> bool:
+    """Register the demo customer; False if the account exists already."""
     response = await client.post(
         ep.user("/auth/register"),
         json={
@@ -177,11 +214,10 @@ async def seed(
             "full_name": "Demo Customer",
         },
     )
-    if response.status_code != 409:
-        check(response, 201)
-        report.customer_created = True
-    report.products_total = len(by_sku)
-    return report
+    if response.status_code == 409:
+        return False
+    check(response, 201)
+    return True
 
 
 async def _items(client: httpx.AsyncClient, url: str) -> list[dict]:

@@ -17,7 +17,7 @@ from mart_common.settings import ServiceSettings
 @dataclass(frozen=True)
 class Service:
     package: str  # import package and PostgreSQL database/role name, e.g. "user_service"
-    port: int  # SPEC port in the distributed mode
+    port: int  # its port in the distributed mode (docs/conventions.md, docs/api.md)
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""The checkout saga end to end (SPEC §7), through HTTP, in both run modes:
+"""The checkout saga end to end (docs/saga.md), through HTTP, in both run modes:
 
 - ``embedded``: SQLite files + one shared in-process bus;
 - ``distributed``: a PostgreSQL database per service + a KafkaBus per service (one topic namespace).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
-    """``<repo>/.data`` when running from a checkout, else ``./.data``."""
+    """Where local state lives: ``$MART_DATA_DIR`` if set, else ``<repo>/.data`` when running from a
+    checkout, else ``./.data``. The one definition for the services, the CLI, the bench and the tests."""
+    if env := os.environ.get("MART_DATA_DIR"):
+        return Path(env).resolve()
     here = Path(__file__).resolve()
     for parent in here.parents:
         if (parent / "uv.lock").exists() and (parent / "mart_common").is_dir():

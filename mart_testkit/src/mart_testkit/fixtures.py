@@ -13,9 +13,7 @@ Nothing here skips: when PostgreSQL or Kafka is unreachable, the tests that need
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,9 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from mart_common.auth import TokenVerifier
-from mart_common.bus import EventBus, RetryPolicy
-from mart_common.bus.inprocess import InProcessBus
-from mart_common.bus.kafka import KafkaBus
+from mart_common.bus import EventBus, RetryPolicy, create_bus
+from mart_common.polling import PollTimeout, wait_until
+from mart_common.settings import ServiceSettings
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "MART_TEST_POSTGRES_DSN", "postgresql://mart_test@127.0.0.1:5432/mart_test"
@@ -129,8 +127,16 @@ def make_bus(tmp_path: Any, request: pytest.FixtureRequest) -> Callable[..., Eve
     def _make(kind: str, retry: RetryPolicy = FAST_RETRY) -> EventBus:
         if kind == "kafka":
             request.node.add_marker(pytest.mark.kafka)
-            return KafkaBus(KAFKA_BOOTSTRAP, partitions=3, retry=retry, namespace=namespace)
-        return InProcessBus(f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}", partitions=3, retry=retry)
+        settings = ServiceSettings(
+            service_name="online-mart-tests",
+            event_bus="kafka" if kind == "kafka" else "inprocess",
+            kafka_bootstrap_servers=KAFKA_BOOTSTRAP,
+            kafka_partitions=3,
+            kafka_namespace=namespace,
+            inprocess_bus_url=f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}",
+            inprocess_partitions=3,
+        )
+        return create_bus(settings, retry=retry)
 
     return _make
 
@@ -220,16 +226,8 @@ async def eventually(
     retry_on: tuple[type[BaseException], ...] = (AssertionError,),
 ) -> T:
     """Await ``check()`` until it returns a truthy value (errors in ``retry_on`` count as "not yet")."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-            last = result
-        except retry_on as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s: {message or check!r} (last: {last!r})")
-        await asyncio.sleep(interval)
+    try:
+        return await wait_until(check, timeout=timeout, interval=interval, retry_on=retry_on)
+    except PollTimeout as exc:
+        what = message or repr(check)
+        raise AssertionError(f"not true after {timeout}s: {what} (last: {exc.last!r})") from None

@@ -4,9 +4,12 @@ from mart_common.bus.base import EventBus, PermanentError, RetryPolicy, dead_let
 from mart_common.settings import ServiceSettings
 
 
-def create_bus(settings: ServiceSettings) -> EventBus:
-    """The adapter the settings choose."""
-    retry = RetryPolicy(
+def create_bus(settings: ServiceSettings, *, retry: RetryPolicy | None = None) -> EventBus:
+    """The adapter the settings choose: the one way to build a bus, for the services, the embedded mart,
+    the ``mart`` CLI and the tests. Kafka: ``kafka_bootstrap_servers``, ``kafka_namespace``,
+    ``kafka_partitions`` (of the topics it creates), ``service_name`` as the client id; in-process: the log
+    at ``resolved_bus_url()``. ``retry`` overrides the consumer retry policy of the settings."""
+    retry = retry or RetryPolicy(
         max_attempts=settings.consumer_max_attempts,
         initial_backoff_s=settings.consumer_backoff_initial_s,
         max_backoff_s=settings.consumer_backoff_max_s,

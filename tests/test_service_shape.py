@@ -1,0 +1,155 @@
+"""Every service has the same modules with the same meanings (docs/conventions.md, "Where things go";
+docs/architecture.md, "The one service shape"): a newcomer who has read one service knows where everything
+is in the other five. A missing module, a stray one, a route that holds a transaction, an events module
+that writes to the outbox or a per-service object passed around untyped fails here."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("user", "product", "inventory", "order", "payment", "notification")
+EXCLUDED_DIRS = {".venv", "node_modules", ".data", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis"}
+
+#: Modules every service has (a trailing slash: a package). Their meanings: docs/conventions.md.
+REQUIRED = {
+    "__init__": "the package",
+    "main": "create_app for uvicorn",
+    "settings": "the service's settings class (service_name is also the events' source)",
+    "bootstrap": "wiring only: definition(settings, ...) -> ServiceDefinition",
+    "context": "the typed per-service context, open_context(runtime) and the route dependency",
+    "routes/": "HTTP only: parse, authorise, call one use-case, map the result",
+    "services": "the use-cases, one function per thing a user or an event does",
+    "domain": "rules and state machines as tables; no framework, no database",
+    "models": "SQLModel tables only",
+    "schemas": "HTTP request and response models",
+    "events": "pure builders of the Protobuf messages the service publishes",
+    "handlers": "HANDLERS: the module-level table event type -> thin function -> use-case",
+}
+
+#: The only other modules a service may have: a mechanism of its own, with its meaning.
+EXTRAS: dict[str, dict[str, str]] = {
+    "payment": {
+        "providers": "the payment providers (fake, Stripe) behind one interface",
+        "provider_calls": "provider calls made after the transaction commits, retried durably",
+    },
+    "notification": {
+        "channels/": "the delivery channels (email backends, SMS, in-app) behind one interface",
+        "rendering": "the messages of each kind rendered from templates/",
+        "dispatcher": "hands committed deliveries to the channels, with retries and backoff",
+    },
+    "user": {
+        "keys": "the key pair that signs tokens, its rotation and the JWKS",
+        "tokens": "issuing access and refresh tokens, rotation and reuse detection",
+        "passwords": "password hashing (Argon2), off the event loop",
+        "throttle": "login throttling per account and per address, in the database",
+    },
+    "order": {},
+    "inventory": {},
+    "product": {},
+}
+
+
+def package_dir(svc: str) -> Path:
+    return ROOT / f"{svc}_service" / "src" / f"{svc}_service"
+
+
+def modules_of(svc: str) -> set[str]:
+    """The package's modules: ``name`` for a ``.py`` file, ``name/`` for a sub-package (a directory with
+    Python files); ``migrations/``, ``__pycache__`` and directories without Python (templates) left out."""
+    found: set[str] = set()
+    for entry in package_dir(svc).iterdir():
+        if entry.name in {"migrations", "__pycache__"}:
+            continue
+        if entry.is_file() and entry.suffix == ".py":
+            found.add(entry.stem)
+        elif entry.is_dir() and any(entry.rglob("*.py")):
+            found.add(entry.name + "/")
+    return found
+
+
+def python_files(*roots: Path) -> list[Path]:
+    files: list[Path] = []
+    for root in roots:
+        files += [
+            p
+            for p in root.rglob("*.py")
+            if not EXCLUDED_DIRS.intersection(p.relative_to(ROOT).parts) and "__pycache__" not in p.parts
+        ]
+    return sorted(files)
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_the_service_has_every_required_module(svc: str) -> None:
+    missing = sorted(set(REQUIRED) - modules_of(svc))
+    assert not missing, f"{svc}_service lacks {missing} (docs/conventions.md, 'Where things go')"
+    assert (package_dir(svc) / "migrations").is_dir(), f"{svc}_service has no migrations/"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_the_service_has_no_stray_module(svc: str) -> None:
+    stray = sorted(modules_of(svc) - set(REQUIRED) - set(EXTRAS[svc]))
+    assert not stray, (
+        f"{svc}_service has modules outside the shape: {stray}; move them into the modules of "
+        "docs/conventions.md, 'Where things go', or list a mechanism of the service's own in EXTRAS, "
+        "with its meaning"
+    )
+
+
+@pytest.mark.parametrize("svc", [s for s in SERVICES if EXTRAS[s]])
+def test_extra_modules_say_what_they_are(svc: str) -> None:
+    for name in set(EXTRAS[svc]) & modules_of(svc):
+        path = package_dir(svc) / (name + "__init__.py" if name.endswith("/") else name + ".py")
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(ROOT)} has no docstring"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_routes_hold_no_transaction(svc: str) -> None:
+    """Writes take TransactionDep (committed when the route returns); routes never commit or roll back."""
+    calls = re.compile(r"\.(commit|rollback)\(")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in python_files(package_dir(svc) / "routes")
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if calls.search(line)
+    ]
+    assert not offenders, f"routes that commit or roll back: {offenders}"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_events_only_build_messages(svc: str) -> None:
+    """events.py: pure builders; the use-case records the event, and the source comes from the settings."""
+    path = package_dir(svc) / "events.py"
+    assert path.is_file(), f"{svc}_service has no events.py"
+    tree = ast.parse(path.read_text())
+    sources = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name) and target.id == "SOURCE"
+    ]
+    where = path.relative_to(ROOT)
+    assert not sources, f"{where} defines SOURCE (line {sources}): the source is settings.service_name"
+    imports = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "record_event" for alias in node.names)
+    ]
+    assert not imports, f"{where} imports record_event (line {imports}): services.py records"
+
+
+def test_no_untyped_per_service_extras_anywhere() -> None:
+    """The typed context (runtime.context) replaced the untyped extras, in the services and their tests."""
+    needle = "runtime." + "extras"  # spelled so that this file does not find itself
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in python_files(ROOT)
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1)
+        if needle in line
+    ]
+    assert not offenders, f"{needle} is still used: {offenders}"
