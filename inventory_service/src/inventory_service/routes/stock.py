@@ -12,14 +12,8 @@ from mart_common.problems import Conflict, NotFound, problem_responses
 from sqlalchemy import select
 
 from inventory_service import repository
-from inventory_service.models import (
-    AdjustmentCreate,
-    AdjustmentResult,
-    MovementPublic,
-    Stock,
-    StockMovement,
-    StockPublic,
-)
+from inventory_service.models import Stock, StockMovement
+from inventory_service.schemas import AdjustmentCreate, AdjustmentResult, MovementPublic, StockPublic
 from inventory_service.settings import InventorySettings
 
 router = APIRouter(prefix="/stock", tags=["stock"])
