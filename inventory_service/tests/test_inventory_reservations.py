@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from inventory_service.bootstrap import release_expired_reservations
 from inventory_service.main import create_app
 from inventory_service.models import Reservation, Stock
 from inventory_service.settings import InventorySettings
@@ -17,10 +16,11 @@ from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
 from mart_common.clock import utcnow
 from mart_common.messaging import Envelope, outbox_table
+from mart_common.problems import NotFound
 from mart_testkit.fixtures import running
 from sqlalchemy import select
 
-from inventory_service import repository
+from inventory_service import services
 from mart_common import contracts
 
 
@@ -187,11 +187,11 @@ async def test_expired_reservation_is_released(inventory):
     pid = await inventory.product(5)
     order = uuid.uuid4()
     await inventory.place(order, (pid, 3))
-    assert await release_expired_reservations(inventory.runtime) == 0
+    assert await services.release_expired_reservations(inventory.runtime.db, inventory.runtime.context) == 0
     async with inventory.runtime.db.transaction() as s:
         res = await s.get(Reservation, order)
         res.expires_at = utcnow() - timedelta(seconds=1)
-    assert await release_expired_reservations(inventory.runtime) == 1
+    assert await services.release_expired_reservations(inventory.runtime.db, inventory.runtime.context) == 1
     assert await inventory.stock(pid) == (5, 0)
     [released] = await inventory.published(stock_pb2.StockReleased)
     assert released.reason == stock_pb2.RELEASE_REASON_RESERVATION_EXPIRED
@@ -250,6 +250,8 @@ async def test_adjustments_cannot_go_below_reserved_or_zero(inventory):
     async with inventory.runtime.db.session() as s:
         stock = await s.get(Stock, pid)
         assert (stock.on_hand, stock.reserved) == (3, 3)
-    with pytest.raises(repository.UnknownProduct):
+    with pytest.raises(NotFound):
         async with inventory.runtime.db.transaction() as s:
-            await repository.adjust(s, uuid.uuid4(), 1, "x", actor_id=uuid.uuid4(), threshold=5, now=utcnow())
+            await services.adjust_stock(
+                s, inventory.runtime.context, uuid.uuid4(), 1, "x", actor_id=uuid.uuid4()
+            )

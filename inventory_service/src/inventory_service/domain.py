@@ -1,4 +1,6 @@
-"""Inventory rules that know no framework: order lines, reservation states, low-stock crossings."""
+"""Inventory rules that know no framework: order lines, the reservation state machine (a transition
+table, like the order's in order_service/domain.py), low-stock crossings (docs/decisions.md, "Reservations",
+"Commit / release / restock")."""
 
 from __future__ import annotations
 
@@ -15,6 +17,90 @@ class ReservationStatus(StrEnum):
     EXPIRED = "EXPIRED"  # not paid in time: reserved -= q (a late OrderPaid takes the units if still there)
     REJECTED = "REJECTED"  # nothing was held: some line did not fit
     RESTOCKED = "RESTOCKED"  # a paid (committed) order was cancelled: on_hand += q again
+
+
+class Trigger(StrEnum):
+    """What moves an existing reservation: an order event (docs/saga.md) or the expiry sweep."""
+
+    PAY = "order_paid"  # OrderPaid
+    CANCEL = "order_cancelled"  # OrderCancelled
+    EXPIRE = "reservation_expired"  # not paid nor cancelled within MART_RESERVATION_TTL_S
+
+
+class StockEffect(StrEnum):
+    """What a transition does to the stock rows of the reservation's lines (q = the line's quantity)."""
+
+    SELL_RESERVED = "sell_reserved"  # on_hand -= q, reserved -= q: available unchanged; a "sale" movement
+    # on_hand -= q, only if every line is still available (all or none, before the status moves): a
+    # "sale" movement; when a line is short the transition does not happen (no overselling).
+    SELL_AVAILABLE = "sell_available"
+    UNRESERVE = "unreserve"  # reserved -= q
+    RESTOCK = "restock"  # on_hand += q; a "restock" movement
+    NONE = "none"  # the units went back already
+
+    @property
+    def changes_available(self) -> bool:
+        """Whether ``on_hand - reserved`` moves, so a low-stock crossing must be checked."""
+        return self in (StockEffect.SELL_AVAILABLE, StockEffect.UNRESERVE, StockEffect.RESTOCK)
+
+
+@dataclass(frozen=True)
+class Transition:
+    to: ReservationStatus
+    effect: StockEffect
+
+
+R, T, E = ReservationStatus, Trigger, StockEffect
+
+#: THE reservation state machine: (current status, trigger) → next status and what it does to the stock.
+#: Anything not listed is refused (the event changes nothing: idempotent by state). A reservation is born
+#: RESERVED or REJECTED from OrderPlaced (all lines fit or none is held), or RELEASED from an OrderCancelled
+#: seen first (a marker, so that a late OrderPlaced reserves nothing).
+TRANSITIONS: dict[tuple[ReservationStatus, Trigger], Transition] = {
+    (R.RESERVED, T.PAY): Transition(R.COMMITTED, E.SELL_RESERVED),
+    # Paid after the reservation expired: take the units again if they are still there.
+    (R.EXPIRED, T.PAY): Transition(R.COMMITTED, E.SELL_AVAILABLE),
+    (R.RESERVED, T.CANCEL): Transition(R.RELEASED, E.UNRESERVE),
+    # A paid order cancelled before shipping: the units come back on the shelf.
+    (R.COMMITTED, T.CANCEL): Transition(R.RESTOCKED, E.RESTOCK),
+    # Cancelled after expiry: the units went back already; a late OrderPaid must not take them now.
+    (R.EXPIRED, T.CANCEL): Transition(R.RELEASED, E.NONE),
+    (R.RESERVED, T.EXPIRE): Transition(R.EXPIRED, E.UNRESERVE),
+}
+
+
+class TransitionNotAllowed(Exception):
+    def __init__(self, status: ReservationStatus, trigger: Trigger) -> None:
+        super().__init__(
+            f"A reservation in status {status} cannot move on {trigger.value.replace('_', ' ')}."
+        )
+        self.status = status
+        self.trigger = trigger
+
+
+def transition(status: ReservationStatus | str, trigger: Trigger) -> Transition:
+    """Where ``trigger`` moves a reservation in ``status``; raises :class:`TransitionNotAllowed`."""
+    try:
+        return TRANSITIONS[(ReservationStatus(status), trigger)]
+    except KeyError:
+        raise TransitionNotAllowed(ReservationStatus(status), trigger) from None
+
+
+@dataclass(frozen=True)
+class Movement:
+    """An entry of the audit trail of on_hand (``stock_movements``) that a stock effect writes per line."""
+
+    kind: str  # adjustment | sale | restock
+    sign: int  # delta = sign * quantity
+    reason: str
+
+
+#: The audit-trail entry each effect that changes on_hand writes (docs/decisions.md, "Audit trail").
+MOVEMENTS: dict[StockEffect, Movement] = {
+    E.SELL_RESERVED: Movement("sale", -1, "order paid"),
+    E.SELL_AVAILABLE: Movement("sale", -1, "order paid after its reservation expired"),
+    E.RESTOCK: Movement("restock", 1, "paid order cancelled before shipping"),
+}
 
 
 @dataclass(frozen=True, order=True)

@@ -1,4 +1,5 @@
-"""Builders of the events inventory publishes (topic ``mart.stock.v1``)."""
+"""Pure builders of the events inventory publishes (topic ``mart.stock.v1``, docs/events.md); services.py
+records them in the outbox."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from datetime import datetime
 from mart.stock.v1 import stock_pb2
 
 from inventory_service.domain import Line
-
-SOURCE = "inventory-service"
 
 
 def _stock_lines(lines: Iterable[Line]) -> list[stock_pb2.StockLine]:

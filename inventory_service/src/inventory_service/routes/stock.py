@@ -1,4 +1,4 @@
-"""Stock levels (public) and admin adjustments with their audit trail."""
+"""Stock levels (public) and admin adjustments with their audit trail (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -6,36 +6,20 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from mart_common.clock import utcnow
-from mart_common.deps import AdminUser, PageDep, Paginated, RuntimeDep, SessionDep
-from mart_common.problems import Conflict, NotFound, problem_responses
-from sqlalchemy import select
+from mart_common.deps import AdminUser, PageDep, Paginated, SessionDep, TransactionDep
+from mart_common.problems import problem_responses
 
-from inventory_service import repository
-from inventory_service.models import (
-    AdjustmentCreate,
-    AdjustmentResult,
-    MovementPublic,
-    Stock,
-    StockMovement,
-    StockPublic,
-)
-from inventory_service.settings import InventorySettings
+from inventory_service import services
+from inventory_service.context import InventoryContextDep
+from inventory_service.schemas import AdjustmentCreate, AdjustmentResult, MovementPublic, StockPublic
 
 router = APIRouter(prefix="/stock", tags=["stock"])
-
-
-async def _stock_or_404(session: SessionDep, product_id: uuid.UUID) -> Stock:
-    stock = await session.get(Stock, product_id)
-    if stock is None:
-        raise NotFound(f"No stock for product {product_id}.")
-    return stock
 
 
 @router.get("/{product_id}", response_model=StockPublic, responses=problem_responses(404, 422))
 async def get_stock(product_id: uuid.UUID, session: SessionDep) -> StockPublic:
     """Stock of one product: on hand, reserved for unpaid orders, available to order."""
-    return StockPublic.of(await _stock_or_404(session, product_id))
+    return StockPublic.of(await services.get_stock(session, product_id))
 
 
 @router.get("", response_model=Paginated[StockPublic], responses=problem_responses(401, 403, 422))
@@ -48,10 +32,8 @@ async def list_stock(
     ] = None,
 ) -> dict:
     """Stock of every product (admin), lowest availability first; ``below`` keeps those under N."""
-    available = Stock.on_hand - Stock.reserved
-    where = [] if below is None else [available < below]
-    query = select(Stock).where(*where).order_by(available, Stock.product_id)
-    return await page.of(session, query, StockPublic.of)
+    rows, total = await services.list_stock(session, page, below)
+    return page.wrap([StockPublic.of(stock) for stock in rows], total)
 
 
 @router.post(
@@ -61,32 +43,17 @@ async def list_stock(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def adjust_stock(
-    product_id: uuid.UUID, body: AdjustmentCreate, admin: AdminUser, session: SessionDep, runtime: RuntimeDep
+    product_id: uuid.UUID,
+    body: AdjustmentCreate,
+    admin: AdminUser,
+    tx: TransactionDep,
+    ctx: InventoryContextDep,
 ) -> AdjustmentResult:
     """Add (delta > 0) or remove (delta < 0) units on hand; 409 when on hand would fall below what is
     reserved or below zero."""
-    settings: InventorySettings = runtime.settings  # type: ignore[assignment]
-    try:
-        movement = await repository.adjust(
-            session,
-            product_id,
-            body.delta,
-            body.reason,
-            actor_id=admin.user_id,
-            threshold=settings.low_stock_threshold,
-            now=utcnow(),
-        )
-    except repository.UnknownProduct:
-        await session.rollback()
-        raise NotFound(f"No stock for product {product_id}.") from None
-    except repository.StockConflict:
-        await session.rollback()
-        raise Conflict(
-            "On hand would fall below the reserved quantity or below zero.", slug="insufficient-stock"
-        ) from None
-    await session.commit()
-    stock = await _stock_or_404(session, product_id)
-    await session.refresh(stock)
+    movement, stock = await services.adjust_stock(
+        tx, ctx, product_id, body.delta, body.reason, actor_id=admin.user_id
+    )
     return AdjustmentResult(
         **MovementPublic.model_validate(movement, from_attributes=True).model_dump(),
         stock=StockPublic.of(stock),
@@ -100,9 +67,5 @@ async def adjust_stock(
 )
 async def list_adjustments(product_id: uuid.UUID, _: AdminUser, session: SessionDep, page: PageDep) -> dict:
     """The audit trail of on hand (admin), newest first: adjustments, sales and restocks."""
-    await _stock_or_404(session, product_id)
-    where = StockMovement.product_id == product_id
-    query = (
-        select(StockMovement).where(where).order_by(StockMovement.created_at.desc(), StockMovement.id)  # type: ignore[union-attr]
-    )
-    return await page.of(session, query, lambda m: MovementPublic.model_validate(m, from_attributes=True))
+    rows, total = await services.list_movements(session, page, product_id)
+    return page.wrap([MovementPublic.model_validate(m, from_attributes=True) for m in rows], total)
