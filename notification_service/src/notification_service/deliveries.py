@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from mart_common.clock import utcnow
+from mart_common.clock import as_utc, utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
 from mart_common.messaging import Envelope
 from prometheus_client import Counter
@@ -40,7 +40,7 @@ from notification_service.domain import (
     channels_for,
     retry_delay_s,
 )
-from notification_service.models import Contact, Delivery, DeliveryAttempt, Notification, Preference, as_utc
+from notification_service.models import Contact, Delivery, DeliveryAttempt, Notification, Preference
 from notification_service.rendering import render
 from notification_service.settings import NotificationSettings
 

@@ -12,7 +12,8 @@ from mart_common.problems import Problem, problem_responses
 from sqlalchemy import select, update
 
 from notification_service.domain import DeliveryStatus
-from notification_service.models import Delivery, DeliveryPublic
+from notification_service.models import Delivery
+from notification_service.schemas import DeliveryPublic
 
 router = APIRouter(prefix="/deliveries", tags=["deliveries"])
 

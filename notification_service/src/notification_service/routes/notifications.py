@@ -11,7 +11,8 @@ from mart_common.deps import CurrentUser, PageDep, Paginated, SessionDep
 from mart_common.problems import Problem, problem_responses
 from sqlalchemy import select
 
-from notification_service.models import Notification, NotificationPublic
+from notification_service.models import Notification
+from notification_service.schemas import NotificationPublic
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 

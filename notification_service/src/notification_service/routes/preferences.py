@@ -9,7 +9,8 @@ from mart_common.deps import CurrentUser, SessionDep
 from mart_common.problems import problem_responses
 
 from notification_service.deliveries import preferences_of
-from notification_service.models import Preference, PreferencesPublic, PreferencesUpdate
+from notification_service.models import Preference
+from notification_service.schemas import PreferencesPublic, PreferencesUpdate
 
 router = APIRouter(prefix="/preferences", tags=["preferences"])
 
