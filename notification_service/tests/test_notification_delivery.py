@@ -8,7 +8,6 @@ from datetime import timedelta
 from mart.users.v1 import users_pb2
 from mart_common.clock import utcnow
 from mart_testkit.fixtures import eventually, running
-from notification_service.bootstrap import dispatcher_of
 from notification_service.channels import DeliveryError, OutgoingMessage, SmsSender
 from notification_service.channels.sms import TwilioSmsSender
 from notification_service.domain import Channel, DeliveryStatus
@@ -65,7 +64,7 @@ async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_r
         # past (time moved on by an hour): a FAILED delivery is never due again.
         async with app.state.runtime.db.transaction() as session:
             await session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(hours=1)))
-        assert await dispatcher_of(app.state.runtime).dispatch_due() == 0
+        assert await app.state.runtime.context.dispatcher.dispatch_due() == 0
         assert broken.calls == 3
         assert row.attempts == 3 and row.last_error == "gateway says no"
         attempts = await attempts_of(app, row.id)
@@ -240,7 +239,7 @@ async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app,
         assert (await client.get("/deliveries", headers=jwt_keys.headers(user_id))).status_code == 403
 
         working = RecordingSms()
-        app.state.runtime.extras["dispatcher"].senders[Channel.SMS] = working
+        app.state.runtime.context.senders[Channel.SMS] = working
         retried = await client.post(f"/deliveries/{row['id']}/retry", headers=admin)
         assert retried.status_code == 202 and retried.json()["status"] == "PENDING"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from mart_testkit.fixtures import KAFKA_BOOTSTRAP, eventually, running
-from notification_service.bootstrap import dispatcher_of
 from notification_service.domain import DeliveryStatus
 
 from .conftest import (
@@ -145,7 +144,7 @@ async def test_email_preference_off_sends_no_email_but_keeps_the_in_app_notifica
         # The handler calls have returned: the dispatcher only sends recorded deliveries, and there are
         # none, so nothing can be sent later either.
         assert await deliveries(app) == []
-        assert await dispatcher_of(app.state.runtime).dispatch_due() == 0
+        assert await app.state.runtime.context.dispatcher.dispatch_due() == 0
         assert handler.messages == []
         listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
         assert [n["kind"] for n in listed["items"]] == ["payment_receipt", "welcome"]

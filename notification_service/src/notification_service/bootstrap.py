@@ -1,12 +1,15 @@
-"""The composition root: routes, handlers, the dispatcher and its retry job."""
+"""The composition root: routes, handlers, the context (providers and dispatcher) and the retry job."""
 
 from __future__ import annotations
 
-from mart_common.inbox import ignoring_context
+from collections.abc import Mapping
+from functools import partial
+
 from mart_common.service import PeriodicJob, ServiceDefinition, ServiceRuntime
 
-from notification_service.channels import build_senders
-from notification_service.deliveries import Dispatcher
+from notification_service.channels import Sender
+from notification_service.context import NotificationContext, open_context
+from notification_service.domain import Channel
 from notification_service.handlers import HANDLERS
 from notification_service.routes import deliveries, notifications, preferences
 from notification_service.settings import NotificationSettings
@@ -20,37 +23,25 @@ recorded when it fails for good.
 """
 
 
-def dispatcher_of(runtime: ServiceRuntime) -> Dispatcher:
-    return runtime.extras["dispatcher"]
+async def retry_due_deliveries(runtime: ServiceRuntime) -> None:
+    """The retry job: the dispatcher looks for due deliveries (retries, whatever a restart left)."""
+    context: NotificationContext = runtime.context
+    await context.dispatcher.dispatch_due()
 
 
-def definition(settings: NotificationSettings) -> ServiceDefinition:
-    async def start_dispatcher(runtime: ServiceRuntime) -> None:
-        dispatcher = runtime.extras.get("dispatcher")
-        if dispatcher is None:
-            senders = {**build_senders(settings), **runtime.extras.get("senders", {})}
-            dispatcher = Dispatcher.from_settings(runtime.db, senders, settings)
-            runtime.extras["dispatcher"] = dispatcher
-        dispatcher.start()
-
-    async def stop_dispatcher(runtime: ServiceRuntime) -> None:
-        dispatcher = runtime.extras.get("dispatcher")
-        if dispatcher is not None:
-            await dispatcher.stop()
-
-    async def retry_due_deliveries(runtime: ServiceRuntime) -> None:
-        await dispatcher_of(runtime).dispatch_due()
-
+def definition(
+    settings: NotificationSettings, *, senders: Mapping[Channel, Sender] | None = None
+) -> ServiceDefinition:
+    """``senders`` replaces the providers the settings choose (tests)."""
     return ServiceDefinition(
         name=settings.service_name,
         title="Notification service",
         description=DESCRIPTION,
         routers=[notifications.router, preferences.router, deliveries.router],
         migrations_package="notification_service.migrations",
-        handlers=ignoring_context(HANDLERS),
+        handlers=HANDLERS,
+        context=partial(open_context, senders=senders),
         periodic=[PeriodicJob("retry-deliveries", settings.delivery_retry_interval_s, retry_due_deliveries)],
-        on_startup=[start_dispatcher],
-        on_shutdown=[stop_dispatcher],
         openapi_tags=[
             {"name": "notifications", "description": "Your in-app notifications."},
             {"name": "preferences", "description": "Which channels reach you besides in-app."},

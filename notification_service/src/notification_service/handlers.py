@@ -1,22 +1,25 @@
-"""The events the notification service consumes: user events build its contact read model; user, order
-and payment events become notifications (recorded here, sent after the commit by the dispatcher)."""
+"""The events the notification service consumes, each decoded and handed to its use-case (``services.py``):
+user events build its contact read model; user, order and payment events become notifications (recorded
+here, sent after the commit by the dispatcher). Called inside the inbox transaction (docs/events.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
 from mart.users.v1 import users_pb2
 from mart_common.clock import utcnow
-from mart_common.db import upsert
+from mart_common.inbox import EventHandler
 from mart_common.messaging import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notification_service.deliveries import parse_uuid, record_notification
+from notification_service import services
+from notification_service.context import NotificationContext
 from notification_service.domain import Kind, format_money, short_ref
-from notification_service.models import Contact
 from notification_service.rendering import order_context
 
 
@@ -24,58 +27,38 @@ def _time(ts: Timestamp, envelope: Envelope) -> datetime:
     return ts.ToDatetime(tzinfo=utcnow().tzinfo) if ts.seconds or ts.nanos else envelope.time
 
 
-async def _save_contact(
-    session: AsyncSession,
-    event: users_pb2.UserRegistered | users_pb2.UserUpdated,
-    *,
-    is_active: bool,
-    at: datetime,
-) -> None:
-    user_id = parse_uuid(event.user_id)
-    if user_id is None or not event.email:
-        return
-    current = await session.get(Contact, user_id)
-    if current is not None and current.updated_at is not None:
-        stored = (
-            current.updated_at if current.updated_at.tzinfo else current.updated_at.replace(tzinfo=at.tzinfo)
-        )
-        if stored > at:
-            return  # an older event replayed after a newer one: keep the newer details
-    await upsert(
-        session,
-        Contact.__table__,
-        {
-            "user_id": user_id,
-            "email": event.email,
-            "full_name": event.full_name,
-            "phone": event.phone or None,
-            "is_active": is_active,
-            "updated_at": at,
-        },
-        keys=["user_id"],
-    )
-
-
 async def on_user_registered(
-    session: AsyncSession, event: users_pb2.UserRegistered, envelope: Envelope
+    ctx: NotificationContext, session: AsyncSession, event: users_pb2.UserRegistered, envelope: Envelope
 ) -> None:
-    await _save_contact(session, event, is_active=True, at=_time(event.registered_at, envelope))
-    await record_notification(
+    await services.welcome_user(
         session,
         envelope,
         user_id=event.user_id,
-        kind=Kind.WELCOME,
-        name=event.full_name or None,
-        context={"email": event.email},
+        email=event.email,
+        full_name=event.full_name,
+        phone=event.phone,
+        at=_time(event.registered_at, envelope),
     )
 
 
-async def on_user_updated(session: AsyncSession, event: users_pb2.UserUpdated, envelope: Envelope) -> None:
-    await _save_contact(session, event, is_active=event.is_active, at=_time(event.updated_at, envelope))
+async def on_user_updated(
+    ctx: NotificationContext, session: AsyncSession, event: users_pb2.UserUpdated, envelope: Envelope
+) -> None:
+    await services.save_contact(
+        session,
+        user_id=event.user_id,
+        email=event.email,
+        full_name=event.full_name,
+        phone=event.phone,
+        is_active=event.is_active,
+        at=_time(event.updated_at, envelope),
+    )
 
 
-async def on_order_placed(session: AsyncSession, event: orders_pb2.OrderPlaced, envelope: Envelope) -> None:
-    await record_notification(
+async def on_order_placed(
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderPlaced, envelope: Envelope
+) -> None:
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -85,8 +68,10 @@ async def on_order_placed(session: AsyncSession, event: orders_pb2.OrderPlaced, 
     )
 
 
-async def on_order_paid(session: AsyncSession, event: orders_pb2.OrderPaid, envelope: Envelope) -> None:
-    await record_notification(
+async def on_order_paid(
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderPaid, envelope: Envelope
+) -> None:
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -100,9 +85,9 @@ async def on_order_paid(session: AsyncSession, event: orders_pb2.OrderPaid, enve
 
 
 async def on_order_rejected(
-    session: AsyncSession, event: orders_pb2.OrderRejected, envelope: Envelope
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderRejected, envelope: Envelope
 ) -> None:
-    await record_notification(
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -116,9 +101,9 @@ async def on_order_rejected(
 
 
 async def on_order_cancelled(
-    session: AsyncSession, event: orders_pb2.OrderCancelled, envelope: Envelope
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderCancelled, envelope: Envelope
 ) -> None:
-    await record_notification(
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -133,9 +118,9 @@ async def on_order_cancelled(
 
 
 async def on_payment_refunded(
-    session: AsyncSession, event: payments_pb2.PaymentRefunded, envelope: Envelope
+    ctx: NotificationContext, session: AsyncSession, event: payments_pb2.PaymentRefunded, envelope: Envelope
 ) -> None:
-    await record_notification(
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -150,8 +135,10 @@ async def on_payment_refunded(
     )
 
 
-async def on_order_shipped(session: AsyncSession, event: orders_pb2.OrderShipped, envelope: Envelope) -> None:
-    await record_notification(
+async def on_order_shipped(
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderShipped, envelope: Envelope
+) -> None:
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -162,9 +149,9 @@ async def on_order_shipped(session: AsyncSession, event: orders_pb2.OrderShipped
 
 
 async def on_order_delivered(
-    session: AsyncSession, event: orders_pb2.OrderDelivered, envelope: Envelope
+    ctx: NotificationContext, session: AsyncSession, event: orders_pb2.OrderDelivered, envelope: Envelope
 ) -> None:
-    await record_notification(
+    await services.record_notification(
         session,
         envelope,
         user_id=event.user_id,
@@ -174,7 +161,7 @@ async def on_order_delivered(
     )
 
 
-HANDLERS = {
+HANDLERS: Mapping[type[Message], EventHandler] = {
     users_pb2.UserRegistered: on_user_registered,
     users_pb2.UserUpdated: on_user_updated,
     orders_pb2.OrderPlaced: on_order_placed,

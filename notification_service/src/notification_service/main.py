@@ -25,10 +25,9 @@ def create_app(
 ) -> FastAPI:
     """The notification service app; ``senders`` replaces the providers the settings choose (tests)."""
     settings = settings or NotificationSettings()
-    app = create_service_app(definition(settings), settings, bus=bus, token_verifier=token_verifier)
-    if senders is not None:
-        app.state.runtime.extras["senders"] = dict(senders)
-    return app
+    return create_service_app(
+        definition(settings, senders=senders), settings, bus=bus, token_verifier=token_verifier
+    )
 
 
 def __getattr__(name: str) -> Any:

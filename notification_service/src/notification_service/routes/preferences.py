@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from mart_common.clock import utcnow
-from mart_common.db import upsert
-from mart_common.deps import CurrentUser, SessionDep
+from mart_common.deps import CurrentUser, SessionDep, TransactionDep
 from mart_common.problems import problem_responses
 
-from notification_service.deliveries import preferences_of
-from notification_service.models import Preference, PreferencesPublic, PreferencesUpdate
+from notification_service import services
+from notification_service.domain import Preferences
+from notification_service.schemas import PreferencesPublic, PreferencesUpdate
 
 router = APIRouter(prefix="/preferences", tags=["preferences"])
 
@@ -21,7 +20,7 @@ router = APIRouter(prefix="/preferences", tags=["preferences"])
     responses=problem_responses(401),
 )
 async def get_preferences(user: CurrentUser, session: SessionDep) -> PreferencesPublic:
-    prefs = await preferences_of(session, user.user_id)
+    prefs = await services.get_preferences(session, user.user_id)
     return PreferencesPublic(email=prefs.email, sms=prefs.sms)
 
 
@@ -32,13 +31,7 @@ async def get_preferences(user: CurrentUser, session: SessionDep) -> Preferences
     responses=problem_responses(401, 422),
 )
 async def put_preferences(
-    body: PreferencesUpdate, user: CurrentUser, session: SessionDep
+    body: PreferencesUpdate, user: CurrentUser, tx: TransactionDep
 ) -> PreferencesPublic:
-    await upsert(
-        session,
-        Preference.__table__,
-        {"user_id": user.user_id, "email": body.email, "sms": body.sms, "updated_at": utcnow()},
-        keys=["user_id"],
-    )
-    await session.commit()
-    return PreferencesPublic(email=body.email, sms=body.sms)
+    prefs = await services.set_preferences(tx, user.user_id, Preferences(email=body.email, sms=body.sms))
+    return PreferencesPublic(email=prefs.email, sms=prefs.sms)

@@ -1,15 +1,13 @@
-"""Notifications and their deliveries: recorded with the event, sent after the commit.
+"""Sending deliveries after the commit, with leases and retries: the dispatcher.
 
-Write side (:func:`record_notification`, called by the event handlers inside the inbox transaction): the
-rendered notification (the in-app one) plus one PENDING delivery per outside channel the user wants.
-It is fast and touches no provider, so a slow SMTP server never holds up the consumer.
-
-Send side (:class:`Dispatcher`): woken right after a handler's commit and run every few seconds by the
-retry job, it claims due deliveries, hands them to the channel's provider and records each attempt.
-Claiming is a conditional UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never
-send the same attempt; a dispatcher that dies mid-send leaves a lease that expires and the delivery is
-retried, so a crash never loses one. Failures back off exponentially; a delivery that fails permanently
-or runs out of attempts is marked FAILED, with every attempt in ``delivery_attempts``.
+The use-cases (``services.py``) record a PENDING delivery per outside channel inside the event's
+transaction and hand its id over under :data:`NEW_DELIVERIES`; right after that commit
+(``Database.after_commit``) the dispatcher gets the ids, and every few seconds the retry job has it look for
+due deliveries. It claims them, hands them to the channel's provider and records each attempt. Claiming is a
+conditional UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never send the same
+attempt; a dispatcher that dies mid-send leaves a lease that expires and the delivery is retried, so a crash
+never loses one. Failures back off exponentially; a delivery that fails permanently or runs out of attempts
+is marked FAILED, with every attempt in ``delivery_attempts`` (docs/decisions.md, "notification-service").
 """
 
 from __future__ import annotations
@@ -23,25 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from mart_common.clock import utcnow
-from mart_common.db import Database, insert_ignoring_duplicates
-from mart_common.messaging import Envelope
+from mart_common.clock import as_utc, utcnow
+from mart_common.db import Database
 from prometheus_client import Counter
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.channels import DeliveryError, OutgoingMessage, Sender
-from notification_service.domain import (
-    DEFAULT_PREFERENCES,
-    Channel,
-    DeliveryStatus,
-    Kind,
-    Preferences,
-    channels_for,
-    retry_delay_s,
-)
-from notification_service.models import Contact, Delivery, DeliveryAttempt, Notification, Preference, as_utc
-from notification_service.rendering import render
+from notification_service.domain import Channel, DeliveryStatus, retry_delay_s
+from notification_service.models import Contact, Delivery, DeliveryAttempt, Notification
 from notification_service.settings import NotificationSettings
 
 log = structlog.get_logger(__name__)
@@ -52,73 +39,9 @@ DELIVERY_OUTCOMES = Counter(
     ["channel", "outcome"],
 )
 
-# The deliveries a transaction recorded: handed to the dispatcher when (and only if) it commits.
-_HANDOVER = "mart_notification_deliveries"
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (TypeError, ValueError):
-        return None
-
-
-async def preferences_of(session: AsyncSession, user_id: uuid.UUID) -> Preferences:
-    row = await session.get(Preference, user_id)
-    return Preferences(email=row.email, sms=row.sms) if row else DEFAULT_PREFERENCES
-
-
-async def record_notification(
-    session: AsyncSession,
-    envelope: Envelope,
-    *,
-    user_id: str,
-    kind: Kind,
-    context: Mapping[str, Any],
-    order_id: str | None = None,
-    name: str | None = None,
-) -> Notification | None:
-    """Store the in-app notification for ``envelope`` and a PENDING delivery per wanted channel.
-
-    Idempotent by state: the notification and the deliveries are unique per event (and channel).
-    Returns None when the event names no valid user or was already recorded.
-    """
-    uid = parse_uuid(user_id)
-    if uid is None:
-        log.warning("notification_without_user", event_id=envelope.id, type=envelope.type)
-        return None
-    contact = await session.get(Contact, uid)
-    greeting = name or (contact.full_name if contact and contact.full_name else "there")
-    message = render(kind, {"name": greeting, **context})
-    now = utcnow()
-    notification = Notification(
-        user_id=uid,
-        event_id=envelope.id,
-        kind=kind,
-        order_id=parse_uuid(order_id) if order_id else None,
-        subject=message.subject[:300],
-        body_text=message.text,
-        body_html=message.html,
-        sms_text=message.sms,
-        created_at=now,
-    )
-    values = notification.model_dump()
-    if not await insert_ignoring_duplicates(session, Notification.__table__, values):
-        return None
-    for channel in channels_for(await preferences_of(session, uid)):
-        delivery = Delivery(
-            notification_id=notification.id,
-            event_id=envelope.id,
-            channel=channel,
-            user_id=uid,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        if await insert_ignoring_duplicates(session, Delivery.__table__, delivery.model_dump()):
-            session.info.setdefault(_HANDOVER, []).append(delivery.id)
-    return notification
+# ``session.info`` key of the delivery ids a transaction made due: handed to the dispatcher when (and only
+# if) it commits.
+NEW_DELIVERIES = "mart_notification_deliveries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +75,8 @@ class Dispatcher:
 
     Deliveries go in batches: one conditional UPDATE claims them all, one query loads what they need, the
     providers send them side by side, and one transaction records every attempt. New deliveries come
-    straight from the committing handler (no search for them); the search for due ones covers retries and
-    whatever a restart left.
+    straight from the committing transaction (no search for them); the search for due ones covers retries
+    and whatever a restart left.
     """
 
     def __init__(
@@ -183,7 +106,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._fresh: list[uuid.UUID] = []
         self._task: asyncio.Task[None] | None = None
-        db.after_commit(_HANDOVER, self._handover)
+        db.after_commit(NEW_DELIVERIES, self._handover)
 
     @classmethod
     def from_settings(
@@ -205,10 +128,6 @@ class Dispatcher:
 
     def _handover(self, delivery_ids: list[uuid.UUID]) -> None:
         self._fresh.extend(delivery_ids)
-        self._wake.set()
-
-    def notify(self) -> None:
-        """Wake the dispatcher: look for due deliveries now."""
         self._wake.set()
 
     def start(self) -> None:
@@ -243,7 +162,7 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
                 continue
             await self._wake.wait()
-            search = not self._fresh  # woken by notify() (or the retry job): search
+            search = not self._fresh  # the wake's ids were taken by the last pass: look for due ones
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -334,46 +253,26 @@ class Dispatcher:
 
     async def _send(self, claimed: _Claimed) -> _Outcome:
         sender = self.senders[claimed.channel]
-        contact = claimed.contact
         started = utcnow()
-        recipient: str | None = None
-        error: DeliveryError | None = None
-        skipped: str | None = None
-        if contact is None:
-            # The user's events travel on another topic and may not have arrived yet: retry later.
-            error = DeliveryError("no contact details for this user yet")
-        elif not contact.is_active:
-            skipped = "the account is deactivated"
-        else:
-            recipient = contact.email if claimed.channel is Channel.EMAIL else contact.phone
-            if not recipient:
-                skipped = (
-                    f"no {'email address' if claimed.channel is Channel.EMAIL else 'phone number'} on file"
-                )
-        if error is None and skipped is None and recipient:
-            message = OutgoingMessage(
-                delivery_id=claimed.id,
-                kind=claimed.kind,
-                to=recipient,
-                to_name=contact.full_name if contact else "",
-                subject=claimed.subject,
-                text=claimed.text,
-                html=claimed.html,
-                sms=claimed.sms,
-                created_at=claimed.created_at,
-            )
-            try:
-                async with self._semaphore, asyncio.timeout(self.timeout_s):
-                    await sender.send(message)
-            except DeliveryError as exc:
-                error = exc
-            except TimeoutError:
-                error = DeliveryError(f"{sender.provider} did not answer within {self.timeout_s}s")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # an unexpected provider failure is still only a failed attempt
-                error = DeliveryError(f"{type(exc).__name__}: {exc}")
+        recipient, error, skipped = _recipient_of(claimed)
+        if recipient is not None:
+            error = await self._attempt(sender, _message(claimed, recipient))
         return _Outcome(claimed, sender.provider, recipient, started, error, skipped)
+
+    async def _attempt(self, sender: Sender, message: OutgoingMessage) -> DeliveryError | None:
+        """One provider call; any failure is only a failed attempt (None: the provider took it)."""
+        try:
+            async with self._semaphore, asyncio.timeout(self.timeout_s):
+                await sender.send(message)
+        except DeliveryError as exc:
+            return exc
+        except TimeoutError:
+            return DeliveryError(f"{sender.provider} did not answer within {self.timeout_s}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an unexpected provider failure is still only a failed attempt
+            return DeliveryError(f"{type(exc).__name__}: {exc}")
+        return None
 
     async def _release(self, claimed: list[_Claimed]) -> None:
         async with self.db.transaction() as session:
@@ -387,29 +286,7 @@ class Dispatcher:
     async def _record(self, outcomes: list[_Outcome]) -> None:
         """Every attempt of the batch and each delivery's new state, in one transaction."""
         now = utcnow()
-        changes: list[tuple[_Outcome, str, dict[str, Any]]] = []
-        for o in outcomes:
-            values: dict[str, Any] = {"provider": o.provider, "recipient": o.recipient}
-            if o.skipped is not None:
-                outcome, values["status"], values["last_error"] = "SKIPPED", DeliveryStatus.SKIPPED, o.skipped
-            elif o.error is None:
-                outcome, values["status"], values["sent_at"], values["last_error"] = (
-                    "SENT",
-                    DeliveryStatus.SENT,
-                    now,
-                    None,
-                )
-            else:
-                outcome = "ERROR"
-                values["last_error"] = str(o.error)[:2000]
-                if o.error.permanent or o.claimed.number >= self.max_attempts:
-                    values["status"] = DeliveryStatus.FAILED
-                else:
-                    delay = retry_delay_s(
-                        o.claimed.number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s
-                    )
-                    values["next_attempt_at"] = now + timedelta(seconds=delay)
-            changes.append((o, outcome, values))
+        changes = [(o, *self._next_state(o, now)) for o in outcomes]
         async with self.db.transaction() as session:
             session.add_all(
                 DeliveryAttempt(
@@ -432,15 +309,69 @@ class Dispatcher:
                     .values(**values)
                 )
         for o, outcome, values in changes:
-            DELIVERY_OUTCOMES.labels(o.claimed.channel.value, outcome).inc()
-            log_fn = log.info if outcome != "ERROR" else log.warning
-            log_fn(
-                "notification_delivery_attempt",
-                delivery_id=str(o.claimed.id),
-                channel=o.claimed.channel.value,
-                provider=o.provider,
-                attempt=o.claimed.number,
-                outcome=outcome,
-                status=values.get("status", DeliveryStatus.PENDING),
-                error=values.get("last_error"),
+            _report(o, outcome, values)
+
+    def _next_state(self, o: _Outcome, now: datetime) -> tuple[str, dict[str, Any]]:
+        """The attempt's outcome (SENT, ERROR, SKIPPED) and the delivery's new column values."""
+        values: dict[str, Any] = {"provider": o.provider, "recipient": o.recipient}
+        if o.skipped is not None:
+            values.update(status=DeliveryStatus.SKIPPED, last_error=o.skipped)
+            return "SKIPPED", values
+        if o.error is None:
+            values.update(status=DeliveryStatus.SENT, sent_at=now, last_error=None)
+            return "SENT", values
+        values["last_error"] = str(o.error)[:2000]
+        if o.error.permanent or o.claimed.number >= self.max_attempts:
+            values["status"] = DeliveryStatus.FAILED
+        else:
+            delay = retry_delay_s(
+                o.claimed.number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s
             )
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+        return "ERROR", values
+
+
+def _recipient_of(claimed: _Claimed) -> tuple[str | None, DeliveryError | None, str | None]:
+    """Where the delivery goes (recipient, None, None), or why not now (None, error, None: retried) or never
+    (None, None, reason: skipped)."""
+    contact = claimed.contact
+    if contact is None:
+        # The user's events travel on another topic and may not have arrived yet: retry later.
+        return None, DeliveryError("no contact details for this user yet"), None
+    if not contact.is_active:
+        return None, None, "the account is deactivated"
+    recipient = contact.email if claimed.channel is Channel.EMAIL else contact.phone
+    if not recipient:
+        what = "email address" if claimed.channel is Channel.EMAIL else "phone number"
+        return None, None, f"no {what} on file"
+    return recipient, None, None
+
+
+def _message(claimed: _Claimed, recipient: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        delivery_id=claimed.id,
+        kind=claimed.kind,
+        to=recipient,
+        to_name=claimed.contact.full_name if claimed.contact else "",
+        subject=claimed.subject,
+        text=claimed.text,
+        html=claimed.html,
+        sms=claimed.sms,
+        created_at=claimed.created_at,
+    )
+
+
+def _report(o: _Outcome, outcome: str, values: dict[str, Any]) -> None:
+    """The attempt's metric and log line."""
+    DELIVERY_OUTCOMES.labels(o.claimed.channel.value, outcome).inc()
+    log_fn = log.info if outcome != "ERROR" else log.warning
+    log_fn(
+        "notification_delivery_attempt",
+        delivery_id=str(o.claimed.id),
+        channel=o.claimed.channel.value,
+        provider=o.provider,
+        attempt=o.claimed.number,
+        outcome=outcome,
+        status=values.get("status", DeliveryStatus.PENDING),
+        error=values.get("last_error"),
+    )
