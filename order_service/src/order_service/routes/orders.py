@@ -28,7 +28,8 @@ from order_service.domain import (
     merge_quantities,
     total,
 )
-from order_service.models import CatalogProduct, IdempotencyKey, Order, OrderCreate, OrderPublic
+from order_service.models import CatalogProduct, IdempotencyKey, Order
+from order_service.schemas import OrderCreate, OrderPublic
 from order_service.settings import OrderSettings
 
 router = APIRouter(prefix="/orders", tags=["orders"])
