@@ -13,8 +13,8 @@ from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
 from mart_common.messaging import Envelope, outbox_table
 from mart_testkit.fixtures import running
-from order_service.bootstrap import cancel_unpaid_orders
 from order_service.main import create_app
+from order_service.services import cancel_unpaid_orders
 from order_service.settings import OrderSettings
 from sqlalchemy import select
 
@@ -307,10 +307,10 @@ async def test_payment_failed_and_window_expiry_cancel(orders):
     pending = (await orders.place((a, 1))).json()["id"]
     await orders.feed(stock_pb2.StockReserved(order_id=waiting))
     await asyncio.sleep(0.01)
-    assert await cancel_unpaid_orders(orders.runtime) == 2
+    assert await cancel_unpaid_orders(orders.runtime.db) == 2
     for order_id in (waiting, pending):
         body = (await orders.client.get(f"/orders/{order_id}", headers=orders.customer)).json()
         assert body["status"] == "CANCELLED" and body["history"][-1]["reason"] == "payment window expired"
-    assert await cancel_unpaid_orders(orders.runtime) == 0
+    assert await cancel_unpaid_orders(orders.runtime.db) == 0
     cancels = await orders.published(orders_pb2.OrderCancelled)
     assert len(cancels) == 3 and not any(c.was_paid for c in cancels)

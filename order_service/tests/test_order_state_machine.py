@@ -1,4 +1,4 @@
-"""The order state machine (SPEC §7): every allowed transition, and every other one forbidden."""
+"""The order state machine (docs/saga.md): every allowed transition, and every other one forbidden."""
 
 from __future__ import annotations
 

@@ -174,9 +174,22 @@ async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values
     return bool(result.rowcount)
 
 
-async def upsert(session: AsyncSession, table: Table, values: dict[str, Any], *, keys: Sequence[str]) -> None:
-    """Insert ``values`` or, when a row with the same ``keys`` exists, update it to ``values``."""
-    stmt = _upsert(_dialect(session), table, tuple(keys), tuple(values))
+async def upsert(
+    session: AsyncSession,
+    table: Table,
+    values: dict[str, Any],
+    *,
+    keys: Sequence[str],
+    where: Callable[[Any], Any] | None = None,
+) -> None:
+    """Insert ``values`` or, when a row with the same ``keys`` exists, update it to ``values``.
+
+    ``where(excluded)``: the update happens only where this condition holds (``excluded`` is the row
+    proposed for insertion), e.g. ``lambda excluded: table.c.version < excluded.version`` so an older
+    version never overwrites a newer one. The statement is built once per ``where``: pass a module-level
+    function, not a new lambda per call.
+    """
+    stmt = _upsert(_dialect(session), table, tuple(keys), tuple(values), where)
     await session.execute(stmt, values)
 
 
@@ -192,9 +205,17 @@ def _insert_ignoring(dialect: str, table: Table) -> Any:
 
 
 @functools.cache
-def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+def _upsert(
+    dialect: str,
+    table: Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    where: Callable[[Any], Any] | None = None,
+) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys}
+        index_elements=list(keys),
+        set_={c: stmt.excluded[c] for c in columns if c not in keys},
+        where=None if where is None else where(stmt.excluded),
     )

@@ -1,15 +1,16 @@
-"""Order rules that know no framework: the state machine of the checkout saga (SPEC §7), line merging,
-totals, and the fingerprint of a request for Idempotency-Key checks."""
+"""Order rules that know no framework: the state machine of the checkout saga (docs/saga.md) and what a
+transition changes, pricing (line merging, limits, availability, totals), and the fingerprint of a request
+for Idempotency-Key checks (docs/api.md)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class OrderStatus(StrEnum):
@@ -79,6 +80,42 @@ def history_entry(status: OrderStatus, at: datetime, reason: str) -> dict[str, s
 
 
 @dataclass(frozen=True)
+class Transition:
+    """One move of an order: from ``previous`` to ``status`` at ``at`` for ``reason``."""
+
+    previous: OrderStatus
+    status: OrderStatus
+    at: datetime
+    reason: str
+    #: The new payment deadline when this move opens the payment window; None: the deadline stays.
+    payment_deadline: datetime | None = None
+
+    @property
+    def was_paid(self) -> bool:
+        """Cancelled from PAID: the payment is refunded (docs/saga.md)."""
+        return self.previous == OrderStatus.PAID
+
+    @property
+    def history_entry(self) -> dict[str, str]:
+        return history_entry(self.status, self.at, self.reason)
+
+
+def transition(
+    status: OrderStatus | str,
+    trigger: Trigger,
+    reason: str,
+    at: datetime,
+    *,
+    payment_window: timedelta | None = None,
+) -> Transition:
+    """What ``trigger`` does to an order in ``status``; raises :class:`TransitionNotAllowed`. Reserved stock
+    restarts the payment window (``payment_window``) from ``at``."""
+    new = next_status(status, trigger)
+    deadline = at + payment_window if new == S.AWAITING_PAYMENT and payment_window is not None else None
+    return Transition(OrderStatus(status), new, at, reason, deadline)
+
+
+@dataclass(frozen=True)
 class PricedLine:
     product_id: str
     product_name: str
@@ -87,8 +124,37 @@ class PricedLine:
     currency: str
 
 
+#: Units of one product in one order, after duplicate lines are summed.
+MAX_UNITS_PER_PRODUCT = 100
+
+
+class CatalogEntry(Protocol):
+    """What pricing needs of a product of the catalog read model."""
+
+    name: str
+    price_cents: int
+    currency: str
+    archived: bool
+
+
 class MixedCurrencies(ValueError):
     pass
+
+
+class TooManyUnits(ValueError):
+    def __init__(self, product_ids: list[str]) -> None:
+        super().__init__(f"At most {MAX_UNITS_PER_PRODUCT} units per product (duplicate lines are summed).")
+        self.product_ids = product_ids
+
+
+class ProductsUnavailable(ValueError):
+    def __init__(self, unknown: list[str], archived: list[str]) -> None:
+        super().__init__(
+            "Some products cannot be ordered: "
+            + "; ".join([*(f"{p} is unknown" for p in unknown), *(f"{p} is archived" for p in archived)])
+        )
+        self.unknown = unknown
+        self.archived = archived
 
 
 def merge_quantities(items: Iterable[tuple[str, int]]) -> dict[str, int]:
@@ -97,6 +163,26 @@ def merge_quantities(items: Iterable[tuple[str, int]]) -> dict[str, int]:
     for product_id, quantity in items:
         merged[product_id] = merged.get(product_id, 0) + quantity
     return merged
+
+
+def check_quantities(quantities: Mapping[str, int]) -> None:
+    """Raises :class:`TooManyUnits` when a product's merged quantity is over the limit."""
+    over = [pid for pid, q in quantities.items() if q > MAX_UNITS_PER_PRODUCT]
+    if over:
+        raise TooManyUnits(over)
+
+
+def price_lines(quantities: Mapping[str, int], catalog: Mapping[str, CatalogEntry]) -> list[PricedLine]:
+    """The lines priced from the catalog (never from the client); raises :class:`ProductsUnavailable` when
+    a product is unknown or archived."""
+    unknown = [pid for pid in quantities if pid not in catalog]
+    archived = [pid for pid in quantities if pid in catalog and catalog[pid].archived]
+    if unknown or archived:
+        raise ProductsUnavailable(unknown, archived)
+    return [
+        PricedLine(pid, catalog[pid].name, q, catalog[pid].price_cents, catalog[pid].currency)
+        for pid, q in quantities.items()
+    ]
 
 
 def total(lines: Iterable[PricedLine]) -> tuple[int, str]:

@@ -1,17 +1,14 @@
-"""Builders of the events order-service publishes (topic ``mart.orders.v1``)."""
+"""Pure builders of the events order-service publishes (topic ``mart.orders.v1``, docs/events.md);
+``services.py`` records them in the outbox."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart_common.clock import as_utc
 
-from order_service.domain import OrderStatus
+from order_service.domain import OrderStatus, Transition
 from order_service.models import Order
-
-SOURCE = "order-service"
 
 _STATUS = {
     OrderStatus.PENDING: orders_pb2.ORDER_STATUS_PENDING,
@@ -47,10 +44,9 @@ def order_placed(order: Order) -> orders_pb2.OrderPlaced:
     )
 
 
-def for_transition(
-    order: Order, previous: OrderStatus, new: OrderStatus, reason: str, at: datetime, *, was_paid: bool
-) -> Message | None:
-    """The event announcing that ``order`` moved from ``previous`` to ``new``."""
+def for_transition(order: Order, move: Transition) -> Message | None:
+    """The event announcing ``move`` of ``order`` (already applied to it)."""
+    new, reason, at = move.status, move.reason, move.at
     common = {"order_id": str(order.id), "user_id": str(order.user_id)}
     if new == OrderStatus.AWAITING_PAYMENT:
         assert order.payment_deadline is not None
@@ -85,8 +81,8 @@ def for_transition(
             total_cents=order.total_cents,
             currency=order.currency,
             reason=reason,
-            previous_status=_STATUS[previous],
-            was_paid=was_paid,
+            previous_status=_STATUS[move.previous],
+            was_paid=move.was_paid,
             payment_id=order.payment_id or "",
             cancelled_at=at,
         )
