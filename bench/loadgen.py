@@ -219,9 +219,7 @@ class OrderFailed(Exception):
 
 
 class Checkout:
-    def __init__(
-        self, spec: dict[str, Any], client: httpx.AsyncClient, observer: Observer | None
-    ) -> None:
+    def __init__(self, spec: dict[str, Any], client: httpx.AsyncClient, observer: Observer | None) -> None:
         self.spec = spec
         self.client = client
         self.observer = observer

@@ -163,8 +163,9 @@ class EmbeddedStack:
     mode = "embedded"
 
     def __init__(self, admin_password: str, say: Any = print) -> None:
-        from mart_cli.services import SERVICES
         from mart_common.settings import ServiceSettings
+
+        from mart_cli.services import SERVICES
 
         self.say = say
         self.port = 8000 if _port_free(8000) else free_port()
