@@ -58,9 +58,9 @@ async def get_payment(session: SessionDep, user: CurrentUser, payment_id: uuid.U
     responses=problem_responses(401, 404, 409, 422),
 )
 async def simulate(
+    user: CurrentUser,
     tx: TransactionDep,
     ctx: PaymentContextDep,
-    user: CurrentUser,
     payment_id: uuid.UUID,
     body: SimulateRequest,
 ) -> SimulationAccepted:
