@@ -172,7 +172,7 @@ async def harness_factory(database_url: str, tmp_path: Any, jwt_keys: JwtKeys) -
                 provider=provider,
             )
             async with running(app) as client:
-                yield Harness(app, client, bus, jwt_keys, app.state.runtime.extras["payment_provider"])
+                yield Harness(app, client, bus, jwt_keys, app.state.runtime.context.provider)
         finally:
             await bus.stop()
 

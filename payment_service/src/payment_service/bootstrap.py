@@ -1,31 +1,30 @@
-"""The composition root of the payment service: provider, handlers, routes."""
+"""The composition root of the payment service: its context (provider, provider calls), handlers, routes."""
 
 from __future__ import annotations
 
-from mart_common.inbox import ignoring_context
+from functools import partial
+
 from mart_common.service import ServiceDefinition, ServiceRuntime
 
-from payment_service.handlers import build_handlers
-from payment_service.provider_calls import ProviderCalls
-from payment_service.providers import FakeProvider, PaymentProvider
+from payment_service.context import open_context
+from payment_service.handlers import HANDLERS
+from payment_service.providers import FakeProvider, PaymentProvider, build_provider
 from payment_service.routes import payments, webhook
 from payment_service.settings import PaymentSettings
 
 
-def definition(settings: PaymentSettings, provider: PaymentProvider) -> ServiceDefinition:
-    async def expose_provider(runtime: ServiceRuntime) -> None:
-        runtime.extras["payment_provider"] = provider
+async def _start_provider_calls(runtime: ServiceRuntime) -> None:
+    # Started once the outbox relay has taken its place: the loop writes (and records events) at once.
+    runtime.context.calls.start()
 
-    async def start_provider_calls(runtime: ServiceRuntime) -> None:
-        calls = ProviderCalls(runtime.db, runtime.extras.get("payment_provider", provider), settings)
-        runtime.extras["provider_calls"] = calls
-        calls.start()
 
-    async def stop_provider_calls(runtime: ServiceRuntime) -> None:
-        calls = runtime.extras.pop("provider_calls", None)
-        if calls is not None:
-            await calls.stop()
+async def _stop_provider_calls(runtime: ServiceRuntime) -> None:
+    await runtime.context.calls.stop()
 
+
+def definition(settings: PaymentSettings, provider: PaymentProvider | None = None) -> ServiceDefinition:
+    """The payment service; ``provider`` replaces the one the settings choose (tests)."""
+    provider = provider or build_provider(settings)
     routers = [payments.router, webhook.router]
     if isinstance(provider, FakeProvider):
         routers.append(payments.simulate_router)  # with Stripe the route does not exist (404)
@@ -41,9 +40,10 @@ def definition(settings: PaymentSettings, provider: PaymentProvider) -> ServiceD
         ),
         routers=routers,
         migrations_package="payment_service.migrations",
-        handlers=ignoring_context(build_handlers(provider)),
-        on_startup=[expose_provider, start_provider_calls],
-        on_shutdown=[stop_provider_calls],
+        handlers=HANDLERS,
+        context=partial(open_context, provider=provider),
+        on_startup=[_start_provider_calls],
+        on_shutdown=[_stop_provider_calls],
         openapi_tags=[
             {"name": "payments", "description": "Payments of orders (owner or admin)."},
             {"name": "webhook", "description": "Stripe events, verified by signature."},

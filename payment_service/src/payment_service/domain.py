@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 
 
 class PaymentStatus(enum.StrEnum):
@@ -73,6 +74,25 @@ def cancel_action(current: PaymentStatus) -> CancelAction:
 
 
 ORDER_CANCELLED_REASON = "order cancelled"
+
+# What a Stripe PaymentIntent event says about the payment it names.
+OUTCOME_OF_EVENT: Mapping[str, Outcome] = {
+    "payment_intent.succeeded": Outcome.SUCCEEDED,
+    "payment_intent.payment_failed": Outcome.FAILED,
+    "payment_intent.canceled": Outcome.FAILED,
+}
+
+# ``charge.refunded`` (fully refunded outside the mart, e.g. from the Stripe dashboard) marks a payment in
+# these statuses REFUNDED: a refund we are still retrying may have gone through after all.
+REFUNDED_OUTSIDE_FROM = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.REFUND_PENDING})
+
+
+def failure_reason(event_type: str, provider_message: str | None) -> str:
+    """The reason a failed payment carries: the provider's message (a customer can read it), else a
+    generic one."""
+    if provider_message:
+        return provider_message
+    return "payment canceled" if event_type == "payment_intent.canceled" else "payment failed"
 
 
 def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:

@@ -10,7 +10,7 @@ from mart_common.bus import EventBus
 from mart_common.service import create_service_app
 
 from payment_service.bootstrap import definition
-from payment_service.providers import PaymentProvider, build_provider
+from payment_service.providers import PaymentProvider
 from payment_service.settings import PaymentSettings
 
 
@@ -23,10 +23,9 @@ def create_app(
 ) -> FastAPI:
     """The payment service; ``provider`` replaces the one the settings choose (tests)."""
     settings = settings or PaymentSettings()
-    provider = provider or build_provider(settings)
-    app = create_service_app(definition(settings, provider), settings, bus=bus, token_verifier=token_verifier)
-    app.state.runtime.extras["payment_provider"] = provider
-    return app
+    return create_service_app(
+        definition(settings, provider), settings, bus=bus, token_verifier=token_verifier
+    )
 
 
 def __getattr__(name: str) -> Any:

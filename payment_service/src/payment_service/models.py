@@ -1,13 +1,11 @@
-"""Payment-service tables (its own registry) and the HTTP schemas."""
+"""Payment-service tables (its own registry)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from mart_common.clock import utcnow
-from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -72,30 +70,3 @@ class WebhookEvent(PaymentTable, table=True):
 
 
 METADATA = PaymentTable.metadata
-
-
-class PaymentPublic(BaseModel):
-    id: uuid.UUID
-    order_id: uuid.UUID
-    amount_cents: int
-    currency: str
-    status: Literal["CREATING", "REQUIRES_PAYMENT", "SUCCEEDED", "FAILED", "REFUND_PENDING", "REFUNDED"]
-    provider: str
-    client_secret: str | None = None
-    checkout_url: str | None = None
-    failure_reason: str | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
-class SimulateRequest(BaseModel):
-    outcome: Literal["succeeded", "failed"]
-
-
-class SimulationAccepted(BaseModel):
-    event_id: str
-    event_type: str
-    payment: PaymentPublic

@@ -1,8 +1,9 @@
-"""Provider calls outside database transactions, retried durably (docs/decisions.md, "Payment provider
-calls outside transactions").
+"""Calls to the payment provider after the commit, outside any transaction, with retries (docs/decisions.md,
+"Payment provider calls outside transactions").
 
-A handler only *records* the work in its transaction: a payment in ``CREATING`` (create the intent) or
-``REFUND_PENDING`` (refund it), with ``next_attempt_at``. :class:`ProviderCalls` then
+A use-case (payment_service.services) only *records* the work in its transaction: a payment in
+``CREATING`` (create the intent) or ``REFUND_PENDING`` (refund it), with ``next_attempt_at``.
+:class:`ProviderCalls` then
 
 1. claims due payments in a short transaction (``next_attempt_at`` pushed forward by a lease, so another
    replica — or this one after a crash — picks the payment up again only if this attempt never finishes),
@@ -16,7 +17,7 @@ reason, so the order is cancelled and its stock released at once instead of wait
 window. A refund is never given up: it stays ``REFUND_PENDING`` with ``attempts`` and ``last_error``
 visible and ``mart_payment_refunds_pending`` / ``mart_payment_provider_errors_total`` exported.
 
-The work survives restarts: it is rows. A committing handler hands its work to this process's loop in
+The work survives restarts: it is rows. A committing use-case hands its work to this process's loop in
 memory (the database's after-commit hook), with a lease already taken in its own transaction, so the call
 starts at once without a claiming transaction; the search for due rows (every ``provider_poll_interval_s``
 and at start) picks up retries and whatever a crash left once its lease has run out.
@@ -29,11 +30,11 @@ import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from mart_common.clock import utcnow
 from mart_common.db import Database
+from mart_common.outbox import record_event
 from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
@@ -42,7 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_service import events
 from payment_service.domain import PaymentStatus, retry_delay_s
 from payment_service.models import Payment
-from payment_service.providers import PaymentProvider, ProviderError
+from payment_service.providers import Intent, PaymentProvider, ProviderError
+from payment_service.settings import PaymentSettings
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +65,7 @@ _VOIDS = "payment_provider_voids"
 _BATCH = 20
 
 
-# The lease a handler takes for the hand-over: if this process dies before the call is made, another
+# The lease a use-case takes for the hand-over: if this process dies before the call is made, another
 # pass (any replica) takes the payment once it runs out. Calls carry idempotency keys, so an overlap with a
 # still-running attempt creates nothing twice.
 HANDOVER_LEASE = timedelta(seconds=60)
@@ -104,18 +106,37 @@ class _Claimed:
         return cls(p.id, p.status, p.order_id, p.user_id, p.amount_cents, p.currency, p.provider_payment_id)
 
 
-class ProviderCalls:
-    """The loop that makes the provider calls recorded by handlers (one per running payment service)."""
+async def _intent_created(session: AsyncSession, p: Payment, intent: Intent) -> None:
+    """The provider holds the payment's intent: ``REQUIRES_PAYMENT`` and ``PaymentRequested``."""
+    if p.status != PaymentStatus.CREATING:
+        # Cancelled while we were asking: keep the intent id (a late success is then refunded) and
+        # cancel the intent.
+        p.provider_payment_id = p.provider_payment_id or intent.provider_payment_id
+        void_after_commit(session, intent.provider_payment_id, p.id)
+        return
+    p.provider_payment_id = intent.provider_payment_id
+    p.client_secret = intent.client_secret
+    p.checkout_url = intent.checkout_url
+    p.status = PaymentStatus.REQUIRES_PAYMENT
+    p.attempts += 1
+    p.next_attempt_at = None
+    p.last_error = None
+    p.updated_at = utcnow()
+    await session.flush()
+    await record_event(session, events.payment_requested(p), key=str(p.order_id))
 
-    def __init__(self, db: Database, provider: PaymentProvider, settings: Any) -> None:
+
+class ProviderCalls:
+    """The loop that makes the provider calls recorded by use-cases (one per running payment service)."""
+
+    def __init__(self, db: Database, provider: PaymentProvider, settings: PaymentSettings) -> None:
         self.db = db
         self.provider = provider
         self.base_s = settings.provider_retry_base_s
         self.max_s = settings.provider_retry_max_s
         self.max_attempts = settings.provider_max_attempts
         self.poll_s = settings.provider_poll_interval_s
-        timeout = float(getattr(settings, "stripe_timeout_s", 30.0))
-        retries = int(getattr(settings, "stripe_max_network_retries", 0))
+        timeout, retries = settings.stripe_timeout_s, settings.stripe_max_network_retries
         # An attempt still running after this long is presumed dead (crash): the payment is due again.
         self.lease = timedelta(seconds=timeout * (retries + 1) + 10)
         self._wake = asyncio.Event()
@@ -167,7 +188,7 @@ class ProviderCalls:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_search - loop.time()))
 
     async def _run_fresh(self) -> None:
-        """The calls handed over by this process's committed handlers (their lease is already taken)."""
+        """The calls handed over by this process's committed use-cases (their lease is already taken)."""
         voids, self._voids = self._voids, []
         for provider_payment_id, payment_id in voids:
             await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
@@ -217,6 +238,9 @@ class ProviderCalls:
             await self._refund(c)
 
     async def _create(self, c: _Claimed) -> None:
+        """Ask the provider for the payment's intent, then record the answer in one transaction."""
+        intent: Intent | None = None
+        error: ProviderError | None = None
         try:
             intent = await self.provider.create_intent(
                 payment_id=c.id,
@@ -225,62 +249,47 @@ class ProviderCalls:
                 amount_cents=c.amount_cents,
                 currency=c.currency,
             )
-            error = None
         except ProviderError as exc:
-            intent, error = None, exc
+            error = exc
         except Exception as exc:  # anything unexpected counts as transient: retried, then given up
-            intent, error = None, ProviderError(f"payment provider error: {exc}", transient=True)
+            error = ProviderError(f"payment provider error: {exc}", transient=True)
         if error is not None:
             PROVIDER_ERRORS.labels("create_intent", "transient" if error.transient else "permanent").inc()
         async with self.db.transaction() as session:
             p = await session.get(Payment, c.id, with_for_update=True)
             if p is None:
                 return
-            now = utcnow()
             if intent is not None:
-                if p.status != PaymentStatus.CREATING:
-                    # Cancelled while we were asking: keep the intent id (a late success is then refunded)
-                    # and cancel the intent.
-                    p.provider_payment_id = p.provider_payment_id or intent.provider_payment_id
-                    void_after_commit(session, intent.provider_payment_id, p.id)
-                    return
-                p.provider_payment_id = intent.provider_payment_id
-                p.client_secret = intent.client_secret
-                p.checkout_url = intent.checkout_url
-                p.status = PaymentStatus.REQUIRES_PAYMENT
-                p.attempts += 1
-                p.next_attempt_at = None
-                p.last_error = None
-                p.updated_at = now
-                await session.flush()
-                await events.payment_requested(session, p)
-                return
-            assert error is not None
-            if p.status != PaymentStatus.CREATING:
-                return
-            p.attempts += 1
-            p.last_error = error.message[:500]
-            p.updated_at = now
-            if error.transient and p.attempts < self.max_attempts:
-                delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
-                p.next_attempt_at = now + timedelta(seconds=delay)
-                log.warning(
-                    "payment_intent_retry",
-                    payment_id=str(p.id),
-                    attempts=p.attempts,
-                    retry_in_s=delay,
-                    error=error.message,
-                )
-                return
-            reason = error.message
-            if error.transient:
-                reason = f"{error.message} (gave up after {p.attempts} attempts)"
-            p.status = PaymentStatus.FAILED
-            p.failure_reason = reason[:500]
-            p.next_attempt_at = None
-            PROVIDER_GAVE_UP.inc()
-            log.warning("payment_intent_failed", payment_id=str(p.id), attempts=p.attempts, reason=reason)
-            await events.payment_failed(session, p, reason[:500])
+                await _intent_created(session, p, intent)
+            elif error is not None and p.status == PaymentStatus.CREATING:
+                await self._intent_not_created(session, p, error)
+
+    async def _intent_not_created(self, session: AsyncSession, p: Payment, error: ProviderError) -> None:
+        """Retry a transient failure later (backoff); fail the payment on a refusal or the last attempt."""
+        now = utcnow()
+        p.attempts += 1
+        p.last_error = error.message[:500]
+        p.updated_at = now
+        if error.transient and p.attempts < self.max_attempts:
+            delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
+            p.next_attempt_at = now + timedelta(seconds=delay)
+            log.warning(
+                "payment_intent_retry",
+                payment_id=str(p.id),
+                attempts=p.attempts,
+                retry_in_s=delay,
+                error=error.message,
+            )
+            return
+        reason = error.message
+        if error.transient:
+            reason = f"{error.message} (gave up after {p.attempts} attempts)"
+        p.status = PaymentStatus.FAILED
+        p.failure_reason = reason[:500]
+        p.next_attempt_at = None
+        PROVIDER_GAVE_UP.inc()
+        log.warning("payment_intent_failed", payment_id=str(p.id), attempts=p.attempts, reason=reason)
+        await record_event(session, events.payment_failed(p, reason[:500]), key=str(p.order_id))
 
     async def _refund(self, c: _Claimed) -> None:
         refund_id: str | None = None
@@ -312,7 +321,7 @@ class ProviderCalls:
                 p.status = PaymentStatus.REFUNDED
                 p.next_attempt_at = None
                 p.last_error = None
-                await events.payment_refunded(session, p)
+                await record_event(session, events.payment_refunded(p), key=str(p.order_id))
                 return
             # Never given up: the money must go back. Retried (capped backoff) and visible until it does.
             delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)

@@ -1,4 +1,5 @@
-"""Payment providers behind one interface: ``stripe`` (the official SDK) and ``fake`` (the default).
+"""Payment provider adapters behind one interface: ``stripe`` (the official SDK) and ``fake`` (the default),
+and the check of their webhook signatures.
 
 The Stripe SDK is blocking: every call runs in ``asyncio.to_thread``, never on the event loop, and carries
 an idempotency key (``order-<order_id>`` for the intent, ``refund-<payment_id>`` for a refund), so a
@@ -21,6 +22,8 @@ from typing import Any
 
 import stripe
 import structlog
+
+from payment_service.settings import PaymentSettings
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +88,49 @@ class PaymentProvider(ABC):
     @abstractmethod
     async def refund(self, provider_payment_id: str, *, payment_id: uuid.UUID, order_id: uuid.UUID) -> str:
         """Refund the whole charge; returns the provider's refund id."""
+
+    def verify_event(self, payload: bytes, signature: str | None, tolerance_s: int) -> dict[str, Any]:
+        """The Stripe event in ``payload`` if ``signature`` is the provider's signature of it (both
+        providers sign as Stripe does), else :class:`InvalidWebhook`."""
+        return verify_event(payload, signature, self.webhook_secret, tolerance_s)
+
+
+class InvalidWebhook(Exception):
+    """A webhook body that is not a Stripe event signed with our secret (``slug``: the problem type)."""
+
+    def __init__(self, detail: str, *, slug: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.slug = slug
+
+
+def verify_event(payload: bytes, signature: str | None, secret: str, tolerance_s: int) -> dict[str, Any]:
+    """The event if ``signature`` is Stripe's signature of ``payload`` (within tolerance)."""
+    if not signature:
+        raise InvalidWebhook("Missing Stripe-Signature header.", slug="invalid-signature")
+    try:
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, signature, secret, tolerance_s)
+        event = json.loads(text)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidWebhook(
+            f"Invalid Stripe signature: {exc.user_message or exc}", slug="invalid-signature"
+        ) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidWebhook("The webhook body is not a JSON Stripe event.", slug="invalid-event") from exc
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+    ):
+        raise InvalidWebhook("The webhook body is not a Stripe event.", slug="invalid-event")
+    return event
+
+
+def intent_id_of(obj: dict[str, Any]) -> str | None:
+    """The PaymentIntent id a Stripe event's object is about (a charge names its intent)."""
+    intent_id = obj.get("payment_intent") if obj.get("object") == "charge" else obj.get("id")
+    return intent_id if isinstance(intent_id, str) and intent_id else None
 
 
 def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
@@ -242,7 +288,7 @@ class StripeProvider(PaymentProvider):
         return refund.id
 
 
-def build_provider(settings: Any) -> PaymentProvider:
+def build_provider(settings: PaymentSettings) -> PaymentProvider:
     """The provider the settings choose (``MART_PAYMENT_PROVIDER``)."""
     secret = settings.resolved_webhook_secret()
     if settings.payment_provider == "stripe":

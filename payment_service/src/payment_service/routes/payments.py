@@ -6,25 +6,16 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from mart_common.deps import CurrentUser, PageDep, Paginated, RuntimeDep, SessionDep
-from mart_common.problems import Conflict, NotFound, problem_responses
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from mart_common.deps import CurrentUser, PageDep, Paginated, SessionDep, TransactionDep
+from mart_common.problems import problem_responses
 
-from payment_service.domain import PaymentStatus
-from payment_service.models import Payment, PaymentPublic, SimulateRequest, SimulationAccepted
-from payment_service.providers import FakeProvider
-from payment_service.webhook import process_webhook
+from payment_service import services
+from payment_service.context import PaymentContextDep
+from payment_service.models import Payment
+from payment_service.schemas import PaymentPublic, SimulateRequest, SimulationAccepted
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 simulate_router = APIRouter(prefix="/payments", tags=["payments"])
-
-
-async def _visible_payment(session: AsyncSession, payment_id: uuid.UUID, user: CurrentUser) -> Payment:
-    payment = await session.get(Payment, payment_id)
-    if payment is None or (not user.is_admin and payment.user_id != user.user_id):
-        raise NotFound("No such payment.")
-    return payment
 
 
 @router.get(
@@ -39,16 +30,8 @@ async def list_payments(
     page: PageDep,
     order_id: Annotated[uuid.UUID | None, Query(description="Only the payment of this order.")] = None,
 ) -> dict:
-    query = select(Payment)
-    if not user.is_admin:
-        query = query.where(Payment.user_id == user.user_id)
-    if order_id is not None:
-        query = query.where(Payment.order_id == order_id)
-    return await page.of(
-        session,
-        query.order_by(Payment.created_at.desc(), Payment.id),
-        lambda p: PaymentPublic.model_validate(p, from_attributes=True),
-    )
+    payments, total = await services.list_payments(session, user, page, order_id=order_id)
+    return page.wrap([PaymentPublic.model_validate(p, from_attributes=True) for p in payments], total)
 
 
 @router.get(
@@ -58,7 +41,7 @@ async def list_payments(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment(session: SessionDep, user: CurrentUser, payment_id: uuid.UUID) -> Payment:
-    return await _visible_payment(session, payment_id, user)
+    return await services.get_payment(session, user, payment_id)
 
 
 @simulate_router.post(
@@ -75,31 +58,15 @@ async def get_payment(session: SessionDep, user: CurrentUser, payment_id: uuid.U
     responses=problem_responses(401, 404, 409, 422),
 )
 async def simulate(
-    user: CurrentUser, runtime: RuntimeDep, payment_id: uuid.UUID, body: SimulateRequest
+    user: CurrentUser,
+    tx: TransactionDep,
+    ctx: PaymentContextDep,
+    payment_id: uuid.UUID,
+    body: SimulateRequest,
 ) -> SimulationAccepted:
-    provider = runtime.extras["payment_provider"]
-    if not isinstance(provider, FakeProvider):
-        raise NotFound("Simulation exists only with the fake payment provider.")
-    # Reads outside the webhook's transaction (no lock held while it runs; on SQLite no write lock).
-    async with runtime.db.read() as session:
-        payment = await _visible_payment(session, payment_id, user)
-    if payment.status != PaymentStatus.REQUIRES_PAYMENT or not payment.provider_payment_id:
-        raise Conflict(f"The payment is {payment.status}, not REQUIRES_PAYMENT.", slug="payment-not-pending")
-    event_id, payload, signature = provider.build_event(
-        outcome=body.outcome,
-        provider_payment_id=payment.provider_payment_id,
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        amount_cents=payment.amount_cents,
-        currency=payment.currency,
-    )
-    result = await process_webhook(
-        runtime.db, provider, payload.encode(), signature, tolerance_s=runtime.settings.webhook_tolerance_s
-    )
-    async with runtime.db.read() as session:
-        updated = await session.get(Payment, payment.id)
+    done = await services.simulate_payment(tx, ctx, user, payment_id, body.outcome)
     return SimulationAccepted(
-        event_id=event_id,
-        event_type=result.event_type,
-        payment=PaymentPublic.model_validate(updated, from_attributes=True),
+        event_id=done.event_id,
+        event_type=done.event_type,
+        payment=PaymentPublic.model_validate(done.payment, from_attributes=True),
     )

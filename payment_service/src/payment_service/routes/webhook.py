@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from mart_common.deps import RuntimeDep
+from mart_common.deps import TransactionDep
 from mart_common.problems import problem_responses
-from pydantic import BaseModel
 
-from payment_service.webhook import process_webhook
+from payment_service import services
+from payment_service.context import PaymentContextDep
+from payment_service.schemas import WebhookAck
 
 router = APIRouter(tags=["webhook"])
-
-
-class WebhookAck(BaseModel):
-    received: bool = True
-    event_id: str
-    duplicate: bool
 
 
 @router.post(
@@ -31,15 +26,12 @@ class WebhookAck(BaseModel):
 )
 async def stripe_webhook(
     request: Request,
-    runtime: RuntimeDep,
+    tx: TransactionDep,
+    ctx: PaymentContextDep,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookAck:
     payload = await request.body()  # the raw bytes: the signature covers them exactly
-    result = await process_webhook(
-        runtime.db,
-        runtime.extras["payment_provider"],
-        payload,
-        stripe_signature,
-        tolerance_s=runtime.settings.webhook_tolerance_s,
+    result = await services.receive_webhook(
+        tx, ctx.provider, payload, stripe_signature, tolerance_s=ctx.settings.webhook_tolerance_s
     )
     return WebhookAck(event_id=result.event_id, duplicate=result.duplicate)
