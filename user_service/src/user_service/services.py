@@ -200,6 +200,26 @@ async def _check_current_password(
         raise _KeptRefusal(Problem(403, "The current password is wrong.", slug="wrong-password"))
 
 
+async def _change_contact(
+    session: AsyncSession, user: User, body: SelfUpdate, new_email: str | None
+) -> tuple[bool, bool]:
+    """Apply the name, phone and email sent (409 for another account's email): (contact details changed,
+    email changed)."""
+    fields = body.model_fields_set
+    before = _public(user)
+    if "full_name" in fields and body.full_name is not None:
+        user.full_name = body.full_name
+    if "phone" in fields:
+        user.phone = body.phone
+    email_changed = new_email is not None and new_email != user.email
+    if email_changed:
+        taken = await session.scalar(select(User.id).where(User.email == new_email, User.id != user.id))
+        if taken is not None:
+            raise _email_taken()
+        user.email = new_email
+    return _public(user) != before, email_changed
+
+
 async def update_me(
     db: Database, ctx: UserContext, user_id: uuid.UUID, body: SelfUpdate, *, client: str
 ) -> User:
@@ -214,18 +234,7 @@ async def update_me(
             email_change=new_email is not None, password_change=bool("password" in fields and body.password)
         ):
             await _check_current_password(session, ctx, user, body.current_password, client)
-        before = _public(user)
-        if "full_name" in fields and body.full_name is not None:
-            user.full_name = body.full_name
-        if "phone" in fields:
-            user.phone = body.phone
-        email_changed = new_email is not None and new_email != user.email
-        if email_changed:
-            taken = await session.scalar(select(User.id).where(User.email == new_email, User.id != user.id))
-            if taken is not None:
-                raise _email_taken()
-            user.email = new_email
-        contact_changed = _public(user) != before
+        contact_changed, email_changed = await _change_contact(session, user, body, new_email)
         if not (contact_changed or new_password is not None):
             return user
         user.updated_at = utcnow()
