@@ -63,7 +63,7 @@ async def mart(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mart]:
     data_dir = tmp_path_factory.mktemp("mart")
     built = embedded.build(data_dir, seed=False, say=lambda _m: None)
     async with running(built.app) as client:
-        users = built.service_apps["user_service"].state.runtime.extras["users"]
+        users = built.service_apps["user_service"].state.runtime.context
         m = Mart(client=client, built=built, data_dir=data_dir, keys=users.keys)
         await m.login("admin", built.creds.admin.email, built.creds.admin.password)
         await m.register_and_login("alice")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -56,6 +57,16 @@ async def test_register_returns_the_user_without_any_hash(user_client, api) -> N
             assert dup.status_code == 409, dup.text
             assert dup.headers["content-type"].startswith("application/problem+json")
             assert dup.json()["status"] == 409
+
+
+async def test_concurrent_registrations_of_one_email_make_one_account(user_client) -> None:
+    """The loser of a race past the email check still answers 409 (the unique key, surfaced by the
+    use-case before the commit), never a 500."""
+    async with user_client() as client:
+        body = {"email": "race@example.com", "password": "correct-horse", "full_name": "R"}
+        answers = await asyncio.gather(*(client.post("/auth/register", json=body) for _ in range(4)))
+        assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+        assert all(r.json()["type"].endswith("email-taken") for r in answers if r.status_code == 409)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +225,7 @@ async def test_expired_refresh_token_is_rejected(user_client, api) -> None:
     async with user_client(refresh_token_ttl_s=60) as client:
         await api.register(client, "gina@example.com")
         tokens = await api.login(client, "gina@example.com")
-        keys = client.app.state.runtime.extras["users"].keys
+        keys = client.app.state.runtime.context.keys
         claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
         expired = keys.sign({**claims, "exp": claims["iat"] - 10, "iat": claims["iat"] - 100})
         response = await client.post("/auth/refresh", json={"refresh_token": expired})

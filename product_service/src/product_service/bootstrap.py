@@ -1,27 +1,14 @@
-"""The product service's definition: its routes and migrations (it consumes no events)."""
+"""The product service's definition: its routes, migrations and context (the catalog cache); it consumes
+no events (wiring only: the use-cases are in services.py)."""
 
 from __future__ import annotations
 
-from mart_common.changes import ChangeFeed
-from mart_common.responses import ResponseCache
-from mart_common.service import ServiceDefinition, ServiceRuntime
+from mart_common.service import ServiceDefinition
 
-from product_service.models import Category, Product, Review
+from product_service.context import open_context
+from product_service.handlers import HANDLERS
 from product_service.routes import categories, products, reviews
 from product_service.settings import ProductSettings
-
-
-async def start_catalog_cache(runtime: ServiceRuntime) -> None:
-    # Public catalog answers are kept until a write to the catalog commits, in any replica.
-    feed = ChangeFeed(runtime.db, "mart_catalog", [Product.__table__, Category.__table__, Review.__table__])
-    await feed.start()
-    runtime.extras["catalog_cache"] = ResponseCache(feed)
-
-
-async def stop_catalog_cache(runtime: ServiceRuntime) -> None:
-    cache = runtime.extras.pop("catalog_cache", None)
-    if cache is not None:
-        await cache.feed.stop()
 
 
 def definition(settings: ProductSettings) -> ServiceDefinition:
@@ -34,8 +21,8 @@ def definition(settings: ProductSettings) -> ServiceDefinition:
         ),
         routers=[products.router, categories.router, reviews.router],
         migrations_package="product_service.migrations",
-        on_startup=[start_catalog_cache],
-        on_shutdown=[stop_catalog_cache],
+        handlers=HANDLERS,
+        context=open_context,
         openapi_tags=[
             {"name": "products", "description": "Search, read, create, update, archive."},
             {"name": "categories", "description": "Product categories."},

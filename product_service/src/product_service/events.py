@@ -1,4 +1,5 @@
-"""Builders of the events the product service publishes on ``mart.products.v1`` (key = product id).
+"""Builders of the events the product service publishes on ``mart.products.v1`` (key = product id;
+docs/events.md).
 
 Every event carries the product's full snapshot and its ``version``, so consumers keep read models
 without asking back, and ignore an event whose version is not newer than what they hold.
@@ -7,12 +8,9 @@ without asking back, and ignore an event whose version is not newer than what th
 from __future__ import annotations
 
 from mart.products.v1 import products_pb2
-from mart_common.outbox import record_event
-from sqlalchemy.ext.asyncio import AsyncSession
+from mart_common.clock import utcnow
 
-from product_service.models import Product, utcnow
-
-SOURCE = "product-service"
+from product_service.models import Product
 
 
 def snapshot(product: Product) -> products_pb2.Product:
@@ -31,19 +29,19 @@ def snapshot(product: Product) -> products_pb2.Product:
     return message
 
 
-async def _record(session: AsyncSession, event_class: type, product: Product) -> None:
-    event = event_class(product=snapshot(product))
+def product_created(product: Product) -> products_pb2.ProductCreated:
+    event = products_pb2.ProductCreated(product=snapshot(product))
     event.occurred_at.FromDatetime(utcnow())
-    await record_event(session, event, key=str(product.id), source=SOURCE)
+    return event
 
 
-async def product_created(session: AsyncSession, product: Product) -> None:
-    await _record(session, products_pb2.ProductCreated, product)
+def product_updated(product: Product) -> products_pb2.ProductUpdated:
+    event = products_pb2.ProductUpdated(product=snapshot(product))
+    event.occurred_at.FromDatetime(utcnow())
+    return event
 
 
-async def product_updated(session: AsyncSession, product: Product) -> None:
-    await _record(session, products_pb2.ProductUpdated, product)
-
-
-async def product_archived(session: AsyncSession, product: Product) -> None:
-    await _record(session, products_pb2.ProductArchived, product)
+def product_archived(product: Product) -> products_pb2.ProductArchived:
+    event = products_pb2.ProductArchived(product=snapshot(product))
+    event.occurred_at.FromDatetime(utcnow())
+    return event

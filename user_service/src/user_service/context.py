@@ -1,13 +1,17 @@
-"""What the user service's routes need beyond the shared runtime: keys, hashing, tokens, throttling."""
+"""The user service's context: what its use-cases need beyond the database and the bus (signing keys,
+password hashing, tokens, login throttling), built when the service starts (docs/conventions.md)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from mart_common.service import ServiceRuntime
 
-from user_service.keys import KeyStore
+from user_service.keys import KeyStore, load_or_create_keys
 from user_service.passwords import Passwords
 from user_service.settings import UserSettings
 from user_service.throttle import LoginThrottle
@@ -37,8 +41,18 @@ class UserContext:
         )
 
 
+@asynccontextmanager
+async def open_context(
+    runtime: ServiceRuntime, *, keys: KeyStore | None = None
+) -> AsyncIterator[UserContext]:
+    """The context of a starting user service: with ``keys`` when the app was given them (main.py, which
+    also verifies tokens with them), else the keys from settings / the key file. Nothing to close."""
+    settings = cast("UserSettings", runtime.settings)
+    yield UserContext.build(settings, keys or load_or_create_keys(settings))
+
+
 def get_context(request: Request) -> UserContext:
-    return request.app.state.runtime.extras["users"]
+    return request.app.state.runtime.context
 
 
-UsersDep = Annotated[UserContext, Depends(get_context)]
+UserContextDep = Annotated[UserContext, Depends(get_context)]

@@ -1,14 +1,12 @@
-"""Builders of the events the user service publishes on ``mart.users.v1`` (key = user id)."""
+"""Builders of the events the user service publishes on ``mart.users.v1`` (key = user id; docs/events.md)."""
 
 from __future__ import annotations
 
 from mart.users.v1 import users_pb2
-from mart_common.outbox import record_event
-from sqlalchemy.ext.asyncio import AsyncSession
+from mart_common.clock import utcnow
 
-from user_service.models import User, utcnow
+from user_service.models import User
 
-SOURCE = "user-service"
 _ROLES = {"customer": users_pb2.ROLE_CUSTOMER, "admin": users_pb2.ROLE_ADMIN}
 
 
@@ -35,11 +33,3 @@ def user_updated(user: User) -> users_pb2.UserUpdated:
     )
     event.updated_at.FromDatetime(user.updated_at or utcnow())
     return event
-
-
-async def publish_registered(session: AsyncSession, user: User) -> None:
-    await record_event(session, user_registered(user), key=str(user.id), source=SOURCE)
-
-
-async def publish_updated(session: AsyncSession, user: User) -> None:
-    await record_event(session, user_updated(user), key=str(user.id), source=SOURCE)

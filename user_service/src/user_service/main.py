@@ -10,7 +10,6 @@ from mart_common.bus import EventBus
 from mart_common.service import create_service_app
 
 from user_service.bootstrap import definition
-from user_service.context import UserContext
 from user_service.keys import KeyStore, load_or_create_keys
 from user_service.settings import UserSettings
 
@@ -28,14 +27,12 @@ def create_app(
     own access tokens with them in-process (no HTTP round trip to itself)."""
     settings = settings or UserSettings()
     keys = keys or load_or_create_keys(settings)
-    app = create_service_app(
-        definition(settings),
+    return create_service_app(
+        definition(settings, keys=keys),
         settings,
         bus=bus,
         token_verifier=token_verifier or keys.verifier(settings.jwt_issuer),
     )
-    app.state.runtime.extras["users"] = UserContext.build(settings, keys)
-    return app
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from user_service.keys import KeyStore
-from user_service.models import RefreshToken, TokenPair, User, utcnow
+from user_service.models import RefreshToken, User, utcnow
+from user_service.schemas import TokenPair
 from user_service.settings import UserSettings
 
 
@@ -97,7 +98,8 @@ class TokenService:
         )
 
     async def rotate(self, session: AsyncSession, token: str) -> TokenPair:
-        """The next pair of the token's family; on reuse the family is revoked (committed), then rejected."""
+        """The next pair of the token's family. On reuse (or an inactive account) the family is revoked in
+        the session, then RefreshRejected is raised: the caller commits the revocation all the same."""
         stored = await self._stored(session, token)
         if stored is None:
             raise RefreshRejected("unknown refresh token")
@@ -115,20 +117,15 @@ class TokenService:
         )
         if result.rowcount != 1:
             await self.revoke_family(session, stored.family_id)
-            await session.commit()
             raise RefreshRejected("refresh token reuse detected; the session is revoked")
         user = await session.get(User, stored.user_id)
         if user is None or not user.is_active:
             await self.revoke_family(session, stored.family_id)
-            await session.commit()
             raise RefreshRejected("the account is not active")
-        pair = await self.issue(session, user, stored.family_id)
-        await session.commit()
-        return pair
+        return await self.issue(session, user, stored.family_id)
 
     async def logout(self, session: AsyncSession, token: str) -> None:
         """Revoke the token's family (its login session); already revoked or unknown tokens are fine."""
         stored = await self._stored(session, token)
         if stored is not None:
             await self.revoke_family(session, stored.family_id)
-            await session.commit()
