@@ -29,20 +29,6 @@ log = structlog.get_logger(__name__)
 EventHandler = Callable[[Any, AsyncSession, Any, Envelope], Awaitable[None]]
 
 
-def ignoring_context(
-    handlers: Mapping[type[Message], Callable[..., Awaitable[None]]],
-) -> dict[type[Message], EventHandler]:
-    """Interim (#17): handlers written as ``(session, event, envelope)``."""
-
-    def drop(fn: Callable[..., Awaitable[None]]) -> EventHandler:
-        async def handler(_context: Any, session: AsyncSession, event: Any, envelope: Envelope) -> None:
-            await fn(session, event, envelope)
-
-        return handler
-
-    return {cls: drop(fn) for cls, fn in handlers.items()}
-
-
 class Subscriber:
     """Runs a service's event handlers as one consumer group, exactly once in effect."""
 

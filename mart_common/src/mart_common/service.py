@@ -90,7 +90,6 @@ class ServiceRuntime:
     token_verifier: TokenVerifier
     owns_bus: bool
     context: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)  # interim: leaves when every service has a context
     _context_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _jobs: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
