@@ -26,8 +26,8 @@ PAID_LIKE = {"PAID", "SHIPPED", "DELIVERED"}
 
 DsnOf = Callable[[str], str]
 
-# ce_type -> consumer groups that handle it: the handler tables of the services (HANDLERS /
-# build_handlers in each <svc>/handlers.py). test_subscriptions_table_matches_the_handlers keeps it honest.
+# ce_type -> consumer groups that handle it: the handler tables of the services (HANDLERS in each
+# <svc>/handlers.py). test_subscriptions_table_matches_the_handlers keeps it honest.
 SUBSCRIPTIONS: dict[str, set[str]] = {
     "mart.users.v1.UserRegistered": {"notification-service"},
     "mart.users.v1.UserUpdated": {"notification-service"},
@@ -47,7 +47,7 @@ SUBSCRIPTIONS: dict[str, set[str]] = {
     "mart.payments.v1.PaymentFailed": {"order-service"},
     "mart.payments.v1.PaymentRefunded": {"notification-service"},
 }
-# Services whose code consumes no event (no handlers module).
+# Services whose code consumes no event (an empty HANDLERS table).
 CONSUMES_NOTHING = {"user_service", "product_service"}
 
 

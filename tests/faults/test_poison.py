@@ -83,11 +83,11 @@ async def test_poison_messages_are_dead_lettered_without_blocking_and_redriven_o
     broken_id, good_id = uuid.uuid4(), uuid.uuid4()
     calls: dict[str, int] = {"broken": 0}
 
-    async def broken(session: Any, event: Any, envelope: Envelope) -> None:
+    async def broken(context: Any, session: Any, event: Any, envelope: Envelope) -> None:
         if event.product.product_id == str(broken_id):
             calls["broken"] += 1
             raise RuntimeError("handler bug (injected by the test)")
-        await real_handler(session, event, envelope)
+        await real_handler(context, session, event, envelope)
 
     subscriber.handlers[created_type] = broken
     await bus.start()
