@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -162,6 +163,17 @@ class Database:
             structlog.get_logger(__name__).warning(
                 "database_dispose_timed_out", url=self.engine.url.render_as_string()
             )
+
+
+async def flush_unique(session: AsyncSession, conflict: Exception) -> None:
+    """Write the session's pending rows now, inside a savepoint, and raise ``conflict`` if a unique key
+    is taken: a use-case answers the conflict (409) itself and its commit never fails for it. Record events
+    after this call (``record_event`` refuses to run inside a savepoint)."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise conflict from exc
 
 
 async def insert_ignoring_duplicates(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:

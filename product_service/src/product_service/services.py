@@ -14,28 +14,16 @@ import uuid
 from typing import Any
 
 from mart_common.clock import utcnow
-from mart_common.db import Database
+from mart_common.db import Database, flush_unique
 from mart_common.deps import Page, paged
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable
 from sqlalchemy import Select, bindparam, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from product_service import domain, events
 from product_service.models import Category, Product, Review
 from product_service.schemas import CategoryCreate, ProductCreate, ProductPublic, ProductUpdate, ReviewCreate
-
-
-async def _flush_unique(session: AsyncSession, conflict: Conflict) -> None:
-    """Write the pending rows now, in a savepoint, so a taken unique key answers ``conflict`` here and
-    the commit never fails for it (events are recorded after: not inside a savepoint)."""
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise conflict from exc
-
 
 # --- the public catalog ---------------------------------------------------------------------------
 
@@ -140,7 +128,7 @@ async def create_product(session: AsyncSession, body: ProductCreate) -> Product:
         raise _sku_taken(body.sku)
     product = Product(**body.model_dump())
     session.add(product)
-    await _flush_unique(session, _sku_taken(body.sku))
+    await flush_unique(session, _sku_taken(body.sku))
     await record_event(session, events.product_created(product), key=str(product.id))
     return product
 
@@ -168,7 +156,7 @@ async def update_product(session: AsyncSession, product_id: uuid.UUID, body: Pro
         setattr(product, field, value)
     product.version += 1
     product.updated_at = utcnow()
-    await _flush_unique(session, _sku_taken(str(changes.get("sku"))))
+    await flush_unique(session, _sku_taken(str(changes.get("sku"))))
     await record_event(session, events.product_updated(product), key=str(product.id))
     return product
 
@@ -202,7 +190,7 @@ async def create_category(session: AsyncSession, body: CategoryCreate) -> Catego
         raise conflict
     category = Category(name=body.name, name_key=key, description=body.description)
     session.add(category)
-    await _flush_unique(session, conflict)
+    await flush_unique(session, conflict)
     return category
 
 
@@ -235,7 +223,7 @@ async def create_review(
         raise duplicate
     review = Review(product_id=product_id, user_id=user_id, rating=body.rating, comment=body.comment)
     session.add(review)
-    await _flush_unique(session, duplicate)
+    await flush_unique(session, duplicate)
     count, average = (
         await session.execute(
             select(func.count(Review.id), func.avg(Review.rating)).where(Review.product_id == product_id)

@@ -18,12 +18,11 @@ from typing import Any
 import structlog
 from mart_common.auth import Principal
 from mart_common.clock import utcnow
-from mart_common.db import Database
+from mart_common.db import Database, flush_unique
 from mart_common.deps import Page
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Problem, Unprocessable
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from user_service import domain, events
@@ -81,16 +80,6 @@ def _bad_refresh_token(exc: RefreshRejected) -> Problem:
     return Problem(401, f"The refresh token is not valid ({exc}).", slug="invalid-refresh-token")
 
 
-async def _flush_unique(session: AsyncSession, conflict: Conflict) -> None:
-    """Write the pending rows now, in a savepoint, so a taken unique key answers ``conflict`` here and
-    the commit never fails for it (events are recorded after: not inside a savepoint)."""
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise conflict from exc
-
-
 # --- registration and login -----------------------------------------------------------------------
 
 
@@ -107,7 +96,7 @@ async def register(session: AsyncSession, ctx: UserContext, body: RegisterReques
         password_hash=await ctx.passwords.hash(body.password),
     )
     session.add(user)
-    await _flush_unique(session, _email_taken())
+    await flush_unique(session, _email_taken())
     await record_event(session, events.user_registered(user), key=str(user.id))
     return user
 
@@ -241,7 +230,7 @@ async def update_me(
         if new_password is not None:
             user.password_hash = await ctx.passwords.hash(new_password)
         if email_changed:
-            await _flush_unique(session, _email_taken())
+            await flush_unique(session, _email_taken())
         if new_password is not None:
             await ctx.tokens.revoke_user(session, user.id)
         if contact_changed:  # UserUpdated carries contact details; a new password alone is not news.
@@ -323,7 +312,7 @@ async def ensure_admin(db: Database, ctx: UserContext) -> None:
         )
         session.add(admin)
         try:
-            await _flush_unique(session, _email_taken())
+            await flush_unique(session, _email_taken())
         except Conflict:
             return  # Another replica created it at the same moment.
         await record_event(session, events.user_registered(admin), key=str(admin.id))
