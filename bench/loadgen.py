@@ -1,4 +1,4 @@
-"""The load generator: runs in its own process (``python -m bench.loadgen SPEC.json OUT.json``).
+"""The load generator: runs in its own process (``python -m bench.loadgen spec.json out.json``).
 
 asyncio + httpx (HTTP/1.1 keep-alive pool). Every run reports its own CPU use (user+sys seconds of this
 process divided by wall-clock seconds, so 1.0 = one core busy) next to its figures, so a reader can see the
