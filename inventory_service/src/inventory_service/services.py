@@ -143,11 +143,11 @@ async def reserve_for_order(
     if existing is not None:
         return ReservationStatus(existing.status)
     now = utcnow()
-    short = await _hold_all_or_none(session, lines, now)
+    short, counts = await _hold_all_or_none(session, lines, now)
     if short:
         await _record_rejection(session, order_id, lines, short, now)
         return ReservationStatus.REJECTED
-    await _record_reservation(session, ctx, order_id, lines, now)
+    await _record_reservation(session, ctx, order_id, lines, now, counts)
     return ReservationStatus.RESERVED
 
 
@@ -204,25 +204,37 @@ async def release_expired_reservations(db: Database, ctx: InventoryContext) -> i
 # --- Steps of reserving ------------------------------------------------------------------------
 
 
-async def _hold_all_or_none(session: AsyncSession, lines: list[Line], now: datetime) -> list[Line]:
-    """Hold every line (``reserved += q`` where it fits) inside a savepoint, rolled back when any line does
-    not fit so nothing stays held; returns the lines that do not fit."""
+Counts = tuple[int, int, bool]  # on hand, reserved, the low flag
+
+
+async def _hold_all_or_none(
+    session: AsyncSession, lines: list[Line], now: datetime
+) -> tuple[list[Line], dict[uuid.UUID, Counts]]:
+    """Hold every line (``reserved += q`` where it fits), all or none: returns the lines that do not fit
+    (nothing stays held then) and the held rows' counts after the hold (for the low-stock check, without
+    reading them again). Several lines hold inside a savepoint, rolled back when one does not fit; a
+    single line needs none (its conditional UPDATE changed nothing when it did not fit)."""
     short: list[Line] = []
-    savepoint = await session.begin_nested()
+    counts: dict[uuid.UUID, Counts] = {}
+    savepoint = await session.begin_nested() if len(lines) > 1 else None
     for line in lines:
-        result = await session.execute(
-            _update_stock(
-                Stock.product_id == line.product_id,
-                Stock.on_hand - Stock.reserved >= line.quantity,
-            ).values(reserved=Stock.reserved + line.quantity, updated_at=now)
-        )
-        if result.rowcount != 1:
+        row = (
+            await session.execute(
+                _update_stock(
+                    Stock.product_id == line.product_id,
+                    Stock.on_hand - Stock.reserved >= line.quantity,
+                )
+                .values(reserved=Stock.reserved + line.quantity, updated_at=now)
+                .returning(Stock.on_hand, Stock.reserved, Stock.low)
+            )
+        ).one_or_none()
+        if row is None:
             short.append(line)  # keep going: the rejection names every line that does not fit
-    if short:
-        await savepoint.rollback()
-    else:
-        await savepoint.commit()
-    return short
+        else:
+            counts[line.product_id] = (int(row[0]), int(row[1]), bool(row[2]))
+    if savepoint is not None:
+        await (savepoint.rollback() if short else savepoint.commit())
+    return short, (counts if not short else {})
 
 
 async def _record_rejection(
@@ -247,7 +259,12 @@ async def _record_rejection(
 
 
 async def _record_reservation(
-    session: AsyncSession, ctx: InventoryContext, order_id: uuid.UUID, lines: list[Line], now: datetime
+    session: AsyncSession,
+    ctx: InventoryContext,
+    order_id: uuid.UUID,
+    lines: list[Line],
+    now: datetime,
+    counts: dict[uuid.UUID, Counts],
 ) -> None:
     """The RESERVED reservation (expiring after the TTL), StockReserved, and the low-stock crossings."""
     expires_at = now + ctx.reservation_ttl
@@ -263,7 +280,7 @@ async def _record_reservation(
     )
     await session.flush()
     await record_event(session, events.stock_reserved(order_id, lines, now, expires_at), key=str(order_id))
-    await _check_low_stock(session, ctx, [line.product_id for line in lines], now)
+    await _check_low_stock(session, ctx, [line.product_id for line in lines], now, known=counts)
 
 
 # --- Steps of moving a reservation (domain.TRANSITIONS) --------------------------------------------
@@ -491,12 +508,18 @@ async def _record_movement(
 
 
 async def _check_low_stock(
-    session: AsyncSession, ctx: InventoryContext, product_ids: list[uuid.UUID], now: datetime
+    session: AsyncSession,
+    ctx: InventoryContext,
+    product_ids: list[uuid.UUID],
+    now: datetime,
+    *,
+    known: dict[uuid.UUID, Counts] | None = None,
 ) -> None:
-    """Flip the ``low`` flag of products whose availability crossed the threshold; StockLow going down."""
+    """Flip the ``low`` flag of products whose availability crossed the threshold; StockLow going down.
+    ``known``: counts this transaction already holds (the rows are locked by its UPDATE), not read again."""
     threshold = ctx.low_stock_threshold
     for pid in product_ids:
-        counts = await _counts(session, pid)
+        counts = (known or {}).get(pid) or await _counts(session, pid)
         if counts is None:
             continue
         on_hand, reserved, low = counts
