@@ -21,6 +21,7 @@ from sqlalchemy import Table, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from mart_common.db import Database
+from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +85,8 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # it only waits for notifications (no transaction in hand): no grace needed
+            await stop_gracefully([self._task], grace_s=0)
             self._task = None
         await self._close()
 

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
@@ -30,29 +30,28 @@ class Database:
     ) -> None:
         """``event_source``: the service name its sessions record events under (``record_event``)."""
         self.url = url
-        self.event_source = event_source
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
-        kwargs: dict[str, Any] = {"echo": echo}
-        if not self.is_sqlite:
+        self.engine: AsyncEngine
+        if self.is_sqlite:
+            # statements inline on the loop's thread, writers queued in the process (mart_common.sqlite)
+            self.engine, read_engine = local_sqlite.create_engines(url, echo=echo)
+        else:
             # No statement may wait forever (a lock wait, a half-closed connection): fail, and let the
             # caller's retry (request, consumer, relay) take over. No pool_pre_ping: with asyncpg it costs
             # BEGIN / ";" / ROLLBACK on every checkout (three round trips, most of the mart's rollbacks);
             # a connection broken by a database restart fails its first statement instead, SQLAlchemy then
             # invalidates the whole pool, and the caller's retry gets a fresh connection
             # (docs/performance.md, docs/decisions.md).
-            kwargs.update(
+            self.engine = create_async_engine(
+                url,
+                echo=echo,
                 pool_size=pool_size,
                 max_overflow=10,
                 pool_timeout=30,
                 pool_recycle=1800,
                 connect_args={"command_timeout": 60, "timeout": 10},
             )
-        if self.is_sqlite:
-            # statements inline on the loop's thread, writers queued in the process (mart_common.sqlite)
-            self.engine, read_engine = local_sqlite.create_engines(url, **kwargs)
-        else:
-            self.engine = create_async_engine(url, **kwargs)
             # READ COMMITTED gives every statement its own snapshot anyway: a read-only unit of work
             # loses nothing without BEGIN/COMMIT, and saves two round trips.
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")

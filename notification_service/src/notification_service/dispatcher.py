@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from mart_common.clock import as_utc, utcnow
 from mart_common.db import Database
+from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter
 from sqlalchemy import select, update
 
@@ -106,6 +107,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._fresh: list[uuid.UUID] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         db.after_commit(NEW_DELIVERIES, self._handover)
 
     @classmethod
@@ -132,24 +134,27 @@ class Dispatcher:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
 
     async def stop(self) -> None:
+        """Finish the batch in hand (bounded), then stop; deliveries not taken yet stay PENDING and due,
+        for the first search after a restart."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await stop_gracefully([self._task])
             self._task = None
 
     async def _run(self) -> None:
         # Deliveries left from before a restart are picked up by the first pass.
         search = True
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 if search:
                     await self.dispatch_due()
-                while self._fresh:
+                while self._fresh and not self._stopping:
                     # A moment for the deliveries of concurrent handlers to join this batch.
                     await asyncio.sleep(self.gather_s)
                     fresh, self._fresh = self._fresh[: self.batch_size], self._fresh[self.batch_size :]
@@ -161,6 +166,8 @@ class Dispatcher:
                 search = True  # what failed here is found again by the search for due deliveries
                 await asyncio.sleep(1.0)
                 continue
+            if self._stopping:
+                return
             await self._wake.wait()
             search = not self._fresh  # the wake's ids were taken by the last pass: look for due ones
 
