@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -68,12 +68,15 @@ class KafkaBus(EventBus):
         retry: RetryPolicy | None = None,
         client_id: str = "online-mart",
         namespace: str = "",
+        commit_interval_s: float = 0.5,
     ) -> None:
         super().__init__(retry)
         # Prefixes topics and groups (isolated test runs on one broker); empty in real deployments.
         self.namespace = namespace
         self.bootstrap_servers = bootstrap_servers
         self.partitions = partitions
+        # How long a handled record's offset may stay uncommitted (redelivered after a crash, harmlessly).
+        self.commit_interval_s = commit_interval_s
         self.client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._subscriptions: list[tuple[str, tuple[str, ...], Handler]] = []
@@ -203,39 +206,35 @@ class KafkaBus(EventBus):
         )
 
     async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
+        loop = asyncio.get_running_loop()
         while self._started:
             consumer: AIOKafkaConsumer | None = None
+            # Handled, not yet committed: the next offset per partition. Committed at most every
+            # ``commit_interval_s`` (and before a rebalance takes the partitions, and when stopping), not
+            # after every batch: a crash re-delivers at most that much, and the inbox absorbs it
+            # (docs/decisions.md "Offsets committed on an interval").
+            pending: dict[TopicPartition, int] = {}
             try:
                 await self.ensure_topics([*topics, dead_letter_topic(group)])
-                consumer = self._consumer(group, *topics)  # _consumer applies the namespace
+                consumer = self._consumer(group)
+                consumer.subscribe(
+                    [self.namespace + t for t in topics], listener=_CommitOnRevoke(group, consumer, pending)
+                )
                 await consumer.start()
+                due = loop.time() + self.commit_interval_s
                 while self._started:
-                    batches = await consumer.getmany(timeout_ms=500)
-                    if not batches:
-                        continue
-
-                    async def _partition(tp: TopicPartition, recs: list) -> tuple[TopicPartition, int | None]:
-                        next_offset = None
-                        for start in range(0, len(recs), _BATCH):
-                            if not self._started:
-                                break  # stopping: the rest is re-read by the next consumer
-                            chunk = recs[start : start + _BATCH]
-                            await self._deliver_many(
-                                group, handler, [_to_message(rec, self.namespace) for rec in chunk]
-                            )
-                            next_offset = chunk[-1].offset + 1
-                        return tp, next_offset
-
+                    wait_s = max(0.0, due - loop.time()) if pending else 0.5
+                    batches = await consumer.getmany(timeout_ms=int(wait_s * 1000))
+                    if batches and not pending:
+                        due = loop.time() + self.commit_interval_s
                     # Partitions run side by side; records of one partition (one key) strictly in order.
-                    done = await asyncio.gather(*(_partition(tp, recs) for tp, recs in batches.items()))
-                    offsets = {tp: off for tp, off in done if off is not None}
-                    if not offsets:
-                        continue
-                    try:
-                        await consumer.commit(offsets)
-                    except CommitFailedError as exc:
-                        # A rebalance moved the partitions: the new owner re-reads, the inbox dedupes.
-                        log.warning("commit_failed_rebalance", group=group, error=str(exc))
+                    done = await asyncio.gather(
+                        *(self._handle_partition(group, handler, recs) for recs in batches.values())
+                    )
+                    pending.update({tp: n for tp, n in zip(batches, done, strict=True) if n is not None})
+                    if pending and loop.time() >= due:
+                        await _commit(group, consumer, pending)
+                await _commit(group, consumer, pending)  # stopping: what was handled is not re-read
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -245,6 +244,17 @@ class KafkaBus(EventBus):
                 if consumer is not None:
                     with contextlib.suppress(Exception):
                         await consumer.stop()
+
+    async def _handle_partition(self, group: str, handler: Handler, recs: list[Any]) -> int | None:
+        """Deliver one partition's records in order; returns the offset to commit next (None: none done)."""
+        next_offset = None
+        for start in range(0, len(recs), _BATCH):
+            if not self._started:
+                break  # stopping: the rest is re-read by the next consumer
+            chunk = recs[start : start + _BATCH]
+            await self._deliver_many(group, handler, [_to_message(rec, self.namespace) for rec in chunk])
+            next_offset = chunk[-1].offset + 1
+        return next_offset
 
     async def read_topic(self, topic: str) -> list[BusMessage]:
         await self.ensure_topics([topic])
@@ -422,6 +432,37 @@ class _KafkaTail(EventTail):
                     if self._stop_at is not None and rec.offset >= self._stop_at[tp]:
                         break
                     yield _to_message(rec, self.bus.namespace)
+
+
+async def _commit(group: str, consumer: AIOKafkaConsumer, pending: dict[TopicPartition, int]) -> None:
+    """Commit the handled offsets in ``pending`` (then forget them)."""
+    if not pending:
+        return
+    offsets = dict(pending)
+    pending.clear()
+    try:
+        await consumer.commit(offsets)
+    except CommitFailedError as exc:
+        # A rebalance moved the partitions: the new owner re-reads, the inbox dedupes.
+        log.warning("commit_failed_rebalance", group=group, error=str(exc))
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    """Before a rebalance takes partitions away, commit what was handled on them, so their next owner
+    starts after it instead of re-reading it."""
+
+    def __init__(self, group: str, consumer: AIOKafkaConsumer, pending: dict[TopicPartition, int]) -> None:
+        self.group = group
+        self.consumer = consumer
+        self.pending = pending
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        mine = {tp: self.pending.pop(tp) for tp in list(self.pending) if tp in revoked}
+        with contextlib.suppress(KafkaError):
+            await _commit(self.group, self.consumer, mine)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 async def _retrying(call: Any, attempts: int = 20) -> Any:
