@@ -253,3 +253,27 @@ async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app,
         assert again.status_code == 409
         missing = await client.post(f"/deliveries/{uuid.uuid4()}/retry", headers=admin)
         assert missing.status_code == 404
+
+
+async def test_a_delivery_handed_over_but_never_sent_goes_out_when_its_lease_runs_out(make_app, jwt_keys):
+    """The event's transaction claims the first attempt and hands it to the dispatcher in memory; a process
+    that stops before sending it loses nothing: once the lease runs out, the search sends it."""
+    sms = RecordingSms()
+    app = make_app(senders={Channel.SMS: sms})
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        await _enable_sms(client, jwt_keys, user_id)
+        dispatcher = app.state.runtime.context.dispatcher
+        await dispatcher.stop()  # the hand-over below is never sent by this process
+        envelope = user_registered(user_id, phone="+15550100")
+        await app.state.runtime.subscriber(envelope.to_bus())
+        [row] = await deliveries(app, event_id=envelope.id)
+        assert row.status == DeliveryStatus.PENDING and row.attempts == 1
+        assert await dispatcher.dispatch_due() == 0  # leased: not due yet
+        assert sms.sent == []
+        async with app.state.runtime.db.transaction() as session:  # the lease ran out
+            await session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        assert await dispatcher.dispatch_due() == 1
+        [row] = await deliveries(app, event_id=envelope.id)
+        assert row.status == DeliveryStatus.SENT and row.attempts == 2
+        assert [m.to for m in sms.sent] == ["+15550100"]

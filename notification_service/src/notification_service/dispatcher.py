@@ -1,12 +1,13 @@
 """Sending deliveries after the commit, with leases and retries: the dispatcher.
 
-The use-cases (``services.py``) record a PENDING delivery per outside channel inside the event's
-transaction and hand its id over under :data:`NEW_DELIVERIES`; right after that commit
-(``Database.after_commit``) the dispatcher gets the ids, and every few seconds the retry job has it look for
-due deliveries. It claims them, hands them to the channel's provider and records each attempt. Claiming is a
-conditional UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never send the same
-attempt; a dispatcher that dies mid-send leaves a lease that expires and the delivery is retried, so a crash
-never loses one. Failures back off exponentially; a delivery that fails permanently or runs out of attempts
+The use-cases (``services.py``) record a delivery per outside channel inside the event's transaction,
+already claimed for its first attempt (attempt 1, leased for :data:`HANDOVER_LEASE`), and hand it over, with
+what sending it needs, under :data:`NEW_DELIVERIES`; right after that commit (``Database.after_commit``) the
+dispatcher sends it, with no query. Deliveries due again (retries, an admin's retry, leases that ran out) are
+found by the search every few seconds and claimed by a conditional UPDATE (attempt count + a lease), so two
+dispatchers (or two replicas) never send the same attempt; a dispatcher that dies mid-send (or before
+sending what was handed over) leaves a lease that expires and the delivery is retried, so a crash never loses
+one. Failures back off exponentially; a delivery that fails permanently or runs out of attempts
 is marked FAILED, with every attempt in ``delivery_attempts`` (docs/decisions.md, "notification-service").
 """
 
@@ -40,13 +41,28 @@ DELIVERY_OUTCOMES = Counter(
     ["channel", "outcome"],
 )
 
-# ``session.info`` key of the delivery ids a transaction made due: handed to the dispatcher when (and only
-# if) it commits.
+# ``session.info`` key of the deliveries a transaction made due (a delivery id: claimed by the dispatcher;
+# a :class:`Claimed`: claimed by the transaction itself): handed to the dispatcher when (and only if) it
+# commits.
 NEW_DELIVERIES = "mart_notification_deliveries"
+
+HANDOVER_LEASE = timedelta(seconds=60)
+"""How long a delivery handed over by the transaction that recorded it is this process's: if the process
+dies before recording the attempt, the search takes the delivery when the lease runs out."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Claimed:
+class Recipient:
+    """The contact details a delivery goes to (the read model built from user events)."""
+
+    full_name: str
+    email: str
+    phone: str | None
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
     """A delivery claimed for one attempt, with what sending it needs."""
 
     id: uuid.UUID
@@ -58,12 +74,12 @@ class _Claimed:
     html: str | None
     sms: str | None
     created_at: datetime
-    contact: Contact | None
+    contact: Recipient | None
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    claimed: _Claimed
+    claimed: Claimed
     provider: str
     recipient: str | None
     started: datetime
@@ -105,7 +121,7 @@ class Dispatcher:
         self.gather_s = gather_s
         self._semaphore = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        self._fresh: list[uuid.UUID] = []
+        self._fresh: list[uuid.UUID | Claimed] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         db.after_commit(NEW_DELIVERIES, self._handover)
@@ -128,8 +144,8 @@ class Dispatcher:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _handover(self, delivery_ids: list[uuid.UUID]) -> None:
-        self._fresh.extend(delivery_ids)
+    def _handover(self, deliveries: list[uuid.UUID | Claimed]) -> None:
+        self._fresh.extend(deliveries)
         self._wake.set()
 
     def start(self) -> None:
@@ -158,7 +174,12 @@ class Dispatcher:
                     # A moment for the deliveries of concurrent handlers to join this batch.
                     await asyncio.sleep(self.gather_s)
                     fresh, self._fresh = self._fresh[: self.batch_size], self._fresh[self.batch_size :]
-                    await self._dispatch(fresh)
+                    taken = [d for d in fresh if isinstance(d, Claimed)]
+                    to_claim = [d for d in fresh if not isinstance(d, Claimed)]
+                    if taken:
+                        await self._send_all(taken)
+                    if to_claim:
+                        await self._dispatch(to_claim)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -198,8 +219,12 @@ class Dispatcher:
     async def _dispatch(self, delivery_ids: list[uuid.UUID]) -> int:
         """Claim, send and record a batch; returns how many this dispatcher claimed."""
         claimed = await self._claim(delivery_ids)
-        if not claimed:
-            return 0
+        if claimed:
+            await self._send_all(claimed)
+        return len(claimed)
+
+    async def _send_all(self, claimed: list[Claimed]) -> None:
+        """Send claimed deliveries side by side and record every attempt."""
         try:
             outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
         except asyncio.CancelledError:
@@ -210,9 +235,8 @@ class Dispatcher:
                     await self._release(claimed)
             raise
         await self._record(outcomes)
-        return len(claimed)
 
-    async def _claim(self, delivery_ids: list[uuid.UUID]) -> list[_Claimed]:
+    async def _claim(self, delivery_ids: list[uuid.UUID]) -> list[Claimed]:
         """One conditional UPDATE takes a lease on those still due (two dispatchers never both get one)."""
         now = utcnow()
         async with self.db.transaction() as session:
@@ -243,7 +267,7 @@ class Dispatcher:
                 )
             ).all()
         return [
-            _Claimed(
+            Claimed(
                 id=row.id,
                 number=numbers[row.id],
                 channel=Channel(row.channel),
@@ -253,12 +277,12 @@ class Dispatcher:
                 html=row.Notification.body_html,
                 sms=row.Notification.sms_text,
                 created_at=as_utc(row.Notification.created_at),
-                contact=row.Contact,
+                contact=_recipient(row.Contact),
             )
             for row in rows
         ]
 
-    async def _send(self, claimed: _Claimed) -> _Outcome:
+    async def _send(self, claimed: Claimed) -> _Outcome:
         sender = self.senders[claimed.channel]
         started = utcnow()
         recipient, error, skipped = _recipient_of(claimed)
@@ -281,7 +305,7 @@ class Dispatcher:
             return DeliveryError(f"{type(exc).__name__}: {exc}")
         return None
 
-    async def _release(self, claimed: list[_Claimed]) -> None:
+    async def _release(self, claimed: list[Claimed]) -> None:
         async with self.db.transaction() as session:
             for c in claimed:
                 await session.execute(
@@ -338,7 +362,13 @@ class Dispatcher:
         return "ERROR", values
 
 
-def _recipient_of(claimed: _Claimed) -> tuple[str | None, DeliveryError | None, str | None]:
+def _recipient(contact: Contact | None) -> Recipient | None:
+    if contact is None:
+        return None
+    return Recipient(contact.full_name, contact.email, contact.phone, contact.is_active)
+
+
+def _recipient_of(claimed: Claimed) -> tuple[str | None, DeliveryError | None, str | None]:
     """Where the delivery goes (recipient, None, None), or why not now (None, error, None: retried) or never
     (None, None, reason: skipped)."""
     contact = claimed.contact
@@ -354,7 +384,7 @@ def _recipient_of(claimed: _Claimed) -> tuple[str | None, DeliveryError | None, 
     return recipient, None, None
 
 
-def _message(claimed: _Claimed, recipient: str) -> OutgoingMessage:
+def _message(claimed: Claimed, recipient: str) -> OutgoingMessage:
     return OutgoingMessage(
         delivery_id=claimed.id,
         kind=claimed.kind,

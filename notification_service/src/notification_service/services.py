@@ -22,7 +22,7 @@ from mart_common.problems import Conflict, NotFound
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notification_service.dispatcher import NEW_DELIVERIES
+from notification_service.dispatcher import HANDOVER_LEASE, NEW_DELIVERIES, Claimed, Recipient
 from notification_service.domain import DEFAULT_PREFERENCES, DeliveryStatus, Kind, Preferences, channels_for
 from notification_service.models import Contact, Delivery, Notification, Preference
 from notification_service.rendering import render
@@ -119,8 +119,8 @@ async def record_notification(
     if uid is None:
         log.warning("notification_without_user", event_id=envelope.id, type=envelope.type)
         return None
-    full_name, preferences = await _recipient(session, uid)
-    greeting = name or full_name or "there"
+    recipient, preferences = await _recipient(session, uid)
+    greeting = name or (recipient.full_name if recipient else "") or "there"
     message = render(kind, {"name": greeting, **context})
     now = utcnow()
     notification = Notification(
@@ -136,25 +136,39 @@ async def record_notification(
     )
     if not await insert_ignoring_duplicates(session, Notification.__table__, notification.model_dump()):
         return None
-    await _record_deliveries(session, notification, preferences)
+    await _record_deliveries(session, notification, recipient, preferences)
     return notification
 
 
-async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> tuple[str, Preferences]:
-    """The user's name (empty if unknown yet) and channel choices, in one statement (one round trip per
-    event instead of two: docs/performance.md)."""
+async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> tuple[Recipient | None, Preferences]:
+    """The user's contact details (None if unknown yet) and channel choices, in one statement (one round
+    trip per event instead of two: docs/performance.md)."""
     row = (await session.execute(_RECIPIENT, {"user_id": user_id})).one()
-    email, sms = row.email, row.sms
-    preferences = DEFAULT_PREFERENCES if email is None else Preferences(email=email, sms=sms)
-    return row.full_name or "", preferences
+    wants_email, wants_sms = row.wants_email, row.wants_sms
+    preferences = (
+        DEFAULT_PREFERENCES if wants_email is None else Preferences(email=wants_email, sms=wants_sms)
+    )
+    if row.email is None:
+        return None, preferences
+    return Recipient(row.full_name, row.email, row.phone, row.is_active), preferences
 
 
 def _recipient_statement() -> Any:
     uid = bindparam("user_id")
+
+    def contact(column: Any, label: str) -> Any:
+        return select(column).where(Contact.user_id == uid).scalar_subquery().label(label)
+
+    def preference(column: Any, label: str) -> Any:
+        return select(column).where(Preference.user_id == uid).scalar_subquery().label(label)
+
     return select(
-        select(Contact.full_name).where(Contact.user_id == uid).scalar_subquery().label("full_name"),
-        select(Preference.email).where(Preference.user_id == uid).scalar_subquery().label("email"),
-        select(Preference.sms).where(Preference.user_id == uid).scalar_subquery().label("sms"),
+        contact(Contact.full_name, "full_name"),
+        contact(Contact.email, "email"),
+        contact(Contact.phone, "phone"),
+        contact(Contact.is_active, "is_active"),
+        preference(Preference.email, "wants_email"),
+        preference(Preference.sms, "wants_sms"),
     )
 
 
@@ -162,9 +176,14 @@ _RECIPIENT = _recipient_statement()  # built once: it runs for every notificatio
 
 
 async def _record_deliveries(
-    session: AsyncSession, notification: Notification, preferences: Preferences
+    session: AsyncSession,
+    notification: Notification,
+    recipient: Recipient | None,
+    preferences: Preferences,
 ) -> None:
-    """A PENDING delivery of ``notification`` per outside channel its user wants, due now."""
+    """A PENDING delivery of ``notification`` per outside channel its user wants, claimed for its first
+    attempt by this transaction and handed to the dispatcher with what sending it needs (no claiming
+    transaction, no query: docs/decisions.md "Notification deliveries ... handed over in memory")."""
     for channel in channels_for(preferences):
         delivery = Delivery(
             notification_id=notification.id,
@@ -172,17 +191,30 @@ async def _record_deliveries(
             channel=channel,
             user_id=notification.user_id,
             status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=notification.created_at,
+            attempts=1,
+            next_attempt_at=notification.created_at + HANDOVER_LEASE,
             created_at=notification.created_at,
         )
         if await insert_ignoring_duplicates(session, Delivery.__table__, delivery.model_dump()):
-            _hand_over(session, delivery.id)
+            claimed = Claimed(
+                id=delivery.id,
+                number=1,
+                channel=channel,
+                kind=notification.kind,
+                subject=notification.subject,
+                text=notification.body_text,
+                html=notification.body_html,
+                sms=notification.sms_text,
+                created_at=notification.created_at,
+                contact=recipient,
+            )
+            _hand_over(session, claimed)
 
 
-def _hand_over(session: AsyncSession, delivery_id: uuid.UUID) -> None:
-    """The dispatcher sends ``delivery_id`` right after this transaction commits (never if it rolls back)."""
-    session.info.setdefault(NEW_DELIVERIES, []).append(delivery_id)
+def _hand_over(session: AsyncSession, delivery: uuid.UUID | Claimed) -> None:
+    """The dispatcher sends ``delivery`` (an id: after claiming it) right after this transaction commits
+    (never if it rolls back)."""
+    session.info.setdefault(NEW_DELIVERIES, []).append(delivery)
 
 
 # --- the user's notifications and preferences ----------------------------------------------------------
