@@ -190,7 +190,8 @@ class Dispatcher:
             if self._stopping:
                 return
             await self._wake.wait()
-            search = not self._fresh  # the wake's ids were taken by the last pass: look for due ones
+            # What is due later (retries, expired leases) is the retry job's search: a wake only hands over.
+            search = False
 
     # --- sending -------------------------------------------------------------------------------
 
