@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
+from mart_common.messaging import Envelope, outbox_table
+from sqlalchemy import select
+
+from mart_common import contracts
 
 
 async def test_awaiting_payment_creates_one_payment_and_publishes_payment_requested(harness):
@@ -94,3 +99,35 @@ async def test_redelivered_cancel_refunds_once(harness):
     await harness.wait_payment(order_id, "REFUNDED")
     await harness.all_processed()  # the second cancel went through the handler too
     assert len(await harness.published(payments_pb2.PaymentRefunded, order_id)) == 1
+
+
+async def test_payment_requested_continues_the_correlation_and_trace_of_the_event_it_answers(harness):
+    """The provider call runs after the handler's commit; the event it records still carries the
+    correlation id and trace of the OrderAwaitingPayment that caused it (logs and traces stay joined)."""
+    order_id = uuid.uuid4()
+    trace_id = uuid.uuid4().hex
+    event = orders_pb2.OrderAwaitingPayment(
+        order_id=str(order_id), user_id=str(harness.customer), total_cents=500, currency="USD"
+    )
+    envelope = Envelope.new(
+        type=contracts.ce_type(event),
+        source="order-service",
+        topic=contracts.topic_for(event),
+        key=str(order_id),
+        payload=event.SerializeToString(),
+        correlation_id="checkout-7",
+        traceparent=f"00-{trace_id}-{'1' * 16}-01",
+    )
+    await harness.bus.publish(envelope.to_bus())
+    await harness.wait_payment(order_id)
+    async with harness.db.session() as s:
+        [headers] = (
+            await s.execute(
+                select(outbox_table.c.headers).where(
+                    outbox_table.c.ce_type == contracts.ce_type(payments_pb2.PaymentRequested),
+                    outbox_table.c.key == str(order_id),
+                )
+            )
+        ).scalars()
+    assert headers["correlation_id"] == "checkout-7"
+    assert headers["traceparent"].split("-")[1] == trace_id

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
@@ -72,9 +73,14 @@ HANDOVER_LEASE = timedelta(seconds=60)
 
 
 def work_recorded(session: AsyncSession, payment: Payment) -> None:
-    """Hand ``payment``'s provider call to this process's loop once ``session``'s transaction commits."""
+    """Hand ``payment``'s provider call to this process's loop once ``session``'s transaction commits.
+
+    The call continues the work that recorded it: it runs in a copy of the current context, so its log lines
+    and the event it records (``PaymentRequested``, ...) carry the request's or event's correlation id and
+    trace (docs/tracing.md).
+    """
     payment.next_attempt_at = utcnow() + HANDOVER_LEASE
-    session.info.setdefault(_WORK, []).append(_Claimed.of(payment))
+    session.info.setdefault(_WORK, []).append(_Claimed.of(payment, contextvars.copy_context()))
 
 
 def void_after_commit(session: AsyncSession, provider_payment_id: str, payment_id: uuid.UUID) -> None:
@@ -100,10 +106,14 @@ class _Claimed:
     amount_cents: int
     currency: str
     provider_payment_id: str | None
+    # The context of the use-case that handed the call over (None: found by the search).
+    context: contextvars.Context | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, p: Payment) -> _Claimed:
-        return cls(p.id, p.status, p.order_id, p.user_id, p.amount_cents, p.currency, p.provider_payment_id)
+    def of(cls, p: Payment, context: contextvars.Context | None = None) -> _Claimed:
+        return cls(
+            p.id, p.status, p.order_id, p.user_id, p.amount_cents, p.currency, p.provider_payment_id, context
+        )
 
 
 async def _intent_created(session: AsyncSession, p: Payment, intent: Intent) -> None:
@@ -194,7 +204,7 @@ class ProviderCalls:
             await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
         fresh, self._fresh = self._fresh, []
         if fresh:
-            await asyncio.gather(*(self._attempt(c) for c in fresh))
+            await asyncio.gather(*(asyncio.create_task(self._attempt(c), context=c.context) for c in fresh))
 
     # --- one pass ----------------------------------------------------------------------------
 
