@@ -153,3 +153,33 @@ def test_no_untyped_per_service_extras_anywhere() -> None:
         if needle in line
     ]
     assert not offenders, f"{needle} is still used: {offenders}"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_every_route_dependency_runs_on_the_event_loop(svc: str) -> None:
+    """No ``def`` dependency (a function or a class) of ours: FastAPI runs those in the thread pool, a
+    thread hop per request (docs/performance.md, "Per-request stack"). FastAPI's own form classes (login)
+    are left to it."""
+    import importlib
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    package = f"{svc}_service"
+    app = importlib.import_module(f"{package}.main").create_app()
+    ours = ("mart_common", package)
+    sync = set()
+
+    def walk(dependant) -> None:
+        for dep in dependant.dependencies:
+            call = dep.call
+            fn = call if inspect.isfunction(call) or inspect.isclass(call) else type(call).__call__
+            is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+            if not is_async and (getattr(call, "__module__", "") or "").startswith(ours):
+                sync.add(f"{call.__module__}.{getattr(call, '__qualname__', call)}")
+            walk(dep)
+
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            walk(route.dependant)
+    assert not sync, f"dependencies run in the thread pool: {sorted(sync)}"

@@ -37,7 +37,7 @@ async def open_context(runtime: ServiceRuntime) -> AsyncIterator[InventoryContex
     yield InventoryContext(settings=settings)
 
 
-def get_context(request: Request) -> InventoryContext:
+async def get_context(request: Request) -> InventoryContext:
     return request.app.state.runtime.context
 
 

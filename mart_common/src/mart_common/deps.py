@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mart_common.auth import AdminUser, CurrentUser, Principal
 from mart_common.service import ServiceRuntime
 
+# Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency (a class too) in the thread
+# pool, a thread hop per request for a line of code (docs/performance.md, "Per-request stack").
 
-def get_runtime(request: Request) -> ServiceRuntime:
+
+async def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
@@ -51,13 +54,9 @@ class Paginated(BaseModel, Generic[T]):
 
 
 class Page:
-    """``limit`` (1..100, default 20) and ``offset`` query parameters."""
+    """A page of a list: ``limit`` rows from ``offset`` (the query parameters of :data:`PageDep`)."""
 
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")] = 20,
-        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
-    ) -> None:
+    def __init__(self, limit: int = 20, offset: int = 0) -> None:
         self.limit = limit
         self.offset = offset
 
@@ -111,10 +110,18 @@ def paged(query: Select[Any]) -> Select[Any]:
     )
 
 
+async def page_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
+) -> Page:
+    """``limit`` (1..100, default 20) and ``offset`` query parameters."""
+    return Page(limit, offset)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TransactionDep = Annotated[AsyncSession, Depends(get_transaction, scope="function")]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
-PageDep = Annotated[Page, Depends()]
+PageDep = Annotated[Page, Depends(page_params)]
 
 __all__ = [
     "AdminUser",

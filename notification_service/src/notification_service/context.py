@@ -40,7 +40,7 @@ async def open_context(
         await dispatcher.stop()
 
 
-def get_context(request: Request) -> NotificationContext:
+async def get_context(request: Request) -> NotificationContext:
     return request.app.state.runtime.context
 
 

@@ -24,7 +24,7 @@ async def open_context(runtime: ServiceRuntime) -> AsyncIterator[OrderContext]:
     yield OrderContext(settings=cast(OrderSettings, runtime.settings))
 
 
-def get_context(request: Request) -> OrderContext:
+async def get_context(request: Request) -> OrderContext:
     return request.app.state.runtime.context
 
 

@@ -42,7 +42,7 @@ async def open_context(
         await calls.stop()
 
 
-def get_context(request: Request) -> PaymentContext:
+async def get_context(request: Request) -> PaymentContext:
     return request.app.state.runtime.context
 
 

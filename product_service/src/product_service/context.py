@@ -34,7 +34,7 @@ async def open_context(runtime: ServiceRuntime) -> AsyncIterator[ProductContext]
         await feed.stop()
 
 
-def get_context(request: Request) -> ProductContext:
+async def get_context(request: Request) -> ProductContext:
     return request.app.state.runtime.context
 
 

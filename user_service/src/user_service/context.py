@@ -51,7 +51,7 @@ async def open_context(
     yield UserContext.build(settings, keys or load_or_create_keys(settings))
 
 
-def get_context(request: Request) -> UserContext:
+async def get_context(request: Request) -> UserContext:
     return request.app.state.runtime.context
 
 
