@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from mart_common.bus.kafka import PRODUCER_SETTINGS
 from mart_common.polling import PollTimeout, wait_until, wait_until_sync
 from mart_common.settings import default_data_dir
 
@@ -395,8 +396,8 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
                 pass
     finally:
         await admin.close()
-    # the services' producer settings (mart_common.bus.kafka): idempotent, acks=all, linger 2 ms
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all", linger_ms=2)
+    # the services' producer settings (mart_common.bus.kafka): idempotent, acks=all, no linger
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, **PRODUCER_SETTINGS)
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await producer.start()
     await consumer.start()
@@ -442,7 +443,7 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
             **lat_summary(lat),
             "burst_msgs": burst,
             "burst_msgs_per_s": rate,
-            "producer": "aiokafka idempotent acks=all linger_ms=2 (as the services)",
+            "producer": f"aiokafka {PRODUCER_SETTINGS} (as the services)",
         }
     finally:
         await producer.stop()

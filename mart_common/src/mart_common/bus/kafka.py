@@ -46,6 +46,13 @@ _PRODUCER_STATE_ERRORS = (
 )
 
 
+PRODUCER_SETTINGS: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 0}
+"""Every event is durably stored once published (idempotent, all in-sync replicas), sent at once: no linger.
+The relay already hands the producer everything one wake-up publishes before the sender runs, so a linger
+batched nothing more and only added its 2 ms to every hop of the saga (docs/decisions.md, "No producer
+linger")."""
+
+
 def _to_message(record: object, namespace: str = "") -> BusMessage:
     return BusMessage(
         topic=record.topic.removeprefix(namespace),  # type: ignore[attr-defined]
@@ -161,10 +168,8 @@ class KafkaBus(EventBus):
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
             request_timeout_ms=15000,
+            **PRODUCER_SETTINGS,
         )
         await producer.start()
         return producer
