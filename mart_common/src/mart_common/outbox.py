@@ -142,7 +142,7 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         max_backoff_s: float = 5.0,
         retention: timedelta = timedelta(days=7),
-        mark_interval_s: float = 0.25,
+        mark_interval_s: float = 1.0,
         role_check_interval_s: float = 1.0,
     ) -> None:
         self.db = db
