@@ -301,23 +301,30 @@ async def _apply(
         step = transition(status, trigger)
     except TransitionNotAllowed:
         return None
+    on_hand_after: dict[uuid.UUID, int] = {}
     if step.effect is StockEffect.SELL_AVAILABLE:
         # The units first, all or none: when one is gone the reservation stays where it is.
         if not await _take_available(session, order_id, lines, now):
             return None
         await _set_status(session, order_id, status, step.to, now)
     elif await _set_status(session, order_id, status, step.to, now):
-        await _change_stock(session, lines, step.effect, now)
+        on_hand_after = await _change_stock(session, lines, step.effect, now)
     else:
         return None  # another transaction (the expiry sweep, a redelivery) moved it first
-    await _record_movements(session, order_id, lines, step.effect, now)
+    await _record_movements(session, order_id, lines, step.effect, now, on_hand_after)
     return step
 
 
 async def _record_movements(
-    session: AsyncSession, order_id: uuid.UUID, lines: list[Line], effect: StockEffect, now: datetime
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    lines: list[Line],
+    effect: StockEffect,
+    now: datetime,
+    on_hand_after: dict[uuid.UUID, int],
 ) -> None:
-    """The audit-trail entry of ``effect`` (domain.MOVEMENTS) for each line, when it changes on_hand."""
+    """The audit-trail entry of ``effect`` (domain.MOVEMENTS) for each line, when it changes on_hand
+    (``on_hand_after``: what the stock UPDATEs returned, so no row is read again)."""
     movement = MOVEMENTS.get(effect)
     if movement is None:
         return
@@ -330,6 +337,7 @@ async def _record_movements(
             reason=movement.reason,
             now=now,
             order_id=order_id,
+            on_hand_after=on_hand_after.get(line.product_id),
         )
 
 
@@ -416,12 +424,19 @@ async def _take_available(
     return True
 
 
-async def _change_stock(session: AsyncSession, lines: list[Line], effect: StockEffect, now: datetime) -> None:
-    """The conditional UPDATE of ``effect`` on each line's stock row, in the lines' (lock) order."""
+async def _change_stock(
+    session: AsyncSession, lines: list[Line], effect: StockEffect, now: datetime
+) -> dict[uuid.UUID, int]:
+    """The conditional UPDATE of ``effect`` on each line's stock row, in the lines' (lock) order; returns
+    each changed row's on_hand afterwards."""
+    on_hand_after: dict[uuid.UUID, int] = {}
     for line in lines:
         statement = _effect_update(effect, line, now)
         if statement is not None:
-            await session.execute(statement)
+            row = (await session.execute(statement.returning(Stock.on_hand))).one_or_none()
+            if row is not None:
+                on_hand_after[line.product_id] = int(row[0])
+    return on_hand_after
 
 
 def _effect_update(effect: StockEffect, line: Line, now: datetime) -> Update | None:
@@ -489,15 +504,18 @@ async def _record_movement(
     now: datetime,
     actor_id: uuid.UUID | None = None,
     order_id: uuid.UUID | None = None,
+    on_hand_after: int | None = None,
 ) -> StockMovement:
-    """An entry of the audit trail of on_hand, with the on_hand the change left."""
-    counts = await _counts(session, product_id)
+    """An entry of the audit trail of on_hand, with the on_hand the change left (read unless given)."""
+    if on_hand_after is None:
+        counts = await _counts(session, product_id)
+        on_hand_after = counts[0] if counts else 0
     movement = StockMovement(
         product_id=product_id,
         kind=kind,
         delta=delta,
         reason=reason,
-        on_hand_after=counts[0] if counts else 0,
+        on_hand_after=on_hand_after,
         actor_id=actor_id,
         order_id=order_id,
         created_at=now,
