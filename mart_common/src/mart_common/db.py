@@ -105,6 +105,20 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose every statement commits on its own: no BEGIN/COMMIT round trips on PostgreSQL,
+        for writes that are one statement each (a data-modifying ``WITH`` can make several changes one
+        statement). On SQLite, where writers queue for the file, one transaction around the session."""
+        if not self.is_postgres:
+            async with self.transaction() as session:
+                yield session
+            return
+        async with self.read_sessionmaker() as session:
+            yield session
+            if session.in_transaction():
+                await session.commit()  # nothing to send (autocommit): ends the session's own bookkeeping
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reading only: no BEGIN/COMMIT on PostgreSQL (each statement is its own
         READ COMMITTED snapshot, as inside a transaction), a deferred (shared) transaction on SQLite

@@ -26,7 +26,7 @@ from mart_common.clock import as_utc, utcnow
 from mart_common.db import Database
 from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import Update, insert, select, update
 
 from notification_service.channels import DeliveryError, OutgoingMessage, Sender
 from notification_service.domain import Channel, DeliveryStatus, retry_delay_s
@@ -316,30 +316,22 @@ class Dispatcher:
                 )
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        """Every attempt of the batch and each delivery's new state, in one transaction."""
+        """Every attempt of the batch and each delivery's new state: on PostgreSQL one statement per
+        delivery (the attempt's INSERT in a WITH of the delivery's UPDATE), atomic on its own, so no
+        transaction around them; on SQLite, which has no INSERT inside WITH, one transaction for the batch."""
         now = utcnow()
         changes = [(o, *self._next_state(o, now)) for o in outcomes]
-        async with self.db.transaction() as session:
-            session.add_all(
-                DeliveryAttempt(
-                    delivery_id=o.claimed.id,
-                    number=o.claimed.number,
-                    provider=o.provider,
-                    outcome=outcome,
-                    error=values.get("last_error") if outcome != "SENT" else None,
-                    started_at=o.started,
-                    finished_at=now,
-                )
-                for o, outcome, values in changes
-            )
-            for o, _, values in changes:
-                # Guarded by the attempt number: a dispatcher whose lease ran out must not overwrite a
-                # newer attempt.
-                await session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == o.claimed.id, Delivery.attempts == o.claimed.number)
-                    .values(**values)
-                )
+        if self.db.is_postgres:
+            async with self.db.autocommit() as session:
+                for o, outcome, values in changes:
+                    attempt = insert(_ATTEMPTS).values(_attempt_row(o, outcome, values, now)).cte("attempt")
+                    await session.execute(_delivery_update(o, values).add_cte(attempt))
+        else:
+            async with self.db.transaction() as session:
+                rows = [_attempt_row(o, outcome, values, now) for o, outcome, values in changes]
+                await session.execute(insert(_ATTEMPTS), rows)
+                for o, _, values in changes:
+                    await session.execute(_delivery_update(o, values))
         for o, outcome, values in changes:
             _report(o, outcome, values)
 
@@ -361,6 +353,33 @@ class Dispatcher:
             )
             values["next_attempt_at"] = now + timedelta(seconds=delay)
         return "ERROR", values
+
+
+_ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+_DELIVERIES = Delivery.__table__  # type: ignore[attr-defined]
+
+
+def _attempt_row(o: _Outcome, outcome: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "delivery_id": o.claimed.id,
+        "number": o.claimed.number,
+        "provider": o.provider,
+        "outcome": outcome,
+        "error": values.get("last_error") if outcome != "SENT" else None,
+        "started_at": o.started,
+        "finished_at": now,
+    }
+
+
+def _delivery_update(o: _Outcome, values: dict[str, Any]) -> Update:
+    """The delivery's new state, guarded by the attempt number: a dispatcher whose lease ran out must not
+    overwrite a newer attempt."""
+    return (
+        update(_DELIVERIES)
+        .where(_DELIVERIES.c.id == o.claimed.id, _DELIVERIES.c.attempts == o.claimed.number)
+        .values(**values)
+    )
 
 
 def _recipient(contact: Contact | None) -> Recipient | None:
