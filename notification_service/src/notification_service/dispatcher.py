@@ -316,13 +316,15 @@ class Dispatcher:
                 )
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        """Every attempt of the batch and each delivery's new state: on PostgreSQL one statement per
-        delivery (the attempt's INSERT in a WITH of the delivery's UPDATE), atomic on its own, so no
-        transaction around them; on SQLite, which has no INSERT inside WITH, one transaction for the batch."""
+        """Every attempt of the batch and each delivery's new state. On PostgreSQL one statement per
+        delivery (the attempt's INSERT in a WITH of the delivery's UPDATE): a single delivery needs no
+        transaction around it (one round trip, one commit), a batch gets one (one commit for all). SQLite has
+        no INSERT inside WITH: one transaction with the attempts' INSERT and the UPDATEs."""
         now = utcnow()
         changes = [(o, *self._next_state(o, now)) for o in outcomes]
         if self.db.is_postgres:
-            async with self.db.autocommit() as session:
+            scope = self.db.autocommit() if len(changes) == 1 else self.db.transaction()
+            async with scope as session:
                 for o, outcome, values in changes:
                     attempt = insert(_ATTEMPTS).values(_attempt_row(o, outcome, values, now)).cte("attempt")
                     await session.execute(_delivery_update(o, values).add_cte(attempt))
