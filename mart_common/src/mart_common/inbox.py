@@ -42,7 +42,7 @@ class Subscriber:
     ) -> None:
         self.group = group
         self.db = db
-        # Several records of a partition in one transaction (handle_batch). Off for services whose handlers
+        # Several records of a poll in one transaction (handle_batch). Off for services whose handlers
         # lock rows that other partitions' events lock too, in no fixed order (inventory's stock rows): a
         # transaction covering several orders could deadlock with another partition's.
         self.batches = batches
@@ -87,7 +87,7 @@ class Subscriber:
                     delay = min(delay * 2, 5.0)
 
     async def handle_batch(self, msgs: Sequence[BusMessage]) -> None:
-        """Apply several records (one partition, in order) in ONE transaction, each with its inbox row.
+        """Apply several records (each partition's in order) in ONE transaction, each with its inbox row.
 
         Anything unusual (a record that cannot be decoded, a handler error) raises before the commit, so
         nothing of the batch is applied and the bus delivers the records one by one instead (with their

@@ -128,17 +128,25 @@ class EventBus(ABC):
         has an async ``handle_batch(msgs)`` that applies them all or raises having applied none (the inbox
         :class:`~mart_common.inbox.Subscriber`: one transaction for them all); else, or when the batch
         fails, one by one with retries."""
-        if len(msgs) > 1 and getattr(handler, "batches", False):
-            try:
-                await handler.handle_batch(msgs)  # type: ignore[attr-defined]
-                DELIVERIES.labels(group, "ok").inc(len(msgs))
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # nothing was applied: each record gets its own retries
-                log.info("batch_failed_delivering_one_by_one", group=group, records=len(msgs), error=str(exc))
+        if len(msgs) > 1 and await self._deliver_batch(group, handler, msgs):
+            return
         for msg in msgs:
             await self._deliver(group, handler, msg)
+
+    async def _deliver_batch(self, group: str, handler: Handler, msgs: Sequence[BusMessage]) -> bool:
+        """Apply ``msgs`` in one batch if the handler ``batches``; False when it does not or when the batch
+        failed (then nothing of it was applied)."""
+        if not getattr(handler, "batches", False):
+            return False
+        try:
+            await handler.handle_batch(msgs)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # nothing was applied: the caller delivers the records on their own
+            log.info("batch_failed_delivering_one_by_one", group=group, records=len(msgs), error=str(exc))
+            return False
+        DELIVERIES.labels(group, "ok").inc(len(msgs))
+        return True
 
     async def _deliver(self, group: str, handler: Handler, msg: BusMessage) -> None:
         """Call ``handler`` with bounded retries; dead-letter the record when they run out."""

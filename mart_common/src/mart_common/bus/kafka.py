@@ -232,11 +232,7 @@ class KafkaBus(EventBus):
                     batches = await consumer.getmany(timeout_ms=int(wait_s * 1000))
                     if batches and not pending:
                         due = loop.time() + self.commit_interval_s
-                    # Partitions run side by side; records of one partition (one key) strictly in order.
-                    done = await asyncio.gather(
-                        *(self._handle_partition(group, handler, recs) for recs in batches.values())
-                    )
-                    pending.update({tp: n for tp, n in zip(batches, done, strict=True) if n is not None})
+                    pending.update(await self._handle_poll(group, handler, batches))
                     if pending and loop.time() >= due:
                         await _commit(group, consumer, pending)
                 await _commit(group, consumer, pending)  # stopping: what was handled is not re-read
@@ -249,6 +245,24 @@ class KafkaBus(EventBus):
                 if consumer is not None:
                     with contextlib.suppress(Exception):
                         await consumer.stop()
+
+    async def _handle_poll(
+        self, group: str, handler: Handler, batches: dict[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, int]:
+        """Deliver what one poll returned; returns the offset to commit next per partition handled.
+
+        A small poll spanning several partitions goes to a batching handler as ONE batch (one transaction
+        for every partition's records, each partition's in order: docs/decisions.md "Consumers apply a
+        poll's records in one transaction"). Otherwise, or when that batch fails, the partitions run side by
+        side, records of one partition (one key) strictly in order.
+        """
+        if len(batches) > 1 and sum(len(recs) for recs in batches.values()) <= _BATCH:
+            msgs = [_to_message(rec, self.namespace) for recs in batches.values() for rec in recs]
+            if await self._deliver_batch(group, handler, msgs):
+                return {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+        partitions = (self._handle_partition(group, handler, recs) for recs in batches.values())
+        done = await asyncio.gather(*partitions)
+        return {tp: n for tp, n in zip(batches, done, strict=True) if n is not None}
 
     async def _handle_partition(self, group: str, handler: Handler, recs: list[Any]) -> int | None:
         """Deliver one partition's records in order; returns the offset to commit next (None: none done)."""
