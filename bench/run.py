@@ -2,8 +2,9 @@
 
 Measures, on this machine and in this one run: the machine's limits (a bare uvicorn+FastAPI endpoint,
 pgbench on the same PostgreSQL, a raw Kafka round trip), catalog reads, checkout throughput and latency in
-the local distributed mode and in the embedded mode, service memory, a profile of the hottest service;
-prints a table with the ratios and writes ``bench/results/latest.json``, ``latest.png`` and the profile.
+the local distributed mode and in the embedded mode, service memory, profiles of the four services every
+order goes through; prints a table with the ratios and writes ``bench/results/latest.json``, ``latest.png``
+and the profiles.
 See ``docs/performance.md``.
 """
 
@@ -450,34 +451,47 @@ def py_spy_cmd() -> list[str] | None:
     return None
 
 
-def profile(stack: Any, setup: dict[str, Any], svc: str, conc: int, duration: float) -> dict[str, Any]:
-    """py-spy (sampling, 100 Hz, attached to the running service) during a closed-loop checkout run."""
+# The services every order goes through: profiled side by side during one run.
+SAGA = ("order-service", "inventory-service", "payment-service", "notification-service")
+
+
+def profile(
+    stack: Any, setup: dict[str, Any], svcs: tuple[str, ...], conc: int, duration: float
+) -> dict[str, Any]:
+    """py-spy (sampling, 100 Hz, attached to the running services, one sampler each) during one closed-loop
+    checkout run: ``profile-checkout-<service>.collapsed.txt`` per service and ``profile-checkout.txt``,
+    every service's summary after the four together (self time by package, weighted by their samples)."""
     cmd = py_spy_cmd()
     if cmd is None:
         return {"error": "py-spy not available (uvx --from py-spy py-spy)"}
-    pid = stack.pids()[svc]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    raw = RESULTS / "profile-checkout.collapsed.txt"
-    spy = subprocess.Popen(
-        [
-            *cmd,
-            "record",
-            "-p",
-            str(pid),
-            "-d",
-            str(int(duration)),
-            "-r",
-            "100",
-            "-f",
-            "raw",
-            "--gil",
-            "-o",
-            str(raw),
-            "--nonblocking",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    for old in RESULTS.glob("profile-checkout*.collapsed.txt"):
+        old.unlink()
+    pids = stack.pids()
+    raws = {svc: RESULTS / f"profile-checkout-{svc}.collapsed.txt" for svc in svcs}
+    spies = {
+        svc: subprocess.Popen(
+            [
+                *cmd,
+                "record",
+                "-p",
+                str(pids[svc]),
+                "-d",
+                str(int(duration)),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "--gil",
+                "-o",
+                str(raws[svc]),
+                "--nonblocking",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for svc in svcs
+    }
     time.sleep(1.0)
     run = checkout_run(
         stack,
@@ -489,22 +503,59 @@ def profile(stack: Any, setup: dict[str, Any], svc: str, conc: int, duration: fl
         poll_s=0.01,
         count_db=False,
     )
-    out_txt = spy.communicate(timeout=120)[0].decode(errors="replace")
-    if spy.returncode != 0 or not raw.exists():
-        return {"error": f"py-spy failed: {out_txt[-500:]}"}
-    summary = summarize_profile(
-        raw, svc, f"a closed-loop checkout run ({run['orders_per_s']:.1f} orders/s while profiled)"
-    )
-    (RESULTS / "profile-checkout.txt").write_text(summary["text"])
-    return {
-        "service": svc,
-        "pid": pid,
-        "orders_per_s_while_profiled": run["orders_per_s"],
-        "files": [raw.name, "profile-checkout.txt"],
-        "top_self": summary["top_self"][:10],
-        "top_inclusive": summary["top_inclusive"][:15],
-        "samples": summary["samples"],
+    during = f"a closed-loop checkout run ({run['orders_per_s']:.1f} orders/s while profiled)"
+    summaries: dict[str, dict[str, Any]] = {}
+    for svc, spy in spies.items():
+        out_txt = spy.communicate(timeout=120)[0].decode(errors="replace")
+        if spy.returncode != 0 or not raws[svc].exists():
+            return {"error": f"py-spy failed on {svc}: {out_txt[-500:]}"}
+        summaries[svc] = summarize_profile(raws[svc], svc, during)
+    cpu_ms = {
+        svc: 1000 * run["processes"]["service_cpu_cores"].get(svc, 0.0) / max(run["orders_per_s"], 1e-9)
+        for svc in svcs
     }
+    together = _packages_together(summaries, cpu_ms)
+    head = [
+        f"py-spy --gil profiles of {', '.join(svcs)} during {during},",
+        "sampled side by side (the samplers cost CPU too: the run is slower than the measured ones).",
+        "CPU per order of each service while profiled: "
+        + ", ".join(f"{svc} {ms:.1f} ms" for svc, ms in cpu_ms.items()),
+        "",
+        "the four together, self time by package (each service weighted by its CPU per order):",
+        *(f"  {share:5.1f}%  {pkg}" for pkg, share in together),
+        "",
+    ]
+    (RESULTS / "profile-checkout.txt").write_text(
+        "\n".join(head) + "\n" + "\n".join(f"===== {svc}\n{summ['text']}" for svc, summ in summaries.items())
+    )
+    return {
+        "services": list(svcs),
+        "orders_per_s_while_profiled": run["orders_per_s"],
+        "cpu_ms_per_order_while_profiled": cpu_ms,
+        "files": [*(raws[svc].name for svc in svcs), "profile-checkout.txt"],
+        "by_package_together": together,
+        "per_service": {
+            svc: {
+                "samples": summ["samples"],
+                "by_package": summ["by_package"],
+                "top_self": summ["top_self"][:10],
+                "top_inclusive": summ["top_inclusive"][:15],
+            }
+            for svc, summ in summaries.items()
+        },
+    }
+
+
+def _packages_together(
+    summaries: dict[str, dict[str, Any]], weights: dict[str, float]
+) -> list[tuple[str, float]]:
+    """Self time by package over several services, each weighted by its CPU per order."""
+    total = sum(weights.values()) or 1.0
+    mixed: Counter[str] = Counter()
+    for svc, summ in summaries.items():
+        for pkg, share in summ["by_package"]:
+            mixed[pkg] += share * weights.get(svc, 0.0) / total
+    return [(pkg, round(share, 1)) for pkg, share in mixed.most_common(15)]
 
 
 def _frame_name(frame: str) -> str:
@@ -607,16 +658,15 @@ def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
         out["saturation"] = saturation(stack, st, b["sat_conc"], b["sat_s"], "kafka", b["poll_s"], True)
         best = out["saturation"]["best"]
         cores = best["processes"]["service_cpu_cores"]
-        hottest = "order-service"
         say(
             "  CPU at the best point (cores): "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items(), key=lambda kv: -kv[1]))
             + ", "
             + ", ".join(f"{k} {v:.2f}" for k, v in best["processes"]["infra_cpu_cores"].items())
         )
-        say(f"profile: py-spy (--gil: Python CPU only) on {hottest} during a closed-loop run")
+        say(f"profile: py-spy (--gil: Python CPU only) on {', '.join(SAGA)} during a closed-loop run")
         try:
-            out["profile"] = profile(stack, st, hottest, best["concurrency"], b["profile_s"])
+            out["profile"] = profile(stack, st, SAGA, best["concurrency"], b["profile_s"])
         except Exception as exc:  # noqa: BLE001 - the run goes on without a profile
             out["profile"] = {"error": repr(exc)}
         say(f"  {out['profile'].get('error') or 'saved ' + ', '.join(out['profile']['files'])}")
