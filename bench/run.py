@@ -568,8 +568,9 @@ def _frame_name(frame: str) -> str:
         parts = parts[parts.index("site-packages") + 1 :]
     elif "src" in parts:
         parts = parts[parts.index("src") + 1 :]
-    else:
+    elif path.startswith("/"):
         parts = parts[-2:]
+    # else: already relative to its package root ("sqlalchemy/orm/session.py")
     return f"{fn} ({'/'.join(parts)})"
 
 
