@@ -1,8 +1,8 @@
 """The load generator: runs in its own process (``python -m bench.loadgen spec.json out.json``).
 
-asyncio + httpx (HTTP/1.1 keep-alive pool). Every run reports its own CPU use (user+sys seconds of this
-process divided by wall-clock seconds, so 1.0 = one core busy) next to its figures, so a reader can see the
-generator was not the bottleneck.
+asyncio + aiohttp (HTTP/1.1 keep-alive pool; a quarter of httpx's CPU per request, docs/performance.md).
+Every run reports its own CPU use (user+sys seconds of this process divided by wall-clock seconds, so
+1.0 = one core busy) next to its figures, so a reader can see the generator was not the bottleneck.
 
 Modes (``spec["mode"]``):
 
@@ -26,9 +26,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import psutil
 from mart_common.polling import PollTimeout, wait_until
 
@@ -52,11 +53,25 @@ class CpuMeter:
         self.cores = self.cpu_s / self.wall_s if self.wall_s else 0.0
 
 
-def _client(concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(
-        max_connections=max(4, concurrency * 2), max_keepalive_connections=max(4, concurrency * 2)
+def _client(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(4, concurrency * 2)),
+        timeout=aiohttp.ClientTimeout(total=30.0),
     )
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0), http2=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status_code: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def _request(client: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Reply:
+    async with client.request(method, url, **kw) as r:
+        return Reply(r.status, await r.read())
 
 
 async def run_seq(spec: dict[str, Any]) -> dict[str, Any]:
@@ -64,15 +79,15 @@ async def run_seq(spec: dict[str, Any]) -> dict[str, Any]:
     errors: Counter[str] = Counter()
     async with _client(1) as client:
         for _ in range(spec.get("warmup", 20)):
-            await client.get(spec["url"], headers=spec.get("headers"))
+            await _request(client, "GET", spec["url"], headers=spec.get("headers"))
         with CpuMeter() as cpu:
             for _ in range(spec["n"]):
                 t0 = time.perf_counter()
                 try:
-                    r = await client.get(spec["url"], headers=spec.get("headers"))
+                    r = await _request(client, "GET", spec["url"], headers=spec.get("headers"))
                     if r.status_code >= 400:
                         errors[f"http {r.status_code}"] += 1
-                except httpx.HTTPError as exc:
+                except aiohttp.ClientError as exc:
                     errors[type(exc).__name__] += 1
                     continue
                 lat.append(time.perf_counter() - t0)
@@ -219,7 +234,9 @@ class OrderFailed(Exception):
 
 
 class Checkout:
-    def __init__(self, spec: dict[str, Any], client: httpx.AsyncClient, observer: Observer | None) -> None:
+    def __init__(
+        self, spec: dict[str, Any], client: aiohttp.ClientSession, observer: Observer | None
+    ) -> None:
         self.spec = spec
         self.client = client
         self.observer = observer
@@ -231,9 +248,9 @@ class Checkout:
         self.errors: Counter[str] = Counter()
         self.requests = Counter()
 
-    async def _req(self, method: str, url: str, **kw: Any) -> httpx.Response:
+    async def _req(self, method: str, url: str, **kw: Any) -> Reply:
         self.requests[method] += 1
-        return await self.client.request(method, url, headers=self.headers, **kw)
+        return await _request(self.client, method, url, headers=self.headers, **kw)
 
     async def one(self) -> float:
         """Place and pay one order; return seconds from POST /orders to PAID observed."""
@@ -310,7 +327,7 @@ class Checkout:
             done.append((time.perf_counter(), lat))
         except OrderFailed as exc:
             self.errors[str(exc)] += 1
-        except (TimeoutError, httpx.HTTPError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             self.errors[type(exc).__name__] += 1
         except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
             self.errors[f"{type(exc).__name__}: {exc}"[:120]] += 1

@@ -174,7 +174,7 @@ def machine_limits(b: dict[str, Any]) -> dict[str, Any]:
             **lat_summary(seq["latencies_s"]),
             "errors": seq["errors"],
             "gen_cpu_cores": seq["gen_cpu_cores"],
-            "what": "one sequential GET /hello from the load generator's httpx client",
+            "what": "one sequential GET /hello from the load generator's aiohttp client",
         }
     finally:
         proc.terminate()
