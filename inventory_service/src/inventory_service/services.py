@@ -20,7 +20,7 @@ from mart_common.db import Database, insert_ignoring_duplicates
 from mart_common.deps import Page
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service import events
@@ -219,14 +219,7 @@ async def _hold_all_or_none(
     savepoint = await session.begin_nested() if len(lines) > 1 else None
     for line in lines:
         row = (
-            await session.execute(
-                _update_stock(
-                    Stock.product_id == line.product_id,
-                    Stock.on_hand - Stock.reserved >= line.quantity,
-                )
-                .values(reserved=Stock.reserved + line.quantity, updated_at=now)
-                .returning(Stock.on_hand, Stock.reserved, Stock.low)
-            )
+            await session.execute(_HOLD, {"pid": line.product_id, "q": line.quantity, "now": now})
         ).one_or_none()
         if row is None:
             short.append(line)  # keep going: the rejection names every line that does not fit
@@ -396,12 +389,7 @@ async def _set_status(
     session: AsyncSession, order_id: uuid.UUID, old: ReservationStatus, new: ReservationStatus, now: datetime
 ) -> bool:
     """``old`` → ``new``, conditional on ``old``; False when another transaction got there first."""
-    result = await session.execute(
-        update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.status == old)  # type: ignore[arg-type]
-        .values(status=new, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(_SET_STATUS, {"oid": order_id, "old": old, "new": new, "now": now})
     return result.rowcount == 1
 
 
@@ -430,30 +418,15 @@ async def _change_stock(
     """The conditional UPDATE of ``effect`` on each line's stock row, in the lines' (lock) order; returns
     each changed row's on_hand afterwards."""
     on_hand_after: dict[uuid.UUID, int] = {}
+    statement = _EFFECT_UPDATES.get(effect)  # None: NONE; SELL_AVAILABLE is all or none (_take_available)
+    if statement is None:
+        return on_hand_after
     for line in lines:
-        statement = _effect_update(effect, line, now)
-        if statement is not None:
-            row = (await session.execute(statement.returning(Stock.on_hand))).one_or_none()
-            if row is not None:
-                on_hand_after[line.product_id] = int(row[0])
+        params = {"pid": line.product_id, "q": line.quantity, "now": now}
+        row = (await session.execute(statement, params)).one_or_none()
+        if row is not None:
+            on_hand_after[line.product_id] = int(row[0])
     return on_hand_after
-
-
-def _effect_update(effect: StockEffect, line: Line, now: datetime) -> Update | None:
-    q = line.quantity
-    if effect is StockEffect.SELL_RESERVED:
-        return _update_stock(Stock.product_id == line.product_id, Stock.reserved >= q).values(
-            on_hand=Stock.on_hand - q, reserved=Stock.reserved - q, updated_at=now
-        )
-    if effect is StockEffect.UNRESERVE:
-        return _update_stock(Stock.product_id == line.product_id, Stock.reserved >= q).values(
-            reserved=Stock.reserved - q, updated_at=now
-        )
-    if effect is StockEffect.RESTOCK:
-        return _update_stock(Stock.product_id == line.product_id).values(
-            on_hand=Stock.on_hand + q, updated_at=now
-        )
-    return None  # NONE; SELL_AVAILABLE is all or none (_take_available)
 
 
 # --- Shared steps ------------------------------------------------------------------------------
@@ -462,6 +435,36 @@ def _effect_update(effect: StockEffect, line: Line, now: datetime) -> Update | N
 def _update_stock(*where: Any) -> Update:
     """A conditional UPDATE on stock rows, bypassing the identity map."""
     return update(Stock).where(*where).execution_options(synchronize_session=False)
+
+
+# The statements every reservation step runs, built once (parameters: pid, q, now; oid, old, new, now):
+# building one costs more than SQLAlchemy's cached execution of it (docs/performance.md).
+_PID, _Q, _NOW = bindparam("pid"), bindparam("q"), bindparam("now")
+_HOLD = (
+    _update_stock(Stock.product_id == _PID, Stock.on_hand - Stock.reserved >= _Q)
+    .values(reserved=Stock.reserved + _Q, updated_at=_NOW)
+    .returning(Stock.on_hand, Stock.reserved, Stock.low)
+)
+_EFFECT_UPDATES: dict[StockEffect, Update] = {
+    StockEffect.SELL_RESERVED: _update_stock(Stock.product_id == _PID, Stock.reserved >= _Q)
+    .values(on_hand=Stock.on_hand - _Q, reserved=Stock.reserved - _Q, updated_at=_NOW)
+    .returning(Stock.on_hand),
+    StockEffect.UNRESERVE: _update_stock(Stock.product_id == _PID, Stock.reserved >= _Q)
+    .values(reserved=Stock.reserved - _Q, updated_at=_NOW)
+    .returning(Stock.on_hand),
+    StockEffect.RESTOCK: _update_stock(Stock.product_id == _PID)
+    .values(on_hand=Stock.on_hand + _Q, updated_at=_NOW)
+    .returning(Stock.on_hand),
+}
+_SET_STATUS = (
+    update(Reservation)
+    .where(Reservation.order_id == bindparam("oid"), Reservation.status == bindparam("old"))  # type: ignore[arg-type]
+    .values(status=bindparam("new"), updated_at=_NOW)
+    .execution_options(synchronize_session=False)
+)
+_RESERVATION = select(Reservation.status, Reservation.lines).where(
+    Reservation.order_id == bindparam("oid")  # type: ignore[arg-type]
+)
 
 
 async def _counts(session: AsyncSession, product_id: uuid.UUID) -> tuple[int, int, bool] | None:
@@ -476,11 +479,7 @@ async def _counts(session: AsyncSession, product_id: uuid.UUID) -> tuple[int, in
 async def _reservation(
     session: AsyncSession, order_id: uuid.UUID
 ) -> tuple[ReservationStatus, list[Line]] | None:
-    row = (
-        await session.execute(
-            select(Reservation.status, Reservation.lines).where(Reservation.order_id == order_id)  # type: ignore[arg-type]
-        )
-    ).one_or_none()
+    row = (await session.execute(_RESERVATION, {"oid": order_id})).one_or_none()
     return None if row is None else (ReservationStatus(row[0]), lines_from_json(row[1]))
 
 

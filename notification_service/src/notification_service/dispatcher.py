@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from mart_common.clock import as_utc, utcnow
 from mart_common.db import Database
 from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter
-from sqlalchemy import Update, insert, select, update
+from sqlalchemy import Update, bindparam, insert, select, update
 
 from notification_service.channels import DeliveryError, OutgoingMessage, Sender
 from notification_service.domain import Channel, DeliveryStatus, retry_delay_s
@@ -326,8 +327,11 @@ class Dispatcher:
             scope = self.db.autocommit() if len(changes) == 1 else self.db.transaction()
             async with scope as session:
                 for o, outcome, values in changes:
-                    attempt = insert(_ATTEMPTS).values(_attempt_row(o, outcome, values, now)).cte("attempt")
-                    await session.execute(_delivery_update(o, values).add_cte(attempt))
+                    params = {f"a_{k}": v for k, v in _attempt_row(o, outcome, values, now).items()}
+                    params.update(
+                        {f"d_{k}": v for k, v in values.items()}, d_id=o.claimed.id, d_n=o.claimed.number
+                    )
+                    await session.execute(_record_statement(tuple(values)), params)
         else:
             async with self.db.transaction() as session:
                 rows = [_attempt_row(o, outcome, values, now) for o, outcome, values in changes]
@@ -372,6 +376,32 @@ def _attempt_row(o: _Outcome, outcome: str, values: dict[str, Any], now: datetim
         "started_at": o.started,
         "finished_at": now,
     }
+
+
+@functools.cache
+def _record_statement(columns: tuple[str, ...]) -> Update:
+    """PostgreSQL: the attempt's INSERT in a WITH of the delivery's guarded UPDATE of ``columns``, built
+    once per set of columns (parameters ``a_<attempt column>``, ``d_<delivery column>``, ``d_id``,
+    ``d_n``)."""
+    attempt = insert(_ATTEMPTS).values({c: bindparam(f"a_{c}") for c in _ATTEMPT_COLUMNS}).cte("attempt")
+    return (
+        update(_DELIVERIES)
+        .where(_DELIVERIES.c.id == bindparam("d_id"), _DELIVERIES.c.attempts == bindparam("d_n"))
+        .values({c: bindparam(f"d_{c}") for c in columns})
+        .add_cte(attempt)
+    )
+
+
+_ATTEMPT_COLUMNS = (
+    "id",
+    "delivery_id",
+    "number",
+    "provider",
+    "outcome",
+    "error",
+    "started_at",
+    "finished_at",
+)
 
 
 def _delivery_update(o: _Outcome, values: dict[str, Any]) -> Update:

@@ -22,7 +22,7 @@ from mart_common.db import Database, upsert
 from mart_common.deps import Page
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,7 +114,7 @@ async def _price(session: AsyncSession, quantities: dict[str, int]) -> list[Pric
     except TooManyUnits as exc:
         raise Unprocessable(str(exc), slug="quantity-too-large", product_ids=exc.product_ids) from None
     ids = [uuid.UUID(pid) for pid in quantities]
-    rows = (await session.scalars(select(CatalogProduct).where(CatalogProduct.product_id.in_(ids)))).all()  # type: ignore[attr-defined]
+    rows = (await session.scalars(_CATALOG_ROWS, {"ids": ids})).all()
     try:
         return price_lines(quantities, {str(p.product_id): p for p in rows})
     except ProductsUnavailable as exc:
@@ -124,6 +124,11 @@ async def _price(session: AsyncSession, quantities: dict[str, int]) -> list[Pric
             unknown_products=exc.unknown,
             archived_products=exc.archived,
         ) from None
+
+
+_CATALOG_ROWS = select(CatalogProduct).where(
+    CatalogProduct.product_id.in_(bindparam("ids", expanding=True))  # type: ignore[attr-defined]
+)
 
 
 def _build_order(
@@ -207,18 +212,19 @@ async def list_orders(
 
 # --- moving orders ----------------------------------------------------------------------------------
 
+# Built once (building a statement costs more than SQLAlchemy's cached execution of it: docs/performance.md).
+_ORDER_FOR_UPDATE = (
+    select(Order)
+    .where(Order.id == bindparam("oid"))
+    .with_for_update()
+    .execution_options(populate_existing=True)  # type: ignore[arg-type]
+)
+
 
 async def load_for_update(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
     """The order with its row locked until the transaction ends (PostgreSQL; SQLite transactions are
     serialised by BEGIN IMMEDIATE), so two transitions never race."""
-    return (
-        await session.execute(
-            select(Order)
-            .where(Order.id == order_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)  # type: ignore[arg-type]
-        )
-    ).scalar_one_or_none()
+    return (await session.execute(_ORDER_FOR_UPDATE, {"oid": order_id})).scalar_one_or_none()
 
 
 async def advance(

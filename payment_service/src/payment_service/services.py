@@ -22,7 +22,7 @@ from mart_common.db import insert_ignoring_duplicates
 from mart_common.deps import Page
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Problem
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service import events
@@ -59,8 +59,11 @@ def _set_status(payment: Payment, status: PaymentStatus, *, reason: str | None =
     payment.updated_at = utcnow()
 
 
+_PAYMENT_FOR_ORDER = select(Payment).where(Payment.order_id == bindparam("oid")).with_for_update()
+
+
 async def _payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
-    return await session.scalar(select(Payment).where(Payment.order_id == order_id).with_for_update())
+    return await session.scalar(_PAYMENT_FOR_ORDER, {"oid": order_id})
 
 
 # --- order events ------------------------------------------------------------------------------------
