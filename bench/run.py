@@ -269,26 +269,7 @@ def catalog(stack: Any, b: dict[str, Any], product_ids: list[str]) -> dict[str, 
     if cmd and pid:
         raw = RESULTS / "profile-catalog.collapsed.txt"
         dur = max(4, b["wrk_s"] // 2)
-        spy = subprocess.Popen(
-            [
-                *cmd,
-                "record",
-                "-p",
-                str(pid),
-                "-d",
-                str(dur + 1),
-                "-r",
-                "100",
-                "-f",
-                "raw",
-                "--gil",
-                "-o",
-                str(raw),
-                "--nonblocking",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        spy = py_spy_record(cmd, pid, dur + 1, raw)
         time.sleep(0.5)
         r = probes.wrk(  # the database path (the cached one is the /health stack plus a dict lookup)
             stack.bases.product + "/products?limit=20",
@@ -451,6 +432,17 @@ def py_spy_cmd() -> list[str] | None:
     return None
 
 
+def py_spy_record(cmd: list[str], pid: int, seconds: int, raw: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` for ``seconds`` at 100 Hz, GIL-holding samples only (Python CPU), raw
+    collapsed stacks to ``raw``; without pausing the process."""
+    return subprocess.Popen(
+        [*cmd, "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", "--gil"]
+        + ["-o", str(raw), "--nonblocking"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 # The services every order goes through: profiled side by side during one run.
 SAGA = ("order-service", "inventory-service", "payment-service", "notification-service")
 
@@ -469,29 +461,7 @@ def profile(
         old.unlink()
     pids = stack.pids()
     raws = {svc: RESULTS / f"profile-checkout-{svc}.collapsed.txt" for svc in svcs}
-    spies = {
-        svc: subprocess.Popen(
-            [
-                *cmd,
-                "record",
-                "-p",
-                str(pids[svc]),
-                "-d",
-                str(int(duration)),
-                "-r",
-                "100",
-                "-f",
-                "raw",
-                "--gil",
-                "-o",
-                str(raws[svc]),
-                "--nonblocking",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for svc in svcs
-    }
+    spies = {svc: py_spy_record(cmd, pids[svc], int(duration), raws[svc]) for svc in svcs}
     time.sleep(1.0)
     run = checkout_run(
         stack,

@@ -277,3 +277,31 @@ async def test_a_delivery_handed_over_but_never_sent_goes_out_when_its_lease_run
         [row] = await deliveries(app, event_id=envelope.id)
         assert row.status == DeliveryStatus.SENT and row.attempts == 2
         assert [m.to for m in sms.sent] == ["+15550100"]
+
+
+async def test_the_email_and_the_sms_of_one_event_are_both_sent_with_their_attempts_on_record(
+    make_app, jwt_keys
+):
+    """Two deliveries handed over by one transaction go out together, and each attempt is recorded with
+    its delivery's new state (one transaction for the batch)."""
+    sms = RecordingSms()
+    app = make_app(senders={Channel.SMS: sms})
+    user_id = uuid.uuid4()
+    async with running(app) as client:
+        response = await client.put(
+            "/preferences", json={"email": True, "sms": True}, headers=jwt_keys.headers(user_id)
+        )
+        assert response.status_code == 200
+        envelope = user_registered(user_id, "ada@example.com", phone="+15550100")
+        await app.state.runtime.subscriber(envelope.to_bus())
+
+        async def both_sent():
+            rows = await deliveries(app, event_id=envelope.id)
+            return rows if len(rows) == 2 and all(r.status == DeliveryStatus.SENT for r in rows) else None
+
+        rows = await eventually(both_sent)
+        assert sorted(row.channel for row in rows) == ["email", "sms"]
+        for row in rows:
+            assert row.attempts == 1 and row.recipient in ("ada@example.com", "+15550100")
+            assert [(a.number, a.outcome) for a in await attempts_of(app, row.id)] == [(1, "SENT")]
+        assert [m.to for m in sms.sent] == ["+15550100"]

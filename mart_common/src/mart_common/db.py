@@ -9,6 +9,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -20,6 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
+
+HANDOVER_LEASE = timedelta(seconds=60)
+"""The lease a use-case takes, inside its transaction, on work it hands to its own process after the commit
+(:meth:`Database.after_commit`: a provider call, a notification delivery): if the process dies before doing
+it, the work's search (any replica) takes it once the lease runs out."""
 
 
 class Database:

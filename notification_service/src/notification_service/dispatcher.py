@@ -1,14 +1,15 @@
 """Sending deliveries after the commit, with leases and retries: the dispatcher.
 
 The use-cases (``services.py``) record a delivery per outside channel inside the event's transaction,
-already claimed for its first attempt (attempt 1, leased for :data:`HANDOVER_LEASE`), and hand it over, with
-what sending it needs, under :data:`NEW_DELIVERIES`; right after that commit (``Database.after_commit``) the
-dispatcher sends it, with no query. Deliveries due again (retries, an admin's retry, leases that ran out) are
-found by the search every few seconds and claimed by a conditional UPDATE (attempt count + a lease), so two
-dispatchers (or two replicas) never send the same attempt; a dispatcher that dies mid-send (or before
-sending what was handed over) leaves a lease that expires and the delivery is retried, so a crash never loses
-one. Failures back off exponentially; a delivery that fails permanently or runs out of attempts
-is marked FAILED, with every attempt in ``delivery_attempts`` (docs/decisions.md, "notification-service").
+already claimed for its first attempt (attempt 1, leased for ``mart_common.db.HANDOVER_LEASE``), and hand
+it over, with what sending it needs, under :data:`NEW_DELIVERIES`; right after that commit
+(``Database.after_commit``) the dispatcher sends it, with no query. Deliveries due again (retries, an
+admin's retry, leases that ran out) are found by the search every few seconds and claimed by a conditional
+UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never send the same attempt; a
+dispatcher that dies mid-send (or before sending what was handed over) leaves a lease that expires and the
+delivery is retried, so a crash never loses one. Failures back off exponentially; a delivery that fails
+permanently or runs out of attempts is marked FAILED, with every attempt in ``delivery_attempts``
+(docs/decisions.md, "notification-service").
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ DELIVERY_OUTCOMES = Counter(
 # a :class:`Claimed`: claimed by the transaction itself): handed to the dispatcher when (and only if) it
 # commits.
 NEW_DELIVERIES = "mart_notification_deliveries"
-
-HANDOVER_LEASE = timedelta(seconds=60)
-"""How long a delivery handed over by the transaction that recorded it is this process's: if the process
-dies before recording the attempt, the search takes the delivery when the lease runs out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,17 +324,15 @@ class Dispatcher:
             scope = self.db.autocommit() if len(changes) == 1 else self.db.transaction()
             async with scope as session:
                 for o, outcome, values in changes:
-                    params = {f"a_{k}": v for k, v in _attempt_row(o, outcome, values, now).items()}
-                    params.update(
-                        {f"d_{k}": v for k, v in values.items()}, d_id=o.claimed.id, d_n=o.claimed.number
-                    )
+                    attempt = {f"a_{k}": v for k, v in _attempt_row(o, outcome, values, now).items()}
+                    params = {**attempt, **_delivery_params(o, values)}
                     await session.execute(_record_statement(tuple(values)), params)
         else:
             async with self.db.transaction() as session:
                 rows = [_attempt_row(o, outcome, values, now) for o, outcome, values in changes]
                 await session.execute(insert(_ATTEMPTS), rows)
                 for o, _, values in changes:
-                    await session.execute(_delivery_update(o, values))
+                    await session.execute(_delivery_update(tuple(values)), _delivery_params(o, values))
         for o, outcome, values in changes:
             _report(o, outcome, values)
 
@@ -379,17 +374,27 @@ def _attempt_row(o: _Outcome, outcome: str, values: dict[str, Any], now: datetim
 
 
 @functools.cache
-def _record_statement(columns: tuple[str, ...]) -> Update:
-    """PostgreSQL: the attempt's INSERT in a WITH of the delivery's guarded UPDATE of ``columns``, built
-    once per set of columns (parameters ``a_<attempt column>``, ``d_<delivery column>``, ``d_id``,
-    ``d_n``)."""
-    attempt = insert(_ATTEMPTS).values({c: bindparam(f"a_{c}") for c in _ATTEMPT_COLUMNS}).cte("attempt")
+def _delivery_update(columns: tuple[str, ...]) -> Update:
+    """A delivery's new state (``columns``), guarded by the attempt number: a dispatcher whose lease ran out
+    must not overwrite a newer attempt. Built once per set of columns; parameters from
+    :func:`_delivery_params`."""
     return (
         update(_DELIVERIES)
         .where(_DELIVERIES.c.id == bindparam("d_id"), _DELIVERIES.c.attempts == bindparam("d_n"))
         .values({c: bindparam(f"d_{c}") for c in columns})
-        .add_cte(attempt)
     )
+
+
+def _delivery_params(o: _Outcome, values: dict[str, Any]) -> dict[str, Any]:
+    return {**{f"d_{k}": v for k, v in values.items()}, "d_id": o.claimed.id, "d_n": o.claimed.number}
+
+
+@functools.cache
+def _record_statement(columns: tuple[str, ...]) -> Update:
+    """PostgreSQL: the attempt's INSERT (parameters ``a_<attempt column>``) in a WITH of
+    :func:`_delivery_update`: both in one statement."""
+    attempt = insert(_ATTEMPTS).values({c: bindparam(f"a_{c}") for c in _ATTEMPT_COLUMNS}).cte("attempt")
+    return _delivery_update(columns).add_cte(attempt)
 
 
 _ATTEMPT_COLUMNS = (
@@ -402,16 +407,6 @@ _ATTEMPT_COLUMNS = (
     "started_at",
     "finished_at",
 )
-
-
-def _delivery_update(o: _Outcome, values: dict[str, Any]) -> Update:
-    """The delivery's new state, guarded by the attempt number: a dispatcher whose lease ran out must not
-    overwrite a newer attempt."""
-    return (
-        update(_DELIVERIES)
-        .where(_DELIVERIES.c.id == o.claimed.id, _DELIVERIES.c.attempts == o.claimed.number)
-        .values(**values)
-    )
 
 
 def _recipient(contact: Contact | None) -> Recipient | None:

@@ -15,14 +15,14 @@ from typing import Any
 
 import structlog
 from mart_common.clock import utcnow
-from mart_common.db import insert_ignoring_duplicates, upsert
+from mart_common.db import HANDOVER_LEASE, insert_ignoring_duplicates, upsert
 from mart_common.deps import Page
 from mart_common.messaging import Envelope
 from mart_common.problems import Conflict, NotFound
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notification_service.dispatcher import HANDOVER_LEASE, NEW_DELIVERIES, Claimed, Recipient
+from notification_service.dispatcher import NEW_DELIVERIES, Claimed, Recipient
 from notification_service.domain import DEFAULT_PREFERENCES, DeliveryStatus, Kind, Preferences, channels_for
 from notification_service.models import Contact, Delivery, Notification, Preference
 from notification_service.rendering import render

@@ -34,7 +34,7 @@ from datetime import timedelta
 
 import structlog
 from mart_common.clock import utcnow
-from mart_common.db import Database
+from mart_common.db import HANDOVER_LEASE, Database
 from mart_common.outbox import record_event
 from mart_common.tasks import stop_gracefully
 from prometheus_client import Counter, Gauge
@@ -66,10 +66,9 @@ _VOIDS = "payment_provider_voids"
 _BATCH = 20
 
 
-# The lease a use-case takes for the hand-over: if this process dies before the call is made, another
+# A use-case takes HANDOVER_LEASE for the hand-over: if this process dies before the call is made, another
 # pass (any replica) takes the payment once it runs out. Calls carry idempotency keys, so an overlap with a
 # still-running attempt creates nothing twice.
-HANDOVER_LEASE = timedelta(seconds=60)
 
 
 def work_recorded(session: AsyncSession, payment: Payment) -> None:
