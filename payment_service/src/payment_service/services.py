@@ -82,10 +82,13 @@ async def open_payment(
     after the commit (provider_calls). Nothing for an order already cancelled or already paying."""
     order = await session.get(KnownOrder, order_id, with_for_update=True)
     if order is None:
+        # First word of this order: it has no payment either (a payment is only opened here, after the
+        # order became known in the same transaction), so no lookup. A concurrent twin of this event
+        # fails on the known order's key and is retried, then finds both rows.
         session.add(KnownOrder(order_id=order_id, user_id=user_id))
     elif order.cancelled:
         return  # cancelled before we heard it awaited payment: never open a charge for it
-    if await _payment_for_order(session, order_id) is not None:
+    elif await _payment_for_order(session, order_id) is not None:
         return  # one payment per order (a re-published event, a replay)
     now = utcnow()
     payment = Payment(
