@@ -433,7 +433,7 @@ def py_spy_cmd() -> list[str] | None:
 
 
 def py_spy_record(cmd: list[str], pid: int, seconds: int, raw: Path) -> subprocess.Popen[bytes]:
-    """``py-spy record`` of ``pid`` for ``seconds`` at 100 Hz, GIL-holding samples only (Python CPU), raw
+    """``py-spy record`` of ``pid`` for ``seconds`` at 100 Hz, GIL-holding samples only (by wall clock), raw
     collapsed stacks to ``raw``; without pausing the process."""
     return subprocess.Popen(
         [*cmd, "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", "--gil"]
@@ -441,6 +441,74 @@ def py_spy_record(cmd: list[str], pid: int, seconds: int, raw: Path) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def perf_record(pids: dict[int, str], seconds: int, data: Path) -> subprocess.Popen[bytes] | None:
+    """``perf record`` of ``pids`` (on-CPU samples only, 499 Hz, no call graphs) when perf is installed.
+
+    py-spy's ``--gil`` samples the thread holding the GIL by wall clock, also while it is runnable but off
+    the CPU; on a saturated machine a thread that wakes another process (every socket ``write`` to
+    PostgreSQL or Kafka) is often preempted right there, so py-spy charges that wait to the write's caller
+    (asyncpg, aiokafka). The kernel's samples count only time on a CPU: which binary the cycles ran in.
+    """
+    exe = shutil.which("perf")
+    if exe is None:
+        return None
+    data.unlink(missing_ok=True)
+    return subprocess.Popen(
+        [exe, "record", "-q", "-e", "cpu-clock", "-F", "499", "-p", ",".join(map(str, pids)), "-o", str(data)]
+        + ["--", "sleep", str(seconds)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _binary_group(dso: str) -> str:
+    name = dso.rsplit("/", 1)[-1]
+    if name.startswith("libpython"):
+        return "Python interpreter (all Python code)"
+    if dso == "[kernel.kallsyms]":
+        return "kernel (sockets, epoll, scheduling)"
+    if "/site-packages/" in dso:
+        return dso.split("/site-packages/", 1)[1].split("/", 1)[0] + " (compiled)"
+    if name.startswith("libc.") or name.startswith("libc-"):
+        return "libc"
+    return name.split(".cpython", 1)[0]
+
+
+def perf_split(proc: subprocess.Popen[bytes] | None, data: Path, pids: dict[int, str]) -> dict[str, Any]:
+    """Share of each service's on-CPU samples per binary (``perf report --sort pid,dso``); the data file is
+    removed afterwards (it is large and holds addresses only)."""
+    if proc is None:
+        return {"text": ["(perf not installed: no on-CPU split by binary)", ""]}
+    try:
+        proc.wait(timeout=120)
+        out = subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "--sort", "pid,dso", "-v", "-g", "none"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        return {"text": [f"(perf failed: {exc})", ""]}
+    finally:
+        data.unlink(missing_ok=True)
+    shares: dict[str, Counter[str]] = {svc: Counter() for svc in pids.values()}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].endswith("%") or ":" not in parts[1]:
+            continue
+        pid = int(parts[1].split(":", 1)[0]) if parts[1].split(":", 1)[0].isdigit() else -1
+        if pid in pids:
+            shares[pids[pid]][_binary_group(parts[-1])] += float(parts[0].rstrip("%"))
+    by_service = {}
+    text = ["on-CPU samples by binary (perf, kernel-counted CPU time; py-spy above samples by wall clock):"]
+    for svc, c in shares.items():
+        total = sum(c.values()) or 1.0
+        top = [(grp, round(100 * v / total, 1)) for grp, v in c.most_common(6)]
+        by_service[svc] = top
+        text.append(f"  {svc:22s} " + ", ".join(f"{grp} {share}%" for grp, share in top))
+    return {"by_service": by_service, "text": [*text, ""]}
 
 
 # The services every order goes through: profiled side by side during one run.
@@ -462,6 +530,8 @@ def profile(
     pids = stack.pids()
     raws = {svc: RESULTS / f"profile-checkout-{svc}.collapsed.txt" for svc in svcs}
     spies = {svc: py_spy_record(cmd, pids[svc], int(duration), raws[svc]) for svc in svcs}
+    perf_data = RESULTS / "profile-checkout.perf.data"
+    oncpu = perf_record({pids[svc]: svc for svc in svcs}, int(duration) - 1, perf_data)
     time.sleep(1.0)
     run = checkout_run(
         stack,
@@ -485,6 +555,7 @@ def profile(
         for svc in svcs
     }
     together = _packages_together(summaries, cpu_ms)
+    split = perf_split(oncpu, perf_data, {pids[svc]: svc for svc in svcs})
     head = [
         f"py-spy --gil profiles of {', '.join(svcs)} during {during},",
         "sampled side by side (the samplers cost CPU too: the run is slower than the measured ones).",
@@ -494,6 +565,7 @@ def profile(
         "the four together, self time by package (each service weighted by its CPU per order):",
         *(f"  {share:5.1f}%  {pkg}" for pkg, share in together),
         "",
+        *split["text"],
     ]
     (RESULTS / "profile-checkout.txt").write_text(
         "\n".join(head) + "\n" + "\n".join(f"===== {svc}\n{summ['text']}" for svc, summ in summaries.items())
@@ -504,6 +576,7 @@ def profile(
         "cpu_ms_per_order_while_profiled": cpu_ms,
         "files": [*(raws[svc].name for svc in svcs), "profile-checkout.txt"],
         "by_package_together": together,
+        "on_cpu_by_binary": split.get("by_service"),
         "per_service": {
             svc: {
                 "samples": summ["samples"],
@@ -571,7 +644,7 @@ def summarize_profile(raw: Path, svc: str, during: str) -> dict[str, Any]:
         lib[mod] += c
     lines = [
         f"py-spy --gil profile of {svc} during {during}; {total} samples at 100 Hz, taken only while the "
-        "process held the GIL (= its Python CPU time)",
+        "process held the GIL (by wall clock: also while runnable but off the CPU; see the on-CPU split)",
         "",
         "self time by top-level package:",
     ]
@@ -635,7 +708,7 @@ def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
             + ", "
             + ", ".join(f"{k} {v:.2f}" for k, v in best["processes"]["infra_cpu_cores"].items())
         )
-        say(f"profile: py-spy (--gil: Python CPU only) on {', '.join(SAGA)} during a closed-loop run")
+        say(f"profile: py-spy (--gil) and perf (on-CPU) on {', '.join(SAGA)} during a closed-loop run")
         try:
             out["profile"] = profile(stack, st, SAGA, best["concurrency"], b["profile_s"])
         except Exception as exc:  # noqa: BLE001 - the run goes on without a profile
