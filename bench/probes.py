@@ -329,6 +329,64 @@ def pg_commit(n: int = 500) -> dict[str, Any]:
     return asyncio.run(_pg_commit(n))
 
 
+async def _pg_step(n: int) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="bench", database="bench")
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS bench_step_inbox (
+                consumer text, event_id text, processed_at timestamptz, PRIMARY KEY (consumer, event_id));
+            CREATE TABLE IF NOT EXISTS bench_step_aggregate (
+                id int PRIMARY KEY, status text, history jsonb, updated_at timestamptz);
+            CREATE TABLE IF NOT EXISTS bench_step_outbox (
+                seq bigserial PRIMARY KEY, event_id text, topic text, key text, payload bytea, headers jsonb,
+                created_at timestamptz, published_at timestamptz);
+            TRUNCATE bench_step_inbox, bench_step_aggregate, bench_step_outbox;
+            INSERT INTO bench_step_aggregate SELECT g, 'PENDING', '[]', now() FROM generate_series(0, 49) g;
+            """
+        )
+        inbox = await conn.prepare(
+            "INSERT INTO bench_step_inbox VALUES ('bench', $1, now()) ON CONFLICT DO NOTHING"
+        )
+        lock = await conn.prepare("SELECT status, history FROM bench_step_aggregate WHERE id = $1 FOR UPDATE")
+        change = await conn.prepare(
+            "UPDATE bench_step_aggregate SET status = $2, history = history || $3::jsonb, updated_at = now() "
+            "WHERE id = $1"
+        )
+        outbox = await conn.prepare(
+            "INSERT INTO bench_step_outbox (event_id, topic, key, payload, headers, created_at) "
+            "VALUES ($1, 'bench.step', $2, $3, $4::jsonb, now())"
+        )
+        payload, headers = os.urandom(200), '{"ce_type": "bench.Step", "traceparent": "00-0-0-01"}'
+
+        async def step(i: int) -> None:
+            async with conn.transaction():
+                await inbox.fetch(uuid.uuid4().hex)
+                await lock.fetchrow(i % 50)
+                await change.fetch(i % 50, "NEXT", '[{"status": "NEXT"}]')
+                await outbox.fetch(uuid.uuid4().hex, str(i % 50), payload, headers)
+
+        for i in range(20):
+            await step(i)
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            await step(i)
+            lat.append(time.perf_counter() - t0)
+        await conn.execute("DROP TABLE bench_step_inbox, bench_step_aggregate, bench_step_outbox")
+        return lat_summary(lat)
+    finally:
+        await conn.close()
+
+
+def pg_step(n: int = 500) -> dict[str, Any]:
+    """One saga step's database work done by the driver alone (asyncpg, prepared statements, fsync on):
+    in one transaction the inbox row, the aggregate locked and changed, the next event's outbox row."""
+    return asyncio.run(_pg_step(n))
+
+
 SERVICE_DBS = (
     "user_service",
     "product_service",

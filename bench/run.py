@@ -202,9 +202,11 @@ def machine_limits(b: dict[str, Any]) -> dict[str, Any]:
         scale=b["pgbench_scale"], clients=b["pgbench_clients"], duration_s=b["pgbench_s"]
     )
     out["pg_commit"] = probes.pg_commit(b["commit_n"])
+    out["pg_step"] = probes.pg_step(b["commit_n"])
     say(
         f"  pgbench {out['pgbench']['tps']:.0f} tps; "
-        f"one INSERT+COMMIT p50 {out['pg_commit']['p50_ms']:.2f} ms"
+        f"one INSERT+COMMIT p50 {out['pg_commit']['p50_ms']:.2f} ms; "
+        f"one saga step's transaction (driver alone) p50 {out['pg_step']['p50_ms']:.2f} ms"
     )
     out["kafka"] = probes.kafka_roundtrip(b["kafka_n"], b["kafka_burst"])
     say(
@@ -887,6 +889,12 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
         out["hops"] = hops
         out["minimal_checkout_ms"] = floor
         out["checkout_p50_over_minimal"] = lat["p50_ms"] / floor
+        if lim.get("pg_step"):
+            # the same hops, each step's commit replaced by a step's whole transaction done by the driver
+            # alone: what our stack adds above the database work every step must do
+            steps = floor + hops["commits"] * (lim["pg_step"]["p50_ms"] - lim["pg_commit"]["p50_ms"])
+            out["lean_steps_checkout_ms"] = steps
+            out["checkout_p50_over_lean_steps"] = lat["p50_ms"] / steps
     return out
 
 
@@ -974,6 +982,12 @@ def _limit_rows(t: _Table, lim: dict[str, Any]) -> None:
         "  one INSERT+COMMIT (asyncpg)",
         f"p50 {_f(c.get('p50_ms'), '{:.2f}')} ms, p99 {_f(c.get('p99_ms'), '{:.2f}')} ms",
     )
+    st = lim.get("pg_step", {})
+    if st:
+        t.row(
+            "  one saga step's transaction (asyncpg)",
+            f"p50 {_f(st.get('p50_ms'), '{:.2f}')} ms, p99 {_f(st.get('p99_ms'), '{:.2f}')} ms",
+        )
     k = lim.get("kafka", {})
     t.row(
         "Kafka produce->consume round trip",
@@ -1036,6 +1050,11 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
             ratio = (
                 f"p50 ÷ minimal hops {r['minimal_checkout_ms']:.1f} ms = {r['checkout_p50_over_minimal']:.2f}"
             )
+            if "checkout_p50_over_lean_steps" in r:
+                ratio += (
+                    f"; ÷ lean steps {r['lean_steps_checkout_ms']:.1f} ms = "
+                    f"{r['checkout_p50_over_lean_steps']:.2f}"
+                )
         t.row(
             f"checkout {mode}: latency at {lat['rate']}/s (open loop)",
             f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
