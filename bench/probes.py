@@ -309,15 +309,26 @@ SPARSE_GAP_S = 0.02
 SPARSE_N = 100
 
 
-async def _sparse(op: Any, n: int = SPARSE_N, gap_s: float = SPARSE_GAP_S) -> dict[str, Any]:
-    """``op()`` ``n`` times, ``gap_s`` apart; the latency summary of the calls."""
+async def _timed(op: Any, n: int, *, gap_s: float = 0.0, warmup: int = 0) -> dict[str, Any]:
+    """``await op(i)`` ``n`` times (after ``warmup`` untimed calls), each ``gap_s`` after the previous one
+    (0: back to back); the latency summary of the timed calls."""
+    for i in range(warmup):
+        await op(i)
     lat = []
     for i in range(n):
-        await asyncio.sleep(gap_s)
+        if gap_s:
+            await asyncio.sleep(gap_s)
         t0 = time.perf_counter()
         await op(i)
         lat.append(time.perf_counter() - t0)
     return lat_summary(lat)
+
+
+async def _awake_and_asleep(op: Any, n: int) -> dict[str, Any]:
+    """``op`` timed back to back (the summary) and, under ``sparse``, ``SPARSE_GAP_S`` apart."""
+    awake = await _timed(op, n, warmup=20)
+    asleep = await _timed(op, SPARSE_N, gap_s=SPARSE_GAP_S)
+    return {**awake, "sparse": {**asleep, "gap_ms": SPARSE_GAP_S * 1000}}
 
 
 async def _pg_commit(n: int) -> dict[str, Any]:
@@ -327,16 +338,14 @@ async def _pg_commit(n: int) -> dict[str, Any]:
     try:
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, v text)")
         stmt = await conn.prepare("INSERT INTO bench_commit (v) VALUES ($1)")
-        for _ in range(20):
-            await stmt.fetch("warm")
-        lat = []
-        for _ in range(n):
-            t0 = time.perf_counter()
+
+        async def commit(_: int) -> None:
             async with conn.transaction():
                 await stmt.fetch("x")
-            lat.append(time.perf_counter() - t0)
+
+        summary = await _timed(commit, n, warmup=20)
         await conn.execute("TRUNCATE bench_commit")
-        return lat_summary(lat)
+        return summary
     finally:
         await conn.close()
 
@@ -385,16 +394,9 @@ async def _pg_step(n: int) -> dict[str, Any]:
                 await change.fetch(i % 50, "NEXT", '[{"status": "NEXT"}]')
                 await outbox.fetch(uuid.uuid4().hex, str(i % 50), payload, headers)
 
-        for i in range(20):
-            await step(i)
-        lat = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            await step(i)
-            lat.append(time.perf_counter() - t0)
-        sparse = await _sparse(step)
+        summary = await _awake_and_asleep(step, n)
         await conn.execute("DROP TABLE bench_step_inbox, bench_step_aggregate, bench_step_outbox")
-        return {**lat_summary(lat), "sparse": {**sparse, "gap_ms": SPARSE_GAP_S * 1000}}
+        return summary
     finally:
         await conn.close()
 
@@ -500,20 +502,12 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
                 got += len(batch.get(tp, []))
 
         payload = os.urandom(200)  # about the size of one event
-        for _ in range(20):
-            await producer.send_and_wait(topic, payload, key=b"k")
-            await recv(1)
 
         async def hop(_: int) -> None:
             await producer.send_and_wait(topic, payload, key=uuid.uuid4().bytes)
             await recv(1)
 
-        lat = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            await hop(i)
-            lat.append(time.perf_counter() - t0)
-        sparse = await _sparse(hop)
+        hops = await _awake_and_asleep(hop, n)
         # pipelined: a burst produced and consumed (messages/s through one partition)
         t0 = time.perf_counter()
         rtask = asyncio.create_task(recv(burst))
@@ -522,8 +516,7 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
         await rtask
         rate = burst / (time.perf_counter() - t0)
         return {
-            **lat_summary(lat),
-            "sparse": {**sparse, "gap_ms": SPARSE_GAP_S * 1000},
+            **hops,
             "burst_msgs": burst,
             "burst_msgs_per_s": rate,
             "producer": f"aiokafka {PRODUCER_SETTINGS} (as the services)",

@@ -497,10 +497,12 @@ def perf_split(proc: subprocess.Popen[bytes] | None, data: Path, pids: dict[int,
         data.unlink(missing_ok=True)
     shares: dict[str, Counter[str]] = {svc: Counter() for svc in pids.values()}
     for line in out.splitlines():
+        # "  73.10%  30435:python  /path/to/binary"
         parts = line.split()
-        if len(parts) < 3 or not parts[0].endswith("%") or ":" not in parts[1]:
+        if len(parts) < 3 or not parts[0].endswith("%"):
             continue
-        pid = int(parts[1].split(":", 1)[0]) if parts[1].split(":", 1)[0].isdigit() else -1
+        pid_text = parts[1].partition(":")[0]
+        pid = int(pid_text) if pid_text.isdigit() else -1
         if pid in pids:
             shares[pids[pid]][_binary_group(parts[-1])] += float(parts[0].rstrip("%"))
     by_service = {}
