@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,15 @@ FULL = {
     "n_products": 200,
     "n_checkout": 20,
     "sat_conc": [8, 16, 32],
+    # saturation is where the throughput stops growing: the customers are doubled past the list while a
+    # step still gained more than PLATEAU_GAIN, up to this many
+    "sat_max_conc": 128,
     "sat_s": 20,
     "profile_s": 12,
     "lat_s": 30,
     "poll_s": 0.01,
     "emb_conc": [8, 16],
+    "emb_max_conc": 64,
     "emb_sat_s": 15,
     "emb_lat_s": 20,
     "idle_s": 5,
@@ -75,10 +80,12 @@ QUICK = {
     "n_products": 60,
     "n_checkout": 10,
     "sat_conc": [8, 16],
+    "sat_max_conc": 32,
     "sat_s": 8,
     "profile_s": 6,
     "lat_s": 10,
     "emb_conc": [8],
+    "emb_max_conc": 16,
     "emb_sat_s": 8,
     "emb_lat_s": 8,
     "idle_s": 3,
@@ -361,17 +368,35 @@ def checkout_run(
     return res
 
 
+#: a closed-loop step that doubled the customers and gained less than this is on the plateau
+PLATEAU_GAIN = 0.05
+
+
+def _concurrencies(concs: list[int], max_conc: int, runs: list[dict[str, Any]]) -> Iterator[int]:
+    """The given customer counts, then doubled while the last doubling still gained more than
+    ``PLATEAU_GAIN`` (a throughput still growing is not saturation yet), up to ``max_conc``."""
+    yield from concs
+    conc = concs[-1]
+    while conc * 2 <= max_conc and len(runs) >= 2:
+        last, before = runs[-1]["orders_per_s"], runs[-2]["orders_per_s"]
+        if last <= before * (1 + PLATEAU_GAIN):
+            return
+        conc *= 2
+        yield conc
+
+
 def saturation(
     stack: Any,
     setup: dict[str, Any],
     concs: list[int],
+    max_conc: int,
     duration: float,
     observe: str,
     poll_s: float,
     count_db: bool,
 ) -> dict[str, Any]:
-    runs = []
-    for conc in concs:
+    runs: list[dict[str, Any]] = []
+    for conc in _concurrencies(concs, max_conc, runs):
         r = checkout_run(
             stack,
             setup,
@@ -384,7 +409,7 @@ def saturation(
         )
         errs = sum(r["errors"].values())
         say(
-            f"  closed loop {conc:>2} customers: {r['orders_per_s']:.1f} orders PAID/s, p50 "
+            f"  closed loop {conc:>3} customers: {r['orders_per_s']:.1f} orders PAID/s, p50 "
             f"{r['latency']['p50_ms'] or 0:.0f} ms, errors {errs}, "
             f"generator cpu {r['gen_cpu_cores']:.2f} cores"
             + (
@@ -703,7 +728,9 @@ def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
         say("catalog reads (wrk, one product-service process)")
         out["catalog"] = catalog(stack, b, st["product_ids"])
         say("checkout saturation (closed loop; PAID observed from the broker: no polling load)")
-        out["saturation"] = saturation(stack, st, b["sat_conc"], b["sat_s"], "kafka", b["poll_s"], True)
+        out["saturation"] = saturation(
+            stack, st, b["sat_conc"], b["sat_max_conc"], b["sat_s"], "kafka", b["poll_s"], True
+        )
         best = out["saturation"]["best"]
         cores = best["processes"]["service_cpu_cores"]
         say(
@@ -823,7 +850,9 @@ def embedded(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
             "checkout saturation, embedded (closed loop; PAID observed from the bus log every "
             f"{b['poll_s'] * 1000:.0f} ms: no polling load)"
         )
-        out["saturation"] = saturation(stack, st, b["emb_conc"], b["emb_sat_s"], "bus", b["poll_s"], False)
+        out["saturation"] = saturation(
+            stack, st, b["emb_conc"], b["emb_max_conc"], b["emb_sat_s"], "bus", b["poll_s"], False
+        )
         rate = max(1.0, round(out["saturation"]["best"]["orders_per_s"] * 0.5, 1))
         say(f"checkout latency, embedded, at {rate}/s (PAID observed from the bus log)")
         out["latency"] = fixed_rate(stack, st, rate, b["emb_lat_s"], b["poll_s"], "bus")
