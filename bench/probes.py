@@ -311,17 +311,19 @@ SPARSE_N = 100
 
 async def _timed(op: Any, n: int, *, gap_s: float = 0.0, warmup: int = 0) -> dict[str, Any]:
     """``await op(i)`` ``n`` times (after ``warmup`` untimed calls), each ``gap_s`` after the previous one
-    (0: back to back); the latency summary of the timed calls."""
+    (0: back to back); the latency summary of the timed calls, and ``cpu_ms``: this process's CPU per call
+    (the client's own work for one call: the driver's or the Kafka client's code, its wake-ups)."""
     for i in range(warmup):
         await op(i)
     lat = []
+    cpu0 = time.process_time()
     for i in range(n):
         if gap_s:
             await asyncio.sleep(gap_s)
         t0 = time.perf_counter()
         await op(i)
         lat.append(time.perf_counter() - t0)
-    return lat_summary(lat)
+    return {**lat_summary(lat), "cpu_ms": (time.process_time() - cpu0) * 1000 / n}
 
 
 async def _awake_and_asleep(op: Any, n: int) -> dict[str, Any]:

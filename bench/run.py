@@ -897,18 +897,17 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
         out["db_xacts_per_order_gross"] = db["xact_commit_per_order"]
         out["db_xacts_per_order"] = net
         out["db_rollbacks_per_order"] = db["rollbacks"] / db["orders"]
-        cores = best.get("processes", {}).get("service_cpu_cores") or {}
-        if cores and best.get("orders_per_s"):
-            # all six services' CPU (user+sys) per order PAID at saturation
-            out["service_cpu_ms_per_order"] = sum(cores.values()) * 1000 / best["orders_per_s"]
+        # all six services' CPU (user+sys) per order PAID at saturation
+        out["service_cpu_ms_per_order"] = _service_ms_per_order(best)
         if net > 0:
             out["db_bound_orders_per_s"] = pgb / net
             out["checkout_over_db_bound"] = best["orders_per_s"] / (pgb / net)
     ebest = (res.get("embedded", {}).get("saturation") or {}).get("best")
-    if ebest and ebest.get("orders_per_s"):
-        cores = ebest.get("processes", {}).get("service_cpu_cores") or {}
-        if cores:
-            out["embedded_cpu_ms_per_order"] = sum(cores.values()) * 1000 / ebest["orders_per_s"]
+    if ebest:
+        out["embedded_cpu_ms_per_order"] = _service_ms_per_order(ebest)
+    if d.get("latency"):
+        # the same at half the saturation rate: each event mostly alone, nothing shared by a batch
+        out["latency_service_cpu_ms_per_order"] = _service_ms_per_order(d["latency"])
     lat = (d.get("latency") or {}).get("latency", {})
     if lat.get("p50_ms") and lim.get("http_hop") and lim.get("pg_commit") and lim.get("kafka"):
         hops = HOPS_KAFKA if d["latency"].get("observe") == "kafka" else HOPS_POLL
@@ -1029,15 +1028,21 @@ def _limit_rows(t: _Table, lim: dict[str, Any]) -> None:
         t.row(
             "  one saga step's transaction (asyncpg)",
             f"p50 {_f(st.get('p50_ms'), '{:.2f}')} ms, p99 {_f(st.get('p99_ms'), '{:.2f}')} ms; "
-            f"20 ms apart p50 {_f(st.get('sparse', {}).get('p50_ms'), '{:.2f}')} ms",
+            f"20 ms apart p50 {_f(st.get('sparse', {}).get('p50_ms'), '{:.2f}')} ms; "
+            f"client CPU {_cpu_pair(st)} ms per step",
         )
     k = lim.get("kafka", {})
     t.row(
         "Kafka produce->consume round trip",
         f"p50 {_f(k.get('p50_ms'), '{:.2f}')} ms, p99 {_f(k.get('p99_ms'), '{:.2f}')} ms; "
         f"20 ms apart p50 {_f(k.get('sparse', {}).get('p50_ms'), '{:.2f}')} ms; "
-        f"burst {_f(k.get('burst_msgs_per_s'), '{:.0f}')} msg/s",
+        f"burst {_f(k.get('burst_msgs_per_s'), '{:.0f}')} msg/s; client CPU {_cpu_pair(k)} ms per hop",
     )
+
+
+def _cpu_pair(probe: dict[str, Any]) -> str:
+    """A probe's client CPU per call: back to back / 20 ms apart."""
+    return f"{_f(probe.get('cpu_ms'), '{:.2f}')} / {_f(probe.get('sparse', {}).get('cpu_ms'), '{:.2f}')}"
 
 
 def _catalog_rows(t: _Table, cat: dict[str, Any], r: dict[str, Any]) -> None:
@@ -1108,12 +1113,18 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
             f"checkout {mode}: latency at {lat['rate']}/s (open loop)",
             f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
             f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
-            f"(n={L['n']})",
+            f"(n={L['n']}); {_f(_service_ms_per_order(lat))} ms service CPU per order",
             lat["gen_cpu_cores"],
             sum(lat["errors"].values()),
             ratio,
             other=lat["processes"].get("unrelated_cpu_cores"),
         )
+
+
+def _service_ms_per_order(run: dict[str, Any]) -> float | None:
+    """The services' CPU per order PAID during one checkout run (ms)."""
+    ops, cores = run.get("orders_per_s"), run.get("processes", {}).get("service_cpu_cores")
+    return sum(cores.values()) * 1000 / ops if ops and cores else None
 
 
 def _cost_rows(t: _Table, r: dict[str, Any]) -> None:
@@ -1126,7 +1137,7 @@ def _cost_rows(t: _Table, r: dict[str, Any]) -> None:
             f"(gross {_f(r.get('db_xacts_per_order_gross'))}), "
             f"{_f(r.get('db_rollbacks_per_order'), '{:.2f}')} rollbacks",
         )
-    if "embedded_cpu_ms_per_order" in r:
+    if r.get("embedded_cpu_ms_per_order"):
         t.row(
             "checkout embedded: cost per order PAID (at best)", f"{r['embedded_cpu_ms_per_order']:.1f} ms CPU"
         )
