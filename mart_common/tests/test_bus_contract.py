@@ -6,7 +6,8 @@ real outbox relay and inbox subscriber.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -278,6 +279,41 @@ async def test_per_key_order_holds_across_partitions(rig: Rig) -> None:
         assert [s for k, s in seen if k == key] == list(range(15))
     partitions = {m.partition for m in await rig.bus.read_topic(TOPIC)}
     assert len(partitions) > 1, "the keys should spread over several partitions"
+
+
+class _CountingSubscriber(Subscriber):
+    """Counts the transactions its events were applied in: a batch's, or one event's alone."""
+
+    transactions = 0
+
+    async def handle_batch(self, msgs: Sequence[BusMessage]) -> None:
+        await super().handle_batch(msgs)
+        self.transactions += 1
+
+    async def __call__(self, msg: BusMessage) -> None:
+        await super().__call__(msg)
+        self.transactions += 1
+
+
+async def test_a_collecting_group_applies_events_committed_shortly_after_each_other_together(
+    rig: Rig,
+) -> None:
+    """A group off the saga's path (``collect_ms``, notification-service) lets the bus hold a new record for
+    its window: six events committed 30 ms apart are applied in one or two transactions (the window may
+    close between them once), in order, instead of one transaction each."""
+    sub = _CountingSubscriber(GROUP, rig.db, {orders_pb2.OrderPlaced: _record_effect}, collect_ms=500)
+    sub.attach(rig.bus)
+    relay = rig.relay()
+    relay.start()
+    try:
+        for seq in range(6):
+            await rig.place("order-collected", seq)  # committed and published one by one
+            await asyncio.sleep(0.03)
+        await eventually(lambda: _length(rig.effects(), 6), timeout=60)
+    finally:
+        await relay.stop()
+    assert [s for _, s in await rig.effects()] == list(range(6))
+    assert sub.transactions <= 2, f"{sub.transactions} transactions for six events inside one window"
 
 
 async def test_events_carry_cloudevents_headers(rig: Rig) -> None:

@@ -39,9 +39,13 @@ class Subscriber:
         handlers: Mapping[type[Message], EventHandler],
         *,
         batches: bool = True,
+        collect_ms: int = 0,
     ) -> None:
         self.group = group
         self.db = db
+        # How long the bus may hold a new record to deliver it with the ones arriving meanwhile (one batch,
+        # one transaction); for subscribers off the saga's path. 0: at once.
+        self.collect_ms = collect_ms
         # Several records of a poll in one transaction (handle_batch). Off for services whose handlers
         # lock rows that other partitions' events lock too, in no fixed order (inventory's stock rows): a
         # transaction covering several orders could deadlock with another partition's.

@@ -74,6 +74,10 @@ class ServiceDefinition:
     # Apply several records of a partition in one transaction (docs/decisions.md, "Consumers apply a
     # partition's records in one transaction"); False where handlers lock rows shared across partitions.
     batch_events: bool = True
+    # For a service off the saga's path (notifications): how long its consumer may hold a new event to
+    # apply it together with the ones arriving meanwhile, in one transaction (docs/decisions.md, "Consumers
+    # off the saga's path collect their events"). 0: each event at once.
+    collect_events_ms: int = 0
     version: str = "1.0.0"
 
 
@@ -175,7 +179,13 @@ def create_service_app(
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         ),
-        subscriber=Subscriber(definition.name, db, definition.handlers, batches=definition.batch_events),
+        subscriber=Subscriber(
+            definition.name,
+            db,
+            definition.handlers,
+            batches=definition.batch_events,
+            collect_ms=definition.collect_events_ms,
+        ),
         token_verifier=verifier,
         owns_bus=owns_bus,
     )

@@ -51,6 +51,12 @@ class RetryPolicy:
         return min(self.max_backoff_s, self.initial_backoff_s * (2 ** (attempt - 1)))
 
 
+def collect_window_s(handler: Handler) -> float:
+    """How long the bus may hold a new record for ``handler`` to deliver it together with the records that
+    arrive meanwhile (its ``collect_ms``; 0: deliver at once)."""
+    return max(0, getattr(handler, "collect_ms", 0)) / 1000
+
+
 def dead_letter_topic(group: str) -> str:
     """The dead-letter topic of a consumer group."""
     return f"{group}.dlq"

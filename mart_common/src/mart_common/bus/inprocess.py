@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from mart_common.bus.base import EventBus, Handler, RetryPolicy
+from mart_common.bus.base import EventBus, Handler, RetryPolicy, collect_window_s
 from mart_common.bus.browse import EventTail, TopicInfo, group_lags
 from mart_common.clock import utcnow
 from mart_common.db import Database, upsert
@@ -160,6 +160,7 @@ class InProcessBus(EventBus):
         self, group: str, topics: tuple[str, ...], handler: Handler, wake: asyncio.Event
     ) -> None:
         full_scan = True
+        window = collect_window_s(handler)
         while self._started:
             wake.clear()
             try:
@@ -182,6 +183,11 @@ class InProcessBus(EventBus):
                     await asyncio.wait_for(wake.wait(), timeout=1.0)
                 except TimeoutError:
                     full_scan = True  # quiet for a second: look everywhere (other processes' writes)
+                    continue
+            if window:
+                # a collecting group (off the saga's path): let what arrives meanwhile join this batch,
+                # as the Kafka adapter's fetch waits for its window
+                await asyncio.sleep(window)
 
     async def _committed(self, group: str, topic: str, part: int) -> int:
         cached = self._positions.get((group, topic, part))

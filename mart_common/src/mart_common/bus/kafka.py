@@ -26,7 +26,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from mart_common.bus.base import EventBus, Handler, RetryPolicy, dead_letter_topic
+from mart_common.bus.base import EventBus, Handler, RetryPolicy, collect_window_s, dead_letter_topic
 from mart_common.bus.browse import EventTail, TopicInfo, group_lags
 from mart_common.messaging import BusMessage
 from mart_common.tasks import stop_gracefully
@@ -35,6 +35,10 @@ log = structlog.get_logger(__name__)
 
 # Records of one partition handed to a batch-capable handler at once (one transaction for them all).
 _BATCH = 50
+
+# A collecting group's fetches (collect_window_s): the broker answers when this much is waiting or when the
+# window has passed, whichever comes first; in practice the window.
+_COLLECT_MIN_BYTES = 1 << 20
 
 # Errors after which an idempotent producer is unusable until replaced.
 _PRODUCER_STATE_ERRORS = (
@@ -190,7 +194,14 @@ class KafkaBus(EventBus):
     def _spawn(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
         self._tasks.append(asyncio.create_task(self._run_group(group, topics, handler)))
 
-    def _consumer(self, group: str | None, *topics: str) -> AIOKafkaConsumer:
+    def _consumer(self, group: str | None, *topics: str, collect_s: float = 0.0) -> AIOKafkaConsumer:
+        # A collecting group lets the broker hold its fetch for the window (fetch_min_bytes unmet) so a
+        # poll brings what arrived meanwhile; otherwise a fetch returns as soon as one record is there.
+        fetch = (
+            {"fetch_max_wait_ms": int(collect_s * 1000), "fetch_min_bytes": _COLLECT_MIN_BYTES}
+            if collect_s
+            else {}
+        )
         return AIOKafkaConsumer(
             *(self.namespace + t for t in topics),
             bootstrap_servers=self.bootstrap_servers,
@@ -208,6 +219,7 @@ class KafkaBus(EventBus):
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
             session_timeout_ms=6000,
             heartbeat_interval_ms=1500,
+            **fetch,
         )
 
     async def _run_group(self, group: str, topics: tuple[str, ...], handler: Handler) -> None:
@@ -221,7 +233,7 @@ class KafkaBus(EventBus):
             pending: dict[TopicPartition, int] = {}
             try:
                 await self.ensure_topics([*topics, dead_letter_topic(group)])
-                consumer = self._consumer(group)
+                consumer = self._consumer(group, collect_s=collect_window_s(handler))
                 consumer.subscribe(
                     [self.namespace + t for t in topics], listener=_CommitOnRevoke(group, consumer, pending)
                 )
