@@ -21,6 +21,7 @@ import psutil
 from mart_common.bus.kafka import PRODUCER_SETTINGS
 from mart_common.polling import PollTimeout, wait_until, wait_until_sync
 from mart_common.settings import default_data_dir
+from mart_testkit.ports import free_port
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -183,14 +184,6 @@ def loadgen(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any
 
 
 # --- the bare endpoint -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 60.0) -> bool:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
+from mart_testkit.ports import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,13 +21,6 @@ from starlette.routing import Route
 
 from mart_cli import dist, gateway
 from mart_cli.services import SERVICES, service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # --- the replica plan -----------------------------------------------------------------------------------
 

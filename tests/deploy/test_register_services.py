@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import uuid
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mart_testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "register_services.sh"
@@ -155,12 +155,6 @@ def run_script(env_extra: dict[str, str], path_without_deck: bool = False) -> su
     return subprocess.run(  # noqa: S603 - our own script
         [bash, str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_db_less_applies_then_reports_unchanged(keypair):

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -30,6 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.ports import free_port
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
@@ -41,12 +41,6 @@ from .containers import ContainerStack
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MART = REPO_ROOT / "mart"
 START_TIMEOUT = 180.0  # generous: CI machines may be busy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

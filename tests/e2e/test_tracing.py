@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import threading
 import uuid
@@ -25,6 +24,7 @@ import httpx
 import pytest
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.fixtures import eventually as poll_until
+from mart_testkit.ports import free_port
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
@@ -46,12 +46,6 @@ ADDRESS = {"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "Lon
            "postal_code": "SW1Y 4JH", "country": "GB"}  # fmt: skip
 TOUCHED = ("order-service", "inventory-service", "payment-service", "notification-service")
 START_TIMEOUT = 180.0  # generous: CI machines may be busy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _zipkin(command: str) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -45,6 +44,7 @@ import httpx
 import pytest
 from mart_common.bus.kafka import KafkaBus
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.ports import free_port
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -66,12 +66,6 @@ FINAL = invariants.FINAL
 # The targeted crash: this service's relay exits after publishing its n-th batch, before marking it
 # (MART_FAULT_RELAY_CRASH_AFTER_PUBLISH, the hook in mart_common/outbox.py).
 CRASH_SERVICE, CRASH_AFTER_BATCHES = "order_service", 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def say(msg: str) -> None:

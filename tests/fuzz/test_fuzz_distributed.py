@@ -18,7 +18,6 @@ import asyncio
 import copy
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import httpx
 import pytest
 import schemathesis
 from mart_testkit.fixtures import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
+from mart_testkit.ports import free_port
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -42,12 +42,6 @@ pytestmark = [pytest.mark.distributed, pytest.mark.postgres, pytest.mark.kafka]
 MAX_EXAMPLES = int(os.environ.get("MART_FUZZ_DIST_EXAMPLES", "25"))
 KAFKA = KAFKA_BOOTSTRAP
 CUSTOMER_PASSWORD = "fuzz-dist-password-1"  # noqa: S105 (test account)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
