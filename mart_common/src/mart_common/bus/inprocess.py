@@ -185,8 +185,10 @@ class InProcessBus(EventBus):
                     full_scan = True  # quiet for a second: look everywhere (other processes' writes)
                     continue
             if window:
-                # a collecting group (off the saga's path): let what arrives meanwhile join this batch,
-                # as the Kafka adapter's fetch waits for its window
+                # a collecting group (off the saga's path): let what arrives meanwhile join the next batch,
+                # as the Kafka adapter's fetch waits for its window. After a batch too: one read per window
+                # under load is what makes its batches large (a backlog still drains 50 records per
+                # partition per window); sleeping only when woken from idle measured fewer orders/s.
                 await asyncio.sleep(window)
 
     async def _committed(self, group: str, topic: str, part: int) -> int:
