@@ -215,15 +215,15 @@ def start_hello(
     if old_framework:
         uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
         python = [uv, "run", "--no-project", "--quiet", *(f"--with={p}" for p in OLD_FRAMEWORK), "python"]
-    return _start_app("bench.hello:app", "/hello", uvicorn_args, python=python)
+    return start_app("bench.hello:app", "/hello", uvicorn_args, python=python)
 
 
 def start_lean(dsn: str, uvicorn_args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     """The lean floor (bench/lean.py) on the database ``dsn`` (a plain ``postgresql://`` DSN)."""
-    return _start_app("bench.lean:app", "/products?limit=1", uvicorn_args, {"BENCH_LEAN_DSN": dsn})
+    return start_app("bench.lean:app", "/products?limit=1", uvicorn_args, {"BENCH_LEAN_DSN": dsn})
 
 
-def _start_app(
+def start_app(
     app: str,
     probe: str,
     uvicorn_args: list[str],

@@ -755,7 +755,34 @@ def distributed(b: dict[str, Any], admin_pw: str) -> dict[str, Any]:
     finally:
         say("distributed mode: stopping the six services (PostgreSQL and Kafka stay up)")
         stack.down()
+    if out.get("latency"):
+        out["lean_saga"] = lean_saga(stack, out["latency"]["rate"], b)
     return out
+
+
+def lean_saga(dist: Any, rate: float, b: dict[str, Any]) -> dict[str, Any]:
+    """The lean saga (bench/leansaga.py) at the latency run's rate, driven and observed the same way: the
+    machine's floor for the checkout latency, with the processes, hops and commits of the saga's path."""
+    from bench.stack import LeanSagaStack
+
+    say(f"the lean saga (bench/leansaga.py: the path's work only) at the same {rate}/s, observed alike")
+    lean = LeanSagaStack(dist)
+    try:
+        lean.up()
+        fake = {"customer_token": "lean", "checkout_product_ids": ["lean"]}
+        checkout_run(
+            lean,
+            fake,
+            loop="open",
+            rate=rate,
+            duration=4,
+            observe="kafka",
+            poll_s=b["poll_s"],
+            count_db=False,
+        )  # warm-up: first connections, the groups' first fetches
+        return fixed_rate(lean, fake, rate, b["lat_s"], b["poll_s"], "kafka")
+    finally:
+        lean.down()
 
 
 # The services every checkout goes through (order, inventory, order, payment, order): the ones to scale.
@@ -938,6 +965,15 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
                 out["checkout_p50_over_lean_steps_apart"] = lat["p50_ms"] / apart
                 # the machine's own floor of ratio 3: a saga of lean steps whose processes wake for each
                 out["lean_steps_apart_over_minimal"] = apart / floor
+        lean = (d.get("lean_saga") or {}).get("latency", {})
+        if lean.get("p50_ms") and lean.get("p99_ms"):
+            # the lean saga at the same rate: the machine's floor of the issue's ratios, end to end, and how
+            # far above it our stack is (ratio 6 in docs/performance.md "The ratios")
+            out["lean_saga_p50_over_minimal"] = lean["p50_ms"] / floor
+            out["lean_saga_p99_over_minimal"] = lean["p99_ms"] / floor
+            out["checkout_p50_over_lean_saga"] = lat["p50_ms"] / lean["p50_ms"]
+            out["checkout_p99_over_lean_saga"] = lat["p99_ms"] / lean["p99_ms"]
+            out["lean_saga_cpu_ms_per_order"] = _service_ms_per_order(d["lean_saga"])
     return out
 
 
@@ -1121,6 +1157,26 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
             sum(lat["errors"].values()),
             ratio,
             other=lat["processes"].get("unrelated_cpu_cores"),
+        )
+    lean = m.get("lean_saga")
+    if lean:
+        L = lean["latency"]
+        ratio = ""
+        if "lean_saga_p50_over_minimal" in r:
+            ratio = (
+                f"p50 ÷ minimal hops = {r['lean_saga_p50_over_minimal']:.2f}, p99 ÷ minimal hops = "
+                f"{r['lean_saga_p99_over_minimal']:.2f}; ours ÷ this: "
+                f"p50 {r['checkout_p50_over_lean_saga']:.2f}, p99 {r['checkout_p99_over_lean_saga']:.2f}"
+            )
+        t.row(
+            f"  the lean saga at {lean['rate']}/s (floor)",
+            f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
+            f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
+            f"(n={L['n']}); {_f(_service_ms_per_order(lean))} ms CPU per order",
+            lean["gen_cpu_cores"],
+            sum(lean["errors"].values()),
+            ratio,
+            other=lean["processes"].get("unrelated_cpu_cores"),
         )
 
 

@@ -157,6 +157,89 @@ async def _delete_topics(prefix: str) -> None:
         await admin.close()
 
 
+class LeanSagaStack:
+    """The lean saga (bench/leansaga.py): its three processes on the databases of our order, inventory and
+    payment services (tables of their own), in a fresh Kafka namespace; the load generator drives it as it
+    drives ours."""
+
+    mode = "lean saga"
+
+    def __init__(self, dist: DistStack) -> None:
+        self.dist = dist
+        self.namespace = f"lean{uuid.uuid4().hex[:8]}."
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.bases = Bases({})
+        self.dsns = {
+            role: dist.cfg.database_urls[f"{role}_service"].replace("postgresql+asyncpg://", "postgresql://")
+            for role in ("order", "inventory", "payment")
+        }
+
+    def up(self) -> float:
+        from bench import leansaga
+        from bench.probes import KAFKA, start_app
+
+        t0 = time.monotonic()
+        asyncio.run(self._prepare())
+        ports = {}
+        try:
+            for role in leansaga.ROLES:
+                env = {
+                    "BENCH_SAGA_ROLE": role,
+                    "BENCH_SAGA_DSN": self.dsns[role],
+                    "BENCH_SAGA_KAFKA": KAFKA,
+                    "BENCH_SAGA_NAMESPACE": self.namespace,
+                }
+                app = "bench.leansaga:app"
+                self.procs[role], ports[role] = start_app(app, "/ready", ["--no-access-log"], env)
+        except Exception:
+            self.down()
+            raise
+        self.bases = Bases({role: f"http://127.0.0.1:{port}" for role, port in ports.items()})
+        return time.monotonic() - t0
+
+    async def _prepare(self) -> None:
+        import asyncpg
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from mart.orders.v1 import orders_pb2
+        from mart.payments.v1 import payments_pb2
+        from mart.stock.v1 import stock_pb2
+
+        from bench import leansaga
+        from mart_common import contracts
+
+        for role, dsn in self.dsns.items():
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute(leansaga.schema(role))
+            finally:
+                await conn.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        await admin.start()
+        try:
+            topics = {
+                contracts.topic_for(m)
+                for m in (orders_pb2.OrderPlaced, stock_pb2.StockReserved, payments_pb2.PaymentRequested)
+            }
+            # as many partitions as our topics (the services' KafkaBus default)
+            await admin.create_topics([NewTopic(self.namespace + t, 3, 1) for t in sorted(topics)])
+        finally:
+            await admin.close()
+
+    def pids(self) -> dict[str, int]:
+        return {f"lean-{role}": proc.pid for role, proc in self.procs.items() if proc.poll() is None}
+
+    def down(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+        asyncio.run(_delete_topics(self.namespace))
+
+
 class EmbeddedStack:
     """``mart run`` (all six services in one process, SQLite + in-process bus) on a throwaway data dir."""
 
