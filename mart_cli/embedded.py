@@ -27,6 +27,7 @@ import uvicorn
 from mart_common.auth import TokenVerifier
 from mart_common.bus import create_bus
 from mart_common.bus.inprocess import InProcessBus
+from mart_common.heap import freeze_startup_heap
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -132,6 +133,7 @@ def _lifespan(
                 await stack.enter_async_context(child.router.lifespan_context(child))
             # Registered last so it runs first on exit: consumers stop before the services do.
             stack.push_async_callback(bus.stop)
+            freeze_startup_heap()  # all six started: their long-lived objects out of the collector's way
             await on_started(started)
             yield
             say("stopping: event consumers first, then the services")

@@ -25,6 +25,7 @@ from mart_common.auth import TokenVerifier
 from mart_common.bus import EventBus, create_bus
 from mart_common.db import Database
 from mart_common.docs import install_docs
+from mart_common.heap import freeze_startup_heap
 from mart_common.inbox import EventHandler, Subscriber
 from mart_common.observability import (
     BodySizeLimitMiddleware,
@@ -193,6 +194,8 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if owns_bus:  # a process of its own (a host of several services freezes once all have started)
+            freeze_startup_heap()
         log.info("service_started", service=definition.name, database=db.engine.dialect.name)
         try:
             yield
