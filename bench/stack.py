@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from mart_common.polling import PollTimeout, wait_until_sync
+from mart_testkit.kafka import delete_namespace_sync, new_namespace
 
 from bench.probes import DATA, ROOT, free_port, wait_http
 
@@ -75,7 +76,7 @@ class DistStack:
             say(f"  ports 8006-8011 are taken: using free ports {sorted(ports.values())}")
         self.ports = ports
         self.dbs = {s.package: f"bench_{s.package}" for s in SERVICES}
-        self.namespace = f"bench{uuid.uuid4().hex[:8]}."
+        self.namespace = new_namespace("bench")
         data_dir = BENCH_DATA / "dist"
         if data_dir.exists():
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -139,22 +140,7 @@ class DistStack:
         from mart_cli import dist
 
         dist.stop_services(self.cfg, say=lambda m: None)
-        asyncio.run(_delete_topics(self.namespace))
-
-
-async def _delete_topics(prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        await admin.close()
+        delete_namespace_sync(self.namespace)
 
 
 class LeanSagaStack:
@@ -166,7 +152,7 @@ class LeanSagaStack:
 
     def __init__(self, dist: DistStack) -> None:
         self.dist = dist
-        self.namespace = f"lean{uuid.uuid4().hex[:8]}."
+        self.namespace = new_namespace("lean")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.bases = Bases({})
         self.dsns = {
@@ -237,7 +223,7 @@ class LeanSagaStack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
-        asyncio.run(_delete_topics(self.namespace))
+        delete_namespace_sync(self.namespace)
 
 
 class EmbeddedStack:

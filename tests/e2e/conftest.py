@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
 
 from mart_cli import dist
@@ -163,7 +163,7 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
     cfg = dist.DistConfig(
         data_dir=data_dir,
         ports={s.package: free_port() for s in SERVICES},
-        kafka_namespace=f"e2e{uuid.uuid4().hex[:8]}.",
+        kafka_namespace=new_namespace("e2e"),
         infra_data_dir=dist.default_data_dir(),
         gateway_port=free_port(),
         mail=True,  # a Mailpit of its own (state under data_dir/mailpit), stopped at the end
@@ -212,6 +212,7 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
         async def _drop() -> None:
             for url in cfg.database_urls.values():
                 await drop_postgres_database(url)
+            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
 
         asyncio.run(_drop())
 

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.fixtures import eventually as poll_until
+from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
 
 from mart_cli import dist
@@ -70,7 +71,7 @@ def traced_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     cfg = dist.DistConfig(
         data_dir=data_dir,
         ports={s.package: free_port() for s in SERVICES},
-        kafka_namespace=f"trace{uuid.uuid4().hex[:8]}.",
+        kafka_namespace=new_namespace("trace"),
         infra_data_dir=dist.default_data_dir(),
         trace=True,
         zipkin_port=ZIPKIN_PORT,
@@ -110,6 +111,7 @@ def traced_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
         async def _drop() -> None:
             for url in cfg.database_urls.values():
                 await drop_postgres_database(url)
+            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
 
         asyncio.run(_drop())
         starter.join(timeout=300)

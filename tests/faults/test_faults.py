@@ -44,6 +44,7 @@ import httpx
 import pytest
 from mart_common.bus.kafka import KafkaBus
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
 
 from mart_cli import dist
@@ -159,7 +160,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         data_dir=data_dir,
         ports={s.package: free_port() for s in SERVICES},
         kafka_bootstrap=broker.bootstrap,
-        kafka_namespace=f"f{uuid.uuid4().hex[:8]}.",
+        kafka_namespace=new_namespace("f"),
         # The fault suite wants quick detection and recovery; same code paths, shorter waits.
         extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2"},
     )
@@ -185,6 +186,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         async def _drop() -> None:
             for url in cfg.database_urls.values():
                 await drop_postgres_database(url)
+            if broker.shared:  # a private broker is gone with its topics
+                await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
 
         if os.environ.get("MART_FAULTS_KEEP") != "1":
             asyncio.run(_drop())

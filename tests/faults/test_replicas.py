@@ -35,7 +35,6 @@ import json
 import os
 import random
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mart_common.bus.kafka import KafkaBus
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.kafka import delete_namespace, new_namespace
 
 from mart_cli import dist
 from mart_cli.services import SERVICES, Endpoints, Service
@@ -101,7 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
         replica_ports=replica_ports,
         gateway_port=faults.free_port(),
         kafka_bootstrap=SharedBroker().bootstrap,
-        kafka_namespace=f"r{uuid.uuid4().hex[:8]}.",
+        kafka_namespace=new_namespace("r"),
         extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2"},
     )
 
@@ -125,6 +125,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
         async def _drop() -> None:
             for url in cfg.database_urls.values():
                 await drop_postgres_database(url)
+            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
 
         if os.environ.get("MART_FAULTS_KEEP") != "1":
             asyncio.run(_drop())

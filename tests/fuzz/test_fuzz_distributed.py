@@ -29,6 +29,7 @@ import httpx
 import pytest
 import schemathesis
 from mart_testkit.fixtures import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
+from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
 
 from mart_cli import dist
@@ -64,7 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         data_dir=data_dir,
         ports={s.package: free_port() for s in SERVICES},
         kafka_bootstrap=KAFKA,
-        kafka_namespace=f"fz{uuid.uuid4().hex[:8]}.",
+        kafka_namespace=new_namespace("fz"),
         extra_env={"MART_LOG_LEVEL": "WARNING"},
     )
 
@@ -87,6 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         async def _drop() -> None:
             for url in cfg.database_urls.values():
                 await drop_postgres_database(url)
+            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
 
         asyncio.run(_drop())
 

@@ -31,10 +31,11 @@ from mart_common.bus import EventBus, RetryPolicy, create_bus
 from mart_common.polling import PollTimeout, wait_until
 from mart_common.settings import ServiceSettings
 
+from mart_testkit.kafka import KAFKA_BOOTSTRAP, delete_namespace, new_namespace
+
 POSTGRES_ADMIN_DSN = os.environ.get(
     "MART_TEST_POSTGRES_DSN", "postgresql://mart_test@127.0.0.1:5432/mart_test"
 )
-KAFKA_BOOTSTRAP = os.environ.get("MART_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ISSUER = "mart-user-service"
 
 T = TypeVar("T")
@@ -120,13 +121,17 @@ def bus_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_bus(tmp_path: Any, request: pytest.FixtureRequest) -> Callable[..., EventBus]:
-    """Factory for a bus of a kind; Kafka buses of one test share a namespace (same topics)."""
-    namespace = f"t{uuid.uuid4().hex[:10]}."
+async def make_bus(tmp_path: Any, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., EventBus]]:
+    """Factory for a bus of a kind; Kafka buses of one test share a namespace (same topics), deleted after
+    the test."""
+    namespace = new_namespace()
+    used_kafka = False
 
     def _make(kind: str, retry: RetryPolicy = FAST_RETRY) -> EventBus:
+        nonlocal used_kafka
         if kind == "kafka":
             request.node.add_marker(pytest.mark.kafka)
+            used_kafka = True
         settings = ServiceSettings(
             service_name="online-mart-tests",
             event_bus="kafka" if kind == "kafka" else "inprocess",
@@ -138,14 +143,19 @@ def make_bus(tmp_path: Any, request: pytest.FixtureRequest) -> Callable[..., Eve
         )
         return create_bus(settings, retry=retry)
 
-    return _make
+    yield _make
+    if used_kafka:
+        await delete_namespace(namespace)
 
 
 @pytest.fixture
-def kafka_namespace(request: pytest.FixtureRequest) -> str:
-    """A namespace for services' settings (``kafka_namespace``) so a test has its own topics and groups."""
+async def kafka_namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A namespace for services' settings (``kafka_namespace``) so a test has its own topics and groups;
+    its topics are deleted after the test."""
     request.node.add_marker(pytest.mark.kafka)
-    return f"t{uuid.uuid4().hex[:10]}."
+    namespace = new_namespace()
+    yield namespace
+    await delete_namespace(namespace)
 
 
 # --- tokens ----------------------------------------------------------------------------------
