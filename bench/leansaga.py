@@ -43,6 +43,7 @@ from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
 from mart.stock.v1 import stock_pb2
 from mart_common.bus.kafka import PRODUCER_SETTINGS
+from mart_common.heap import freeze_startup_heap
 
 from mart_common import contracts
 
@@ -243,6 +244,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         os.environ.get("BENCH_SAGA_NAMESPACE", ""),
     )
     await _role.start()
+    freeze_startup_heap()  # as our services do (mart_common.heap): no full collection walks the startup heap
     yield
     await _role.stop()
 
