@@ -1284,13 +1284,16 @@ def chart(res: dict[str, Any], path: Path) -> None:
             ax1.text(i, v, f"{v:.0f}" if v >= 10 else f"{v:.1f}", ha="center", va="bottom", fontsize=8)
         ax1.set_title("throughput (log scale)")
         ax1.tick_params(axis="x", labelsize=7, rotation=30)
-    for label, m in (("distributed", d), ("embedded", e)):
-        lat = (m.get("latency") or {}).get("latencies_s")
+    runs = (
+        ("distributed", d.get("latency")),
+        ("lean saga (floor)", d.get("lean_saga")),
+        ("embedded", e.get("latency")),
+    )
+    for label, run in runs:
+        lat = (run or {}).get("latencies_s")
         if lat:
             xs = sorted(x * 1000 for x in lat)
-            ax2.plot(
-                xs, [(i + 1) / len(xs) for i in range(len(xs))], label=f"{label} @ {m['latency']['rate']}/s"
-            )
+            ax2.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=f"{label} @ {run['rate']}/s")
     if res.get("ratios", {}).get("minimal_checkout_ms"):
         ax2.axvline(res["ratios"]["minimal_checkout_ms"], color="grey", ls="--", label="minimal hop sum")
     ax2.set_xscale("log")
