@@ -189,6 +189,7 @@ class LeanSagaStack:
         from mart.orders.v1 import orders_pb2
         from mart.payments.v1 import payments_pb2
         from mart.stock.v1 import stock_pb2
+        from mart_common.settings import ServiceSettings
 
         from bench import leansaga
         from mart_common import contracts
@@ -206,8 +207,9 @@ class LeanSagaStack:
                 contracts.topic_for(m)
                 for m in (orders_pb2.OrderPlaced, stock_pb2.StockReserved, payments_pb2.PaymentRequested)
             }
-            # as many partitions as our topics (the services' KafkaBus default)
-            await admin.create_topics([NewTopic(self.namespace + t, 3, 1) for t in sorted(topics)])
+            # as many partitions as our services' topics (a fetch carries every partition of a topic)
+            partitions = ServiceSettings.model_fields["kafka_partitions"].default
+            await admin.create_topics([NewTopic(self.namespace + t, partitions, 1) for t in sorted(topics)])
         finally:
             await admin.close()
 
