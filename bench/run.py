@@ -1131,7 +1131,6 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
             )
     lat = m.get("latency")
     if lat:
-        L = lat["latency"]
         ratio = ""
         if mode == "dist" and "checkout_p50_over_minimal" in r:
             ratio = (
@@ -1148,19 +1147,9 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
                     f"{r['checkout_p50_over_lean_steps_apart']:.2f} (which is itself "
                     f"{r['lean_steps_apart_over_minimal']:.2f} × the minimal hops)"
                 )
-        t.row(
-            f"checkout {mode}: latency at {lat['rate']}/s (open loop)",
-            f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
-            f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
-            f"(n={L['n']}); {_f(_service_ms_per_order(lat))} ms service CPU per order",
-            lat["gen_cpu_cores"],
-            sum(lat["errors"].values()),
-            ratio,
-            other=lat["processes"].get("unrelated_cpu_cores"),
-        )
+        _latency_row(t, f"checkout {mode}: latency at {lat['rate']}/s (open loop)", lat, "service CPU", ratio)
     lean = m.get("lean_saga")
     if lean:
-        L = lean["latency"]
         ratio = ""
         if "lean_saga_p50_over_minimal" in r:
             ratio = (
@@ -1168,16 +1157,22 @@ def _checkout_rows(t: _Table, mode: str, m: dict[str, Any], lim: dict[str, Any],
                 f"{r['lean_saga_p99_over_minimal']:.2f}; ours ÷ this: "
                 f"p50 {r['checkout_p50_over_lean_saga']:.2f}, p99 {r['checkout_p99_over_lean_saga']:.2f}"
             )
-        t.row(
-            f"  the lean saga at {lean['rate']}/s (floor)",
-            f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
-            f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
-            f"(n={L['n']}); {_f(_service_ms_per_order(lean))} ms CPU per order",
-            lean["gen_cpu_cores"],
-            sum(lean["errors"].values()),
-            ratio,
-            other=lean["processes"].get("unrelated_cpu_cores"),
-        )
+        _latency_row(t, f"  the lean saga at {lean['rate']}/s (floor)", lean, "CPU", ratio)
+
+
+def _latency_row(t: _Table, label: str, run: dict[str, Any], cpu: str, ratio: str) -> None:
+    """One open-loop latency run: its percentiles and the CPU per order of the processes it measured."""
+    L = run["latency"]
+    t.row(
+        label,
+        f"p50 {_f(L['p50_ms'], '{:.0f}')} / p95 {_f(L['p95_ms'], '{:.0f}')} / "
+        f"p99 {_f(L['p99_ms'], '{:.0f}')} ms "
+        f"(n={L['n']}); {_f(_service_ms_per_order(run))} ms {cpu} per order",
+        run["gen_cpu_cores"],
+        sum(run["errors"].values()),
+        ratio,
+        other=run["processes"].get("unrelated_cpu_cores"),
+    )
 
 
 def _service_ms_per_order(run: dict[str, Any]) -> float | None:

@@ -192,6 +192,7 @@ class LeanSagaStack:
         from mart_common.settings import ServiceSettings
 
         from bench import leansaga
+        from bench.probes import KAFKA
         from mart_common import contracts
 
         for role, dsn in self.dsns.items():
@@ -200,7 +201,7 @@ class LeanSagaStack:
                 await conn.execute(leansaga.schema(role))
             finally:
                 await conn.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
         await admin.start()
         try:
             topics = {
