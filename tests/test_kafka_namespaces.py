@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from mart_common.polling import wait_until
 from mart_testkit.kafka import KAFKA_BOOTSTRAP, delete_namespace, new_namespace
 
 pytestmark = pytest.mark.kafka
@@ -24,6 +25,8 @@ async def _create(names: list[str]) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, num_partitions=3, replication_factor=1) for n in names])
+        # the controller answers once the topics are committed; the broker lists them a moment later
+        await wait_until(admin.list_topics, until=lambda listed: set(names) <= set(listed), timeout=30)
     finally:
         await admin.close()
 

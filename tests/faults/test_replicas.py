@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mart_common.bus.kafka import KafkaBus
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.kafka import delete_namespace, new_namespace
+from mart_testkit.ports import free_port
 
 from mart_cli import dist
 from mart_cli.services import SERVICES, Endpoints, Service
@@ -94,12 +95,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
     tmp = tmp_path_factory.mktemp("replicas")
     data_dir = tmp / "data"
     data_dir.mkdir()
-    replica_ports = {s.package: [faults.free_port() for _ in range(REPLICAS)] for s in SERVICES}
+    replica_ports = {s.package: [free_port() for _ in range(REPLICAS)] for s in SERVICES}
     cfg = dist.DistConfig(
         data_dir=data_dir,
         ports={p: ports[0] for p, ports in replica_ports.items()},
         replica_ports=replica_ports,
-        gateway_port=faults.free_port(),
+        gateway_port=free_port(),
         kafka_bootstrap=SharedBroker().bootstrap,
         kafka_namespace=new_namespace("r"),
         extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2"},
