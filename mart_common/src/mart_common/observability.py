@@ -79,7 +79,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), 20)),
         cache_logger_on_first_use=True,
     )
-    for noisy in ("aiokafka", "sqlalchemy.engine", "uvicorn.access"):
+    for noisy in ("aiokafka", "sqlalchemy.engine", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -468,6 +468,8 @@ class RequestContextMiddleware:
         response_headers = (
             (b"x-request-id", request_id.encode()),
             (b"traceresponse", format_traceparent(span_ctx).encode()),
+            # browsers never guess a type other than the declared one (a JSON answer is never run as HTML)
+            (b"x-content-type-options", b"nosniff"),
         )
         status = 500
         response_bytes = 0

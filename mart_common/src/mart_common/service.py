@@ -225,7 +225,9 @@ def create_service_app(
         # add the router's own routes (their paths already carry the router's prefix, tags, dependencies).
         app.router.routes.extend(router.routes)
     getattr(app.router, "_mark_routes_changed", lambda: None)()
-    metrics = _install_operations(app, runtime)
+    metrics = install_operations(
+        app, definition.name, {"database": runtime.db.ping, "broker": runtime.bus.ping}
+    )
     # Pure ASGI layers, outermost last (docs/performance.md, "Per-request stack").
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=definition.name, tracing=tracing, metrics=metrics)
@@ -244,14 +246,17 @@ def _document_problems_in_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> HttpMetrics:
-    """``/health``, ``/ready``, ``/metrics``; returns the HTTP metrics the request middleware records."""
+def install_operations(
+    app: FastAPI, service: str, checks: Mapping[str, Callable[[], Awaitable[bool]]]
+) -> HttpMetrics:
+    """``/health``, ``/ready`` (200 when every check passes, else 503 naming the failing ones) and
+    ``/metrics``; returns the HTTP metrics the request middleware records."""
     registry = CollectorRegistry(auto_describe=True)
     http_metrics = HttpMetrics(registry)
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers.")
     async def health() -> dict[str, str]:
-        return {"status": "ok", "service": runtime.definition.name}
+        return {"status": "ok", "service": service}
 
     @app.get(
         "/ready",
@@ -260,16 +265,11 @@ def _install_operations(app: FastAPI, runtime: ServiceRuntime) -> HttpMetrics:
         responses={503: {"description": "A dependency is unreachable (problem+json)."}},
     )
     async def ready() -> Response:
-        db_ok, bus_ok = await asyncio.gather(runtime.db.ping(), runtime.bus.ping())
-        if db_ok and bus_ok:
-            return JSONResponse({"status": "ready", "database": "ok", "broker": "ok"})
-        return problem_response(
-            503,
-            "Not ready.",
-            slug="not-ready",
-            database="ok" if db_ok else "unreachable",
-            broker="ok" if bus_ok else "unreachable",
-        )
+        results = await asyncio.gather(*(check() for check in checks.values()))
+        states = {name: "ok" if ok else "unreachable" for name, ok in zip(checks, results, strict=True)}
+        if all(results):
+            return JSONResponse({"status": "ready", **states})
+        return problem_response(503, "Not ready.", slug="not-ready", **states)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.", include_in_schema=True)
     async def metrics() -> Response:

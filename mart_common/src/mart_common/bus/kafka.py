@@ -60,7 +60,7 @@ linger")."""
 def _to_message(record: object, namespace: str = "") -> BusMessage:
     return BusMessage(
         topic=record.topic.removeprefix(namespace),  # type: ignore[attr-defined]
-        key=(record.key or b"").decode(),  # type: ignore[attr-defined]
+        key=(record.key or b"").decode("utf-8", "replace"),  # type: ignore[attr-defined]
         value=record.value or b"",  # type: ignore[attr-defined]
         headers=tuple(record.headers or ()),  # type: ignore[attr-defined]
         partition=record.partition,  # type: ignore[attr-defined]
