@@ -31,7 +31,8 @@ from mart_common.polling import PollTimeout, wait_until_sync
 from mart_common.settings import default_data_dir
 
 from mart_cli.credentials import load_or_create
-from mart_cli.services import SERVICES, Endpoints, Service, service
+from mart_cli.gateway import GATEWAY_STATUS
+from mart_cli.services import PROCESSES, SERVICES, WEB, Endpoints, Service, service
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "scripts" / "infra"
@@ -79,7 +80,7 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
             except KeyError as exc:
                 raise ValueError(str(exc.args[0])) from None
     if default is not None:
-        out = {s.package: out.get(s.package, default) for s in SERVICES}
+        out = {s.package: out.get(s.package, default) for s in PROCESSES}
     return out
 
 
@@ -87,7 +88,7 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
 class DistConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
-    ports: dict[str, int] = field(default_factory=lambda: {s.package: s.port for s in SERVICES})
+    ports: dict[str, int] = field(default_factory=lambda: {s.package: s.port for s in PROCESSES})
     # service package -> SQLAlchemy URL; default: the service's own database in the local cluster
     database_urls: dict[str, str] = field(default_factory=dict)
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -102,6 +103,9 @@ class DistConfig:
     mail: bool = False
     mailpit_smtp_port: int = 1025
     mailpit_http_port: int = 8025
+    # the web front (docs/web.md) as one more process; `mart dist up` runs it, code that builds a
+    # DistConfig itself opts in
+    web: bool = False
 
     @property
     def mail_api(self) -> str:
@@ -121,13 +125,20 @@ class DistConfig:
         """The ports of the service's replicas, replica 1 first."""
         if svc.package in self.replica_ports:
             return list(self.replica_ports[svc.package])
-        base = self.ports[svc.package]
+        base = self.ports.get(svc.package, svc.port)
         return [base + REPLICA_PORT_STEP * k for k in range(self.replica_count(svc))]
 
+    @property
+    def processes(self) -> tuple[Service, ...]:
+        """The services this configuration runs: the six, and the web front when it is on."""
+        return PROCESSES if self.web else SERVICES
+
     def instances(self) -> list[Instance]:
-        """Every service process this configuration runs, service by service."""
+        """Every process this configuration runs, service by service."""
         return [
-            Instance(svc, k, port) for svc in SERVICES for k, port in enumerate(self.ports_of(svc), start=1)
+            Instance(svc, k, port)
+            for svc in self.processes
+            for k, port in enumerate(self.ports_of(svc), start=1)
         ]
 
     # traces: start Zipkin (scripts/infra/zipkin.sh) and let the services export to it (docs/tracing.md)
@@ -266,8 +277,10 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
         env["MART_EMAIL_BACKEND"] = "smtp"  # to Mailpit (docs/looking-around.md)
         env["MART_SMTP_HOST"] = cfg.host
         env["MART_SMTP_PORT"] = str(cfg.mailpit_smtp_port)
-    if cfg.gateway_port:
+    if cfg.gateway_port and svc is not WEB:
         env["MART_ROOT_PATH"] = svc.prefix  # /docs load the spec through the gateway prefix
+    if svc is WEB:
+        env.update(web_env(cfg))
     if cfg.trace:
         # the standard OpenTelemetry variables (docs/tracing.md); the batch processor exports every second
         env.update(
@@ -282,6 +295,26 @@ def service_env(cfg: DistConfig, svc: Service) -> dict[str, str]:
     return env
 
 
+def web_env(cfg: DistConfig) -> dict[str, str]:
+    """The web front's settings (docs/web.md): the services' APIs through the gateway (or, without one,
+    on their own ports), every replica's address for the console's health page, Zipkin's UI."""
+    env: dict[str, str] = {"MART_HEALTH_TARGETS": json.dumps(health_targets(cfg))}
+    if cfg.gateway_port:
+        env["MART_GATEWAY_URL"] = f"http://{cfg.host}:{cfg.gateway_port}"
+    else:
+        env["MART_SERVICE_URLS"] = json.dumps(
+            {s.name: f"http://{cfg.host}:{cfg.ports_of(s)[0]}" for s in SERVICES}
+        )
+    if cfg.trace:
+        env["MART_ZIPKIN_UI_URL"] = f"http://localhost:{cfg.zipkin_port}/zipkin/"
+    return env
+
+
+def health_targets(cfg: DistConfig) -> dict[str, list[str]]:
+    """Service name -> the base URLs of its replicas."""
+    return {s.name: [f"http://{cfg.host}:{port}" for port in cfg.ports_of(s)] for s in SERVICES}
+
+
 GATEWAY = "gateway"
 
 
@@ -294,8 +327,13 @@ def gateway_pid(cfg: DistConfig) -> int | None:
 
 
 def gateway_upstreams(cfg: DistConfig) -> dict[str, list[str]]:
-    """Kong prefix -> the base URLs of the service's replicas (the gateway spreads requests over them)."""
-    return {s.prefix: [f"http://{cfg.host}:{port}" for port in cfg.ports_of(s)] for s in SERVICES}
+    """Kong prefix -> the base URLs of the service's replicas (the gateway spreads requests over them);
+    ``/`` -> the web front's replicas when it runs."""
+    upstreams = health_targets(cfg)
+    out = {s.prefix: upstreams[s.name] for s in SERVICES}
+    if cfg.web:
+        out["/"] = [f"http://{cfg.host}:{port}" for port in cfg.ports_of(WEB)]
+    return out
 
 
 def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
@@ -321,6 +359,8 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
             [
                 sys.executable, "-m", "uvicorn", "--factory", "mart_cli.gateway:app",
                 "--host", cfg.host, "--port", str(cfg.gateway_port), "--no-access-log",
+                # the upstream's Server and Date headers pass through once, as through Kong
+                "--no-server-header", "--no-date-header",
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT, start_new_session=True,
@@ -332,7 +372,7 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
 
         def answers() -> bool:
             try:
-                if client.get(f"http://{cfg.host}:{cfg.gateway_port}/").status_code == 200:
+                if client.get(f"http://{cfg.host}:{cfg.gateway_port}{GATEWAY_STATUS}").status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -344,7 +384,7 @@ def start_gateway(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
             wait_until_sync(answers, timeout=60, interval=0.2)
         except PollTimeout:
             raise RuntimeError(f"the gateway did not start; last log lines:\n{_tail(log_path)}") from None
-    say(f"  {GATEWAY:<22} ready: http://localhost:{cfg.gateway_port}/<name>-service/docs")
+    say(f"  {GATEWAY:<22} ready: http://localhost:{cfg.gateway_port}/ (the shop), /<name>-service/docs")
 
 
 def _pid_file(cfg: DistConfig, inst: Instance) -> Path:
@@ -461,7 +501,7 @@ def _known_instances(cfg: DistConfig) -> list[Instance]:
     """The configured replicas plus any other replica pid file left in the run dir (a smaller restart)."""
     known = cfg.instances()
     seen = {i.stem for i in known}
-    for svc in SERVICES:
+    for svc in PROCESSES:
         for path in sorted(cfg.run_dir.glob(f"{svc.package}-*.pid")):
             suffix = path.stem.removeprefix(f"{svc.package}-")
             if suffix.isdigit() and path.stem not in seen:

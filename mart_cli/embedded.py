@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from mart_cli.credentials import Credentials, load_or_create
-from mart_cli.services import SERVICES, Endpoints
+from mart_cli.services import SERVICES, WEB, Endpoints
 
 SEED_MARKER = "demo-seeded"
 
@@ -46,6 +46,7 @@ class Embedded:
     creds: Credentials
     bus: InProcessBus
     service_apps: dict[str, Any] = field(default_factory=dict)
+    web_app: Any = None
 
 
 def build(
@@ -67,16 +68,23 @@ def build(
     apps = _service_apps(data_dir, common, user_settings, bus)
     holder: dict[str, Any] = {}
 
+    async def gateway(scope: Any, receive: Any, send: Any) -> None:
+        """The embedded gateway itself (the parent app), for the web front's API clients: in-process, no
+        socket, and the same prefixes as through Kong."""
+        await holder["app"](scope, receive, send)
+
+    web = _web_app(common, public_url, bus, httpx.ASGITransport(app=gateway, raise_app_exceptions=False))
+
     async def on_started(started: float) -> None:
         if seed:
             await _seed_once(holder["app"], data_dir, creds, say)
         holder["ready_in"] = time.monotonic() - started
         _banner(public_url, creds, data_dir, holder["ready_in"], say)
 
-    app = Starlette(routes=_routes(apps), lifespan=_lifespan(bus, apps, on_started, say))
+    app = Starlette(routes=_routes(apps, web), lifespan=_lifespan(bus, apps, web, on_started, say))
     holder["app"] = app
     app.state.embedded = holder
-    return Embedded(app=app, data_dir=data_dir, creds=creds, bus=bus, service_apps=apps)
+    return Embedded(app=app, data_dir=data_dir, creds=creds, bus=bus, service_apps=apps, web_app=web)
 
 
 def _common_settings(data_dir: Path, creds: Credentials) -> dict[str, Any]:
@@ -114,9 +122,18 @@ def _service_apps(
     return apps
 
 
+def _web_app(
+    common: dict[str, Any], public_url: str, bus: InProcessBus, transport: httpx.AsyncBaseTransport
+) -> Any:
+    """The web front at ``/``: its API calls go into the parent app, its console reads the shared bus."""
+    settings = WEB.settings(**common, gateway_url=public_url)
+    return WEB.main_module().create_app(settings, bus=bus, transport=transport)
+
+
 def _lifespan(
     bus: InProcessBus,
     apps: dict[str, Any],
+    web: Any,
     on_started: Callable[[float], Awaitable[None]],
     say: Callable[[str], None],
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -131,6 +148,7 @@ def _lifespan(
             for svc in SERVICES:
                 child = apps[svc.package]
                 await stack.enter_async_context(child.router.lifespan_context(child))
+            await stack.enter_async_context(web.router.lifespan_context(web))
             # Registered last so it runs first on exit: consumers stop before the services do.
             stack.push_async_callback(bus.stop)
             freeze_startup_heap()  # all six started: their long-lived objects out of the collector's way
@@ -141,32 +159,15 @@ def _lifespan(
     return lifespan
 
 
-def _routes(apps: dict[str, Any]) -> list[BaseRoute]:
-    """``/`` (the services' links), ``/health``, and each service mounted under its gateway prefix."""
-
-    async def index(request: Request) -> JSONResponse:
-        base = str(request.base_url).rstrip("/")
-        return JSONResponse(
-            {
-                "name": "Online Mart (embedded)",
-                "services": {
-                    svc.name: {
-                        "base": f"{base}{svc.prefix}",
-                        "docs": f"{base}{svc.prefix}/docs",
-                        "openapi": f"{base}{svc.prefix}/openapi.json",
-                        "health": f"{base}{svc.prefix}/health",
-                    }
-                    for svc in SERVICES
-                },
-                "health": f"{base}/health",
-            }
-        )
+def _routes(apps: dict[str, Any], web: Any) -> list[BaseRoute]:
+    """``/health``, each service mounted under its gateway prefix, and the web front at ``/``."""
 
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "mode": "embedded", "services": [s.name for s in SERVICES]})
 
-    routes: list[BaseRoute] = [Route("/", index), Route("/health", health)]
+    routes: list[BaseRoute] = [Route("/health", health)]
     routes += [Mount(svc.prefix, app=apps[svc.package]) for svc in SERVICES]
+    routes.append(Mount("/", app=web))
     return routes
 
 
@@ -202,11 +203,14 @@ def _banner(
     admin_pw = "(from MART_ADMIN_PASSWORD)" if creds.admin.from_env else creds.admin.password
     lines = [
         "",
-        f"Online Mart is running (embedded mode, ready in {ready_in:.1f}s) on {url}",
+        f"Online Mart is running (embedded mode, ready in {ready_in:.1f}s)",
+        "",
+        f"  shop                   {url}/",
+        f"  admin and console      {url}/admin  {url}/console  (sign in as the admin)",
         "",
         *(f"  {svc.name:<22} {url}{svc.prefix}/docs" for svc in SERVICES),
         "",
-        f"  catalog                {url}/product-service/products",
+        f"  catalog API            {url}/product-service/products",
         f"  admin                  {creds.admin.email} / {admin_pw}",
         f"  customer               {creds.customer.email} / {creds.customer.password}",
         f"  credentials file       {creds.path}",

@@ -9,7 +9,12 @@ seconds (passive health check) and the request goes to the next one. A request t
 replica is retried elsewhere only when its method is idempotent (as nginx's ``proxy_next_upstream``): a
 POST whose connection broke mid-way gets a 502, never a second execution.
 
-Not a production gateway: no auth plugin, no rate limiting; requests are buffered, not streamed.
+The web front, when it runs, is the upstream of ``/`` (every path no service prefix claims), unstripped,
+as Kong's route to it. Answers are buffered, except event streams (``text/event-stream``: the web
+front's live pages), which are passed on as they come. The gateway's own status (its upstreams and how
+many requests each replica served) is at ``/_gateway``.
+
+Not a production gateway: no auth plugin, no rate limiting; requests are buffered.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mart_cli.services import SERVICES
@@ -44,6 +50,8 @@ HOP_BY_HOP = {
 
 
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+GATEWAY_STATUS = "/_gateway"
+WEB_PREFIX = "/"
 EJECT_S = 2.0  # how long a replica that refused a connection is left out of the rotation
 
 
@@ -91,34 +99,46 @@ def build(upstreams: Mapping[str, str | list[str]]) -> Starlette:
             {
                 "name": "Online Mart (local distributed, built-in gateway)",
                 "services": {
-                    p.strip("/"): {"docs": f"{base}{p}/docs", "upstream": u.targets[0], "targets": u.served}
+                    (p.strip("/") or "web"): {
+                        "docs": f"{base}{p}/docs" if p != WEB_PREFIX else f"{base}/",
+                        "upstream": u.targets[0],
+                        "targets": u.served,
+                    }
                     for p, u in pools.items()
                 },
             }
         )
 
-    async def proxy(request: Request) -> Response:
-        path = request.url.path
+    def route(path: str) -> tuple[Upstream, str] | None:
+        """The upstream of ``path`` and the path to send it (prefix stripped; the web front's unstripped)."""
         prefix = "/" + path.lstrip("/").split("/", 1)[0]
-        pool = pools.get(prefix)
-        if pool is None:
+        if (pool := pools.get(prefix)) is not None and prefix != WEB_PREFIX:
+            return pool, path[len(prefix) :] or "/"
+        if (web := pools.get(WEB_PREFIX)) is not None:
+            return web, path
+        return None
+
+    async def proxy(request: Request) -> Response:
+        found = route(request.url.path)
+        if found is None:
             return JSONResponse({"message": "no Route matched with those values"}, status_code=404)
-        rest = path[len(prefix) :] or "/"
+        pool, rest = found
         tail = rest + (f"?{request.url.query}" if request.url.query else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         client_host = request.client.host if request.client else ""
         headers["x-forwarded-for"] = ", ".join(
             filter(None, [request.headers.get("x-forwarded-for"), client_host])
         )
-        headers["x-forwarded-prefix"] = prefix
+        if pool is not pools.get(WEB_PREFIX):
+            headers["x-forwarded-prefix"] = "/" + request.url.path.lstrip("/").split("/", 1)[0]
         body = await request.body()
-        upstream_response: httpx.Response | None = None
+        client: httpx.AsyncClient = state["client"]
+        upstream: httpx.Response | None = None
         error: Exception | None = None
         for target in pool.order():
+            outgoing = client.build_request(request.method, target + tail, headers=headers, content=body)
             try:
-                upstream_response = await state["client"].request(
-                    request.method, target + tail, headers=headers, content=body
-                )
+                upstream = await client.send(outgoing, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 pool.eject(target)  # nothing reached this replica: try the next one
                 error = exc
@@ -131,22 +151,37 @@ def build(upstreams: Mapping[str, str | list[str]]) -> Starlette:
                 break  # the request may have run: do not run it twice
             pool.ok(target)
             break
-        if upstream_response is None:
+        if upstream is None:
             return JSONResponse({"message": f"upstream unavailable: {error}"}, status_code=502)
         out_headers = [
-            (k, v) for k, v in upstream_response.headers.multi_items() if k.lower() not in HOP_BY_HOP
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in upstream.headers.multi_items()
+            if k.lower() not in HOP_BY_HOP
         ]
-        response = Response(upstream_response.content, status_code=upstream_response.status_code)
-        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers] + [
-            (b"content-length", str(len(upstream_response.content)).encode())
-        ]
+        if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+            response: Response = StreamingResponse(
+                upstream.aiter_raw(),
+                status_code=upstream.status_code,
+                background=BackgroundTask(upstream.aclose),
+            )
+            response.raw_headers = out_headers
+            return response
+        try:
+            content = await upstream.aread()
+        except httpx.TransportError as exc:
+            return JSONResponse({"message": f"upstream failed mid-answer: {exc}"}, status_code=502)
+        finally:
+            await upstream.aclose()
+        response = Response(content, status_code=upstream.status_code)
+        response.raw_headers = [*out_headers, (b"content-length", str(len(content)).encode())]
         return response
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-    return Starlette(
-        routes=[Route("/", index), Route("/{path:path}", proxy, methods=methods)],
-        lifespan=lifespan,
-    )
+    routes = [Route(GATEWAY_STATUS, index)]
+    if WEB_PREFIX not in pools:
+        routes.append(Route("/", index))
+    routes.append(Route("/{path:path}", proxy, methods=methods))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def app() -> Starlette:

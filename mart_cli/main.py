@@ -122,8 +122,9 @@ def dist_up(
         bool,
         typer.Option(
             "--gateway",
-            help="Also start the built-in gateway on --gateway-port (Kong prefixes: /user-service/docs ...) "
-            "when Kong is not around. Without it, call the services on their own ports.",
+            help="Also start the built-in gateway on --gateway-port (the shop at /, Kong prefixes: "
+            "/user-service/docs ...) when Kong is not around. Without it, call the services on their own "
+            "ports (the shop on :8012).",
         ),
     ] = False,
     gateway_port: Annotated[int, typer.Option(help="Port of the built-in gateway.")] = 8000,
@@ -154,13 +155,14 @@ def dist_up(
     ] = False,
     zipkin_port: Annotated[int, typer.Option(help="Port of Zipkin (with --trace).")] = 9411,
 ) -> None:
-    """Start PostgreSQL, Kafka and the six services on their ports 8006-8011; wait until all are ready."""
+    """Start PostgreSQL, Kafka, the six services on their ports 8006-8011 and the web front on 8012;
+    wait until all are ready."""
     import httpx
 
     from mart_cli.credentials import load_or_create
     from mart_cli.dist import DistConfig, parse_replicas, up
     from mart_cli.seed import seed as do_seed
-    from mart_cli.services import SERVICES
+    from mart_cli.services import SERVICES, WEB
 
     try:
         counts = parse_replicas(replicas or [])
@@ -173,6 +175,7 @@ def dist_up(
         mail=mail,
         trace=trace,
         zipkin_port=zipkin_port,
+        web=True,
     )
     try:
         took = up(cfg, infra=not no_infra, say=typer.echo)
@@ -190,6 +193,12 @@ def dist_up(
 
         report = asyncio.run(_go())
         typer.echo(f"demo data: {report.products_total} products ({report.products_created} new)")
+    shop = (
+        f"http://localhost:{cfg.gateway_port}/"
+        if cfg.gateway_port
+        else f"http://localhost:{cfg.ports_of(WEB)[0]}/"
+    )
+    typer.echo(f"  shop                   {shop}  (admin and console: /admin, /console)")
     for svc in SERVICES:
         typer.echo(f"  {svc.name:<22} {cfg.endpoints().url(svc.package, '/docs')}")
     typer.echo(f"  admin    {creds.admin.email} / {_admin_pw(creds)}")

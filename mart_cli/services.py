@@ -1,4 +1,5 @@
-"""The six services as the CLI sees them: import package, port, gateway prefix (docs/conventions.md).
+"""The six services (and the web front) as the CLI sees them: import package, port, gateway prefix
+(docs/conventions.md).
 
 Everything is imported lazily so ``mart --help`` stays fast and a half-written service breaks only the
 commands that need it.
@@ -72,8 +73,15 @@ SERVICES: tuple[Service, ...] = (
     Service("payment_service", 8011),
 )
 
+#: The web front (shop, admin, event console; docs/web.md): a process like the services, served at the
+#: gateway's root ``/`` rather than under a prefix; it has no database and consumes no events.
+WEB = Service("web_service", 8012)
+
+#: Every process the distributed mode runs (and may replicate): the six services, then the web front.
+PROCESSES: tuple[Service, ...] = (*SERVICES, WEB)
+
 BY_NAME: dict[str, Service] = {}
-for _svc in SERVICES:
+for _svc in PROCESSES:
     BY_NAME[_svc.package] = BY_NAME[_svc.name] = BY_NAME[_svc.short] = _svc
 
 
