@@ -4,7 +4,7 @@
 #
 #   1. the stand-in base (scripts/containers/base.sh: Debian bookworm's Python, as python:3.11-slim-bookworm)
 #   2. the stand-ins for postgres:16 and apache/kafka:4 (scripts/containers/{postgres,kafka}/Containerfile)
-#   3. the six service images from their real Dockerfiles, with --build-arg BASE_IMAGE=<stand-in base>
+#   3. the six service images and the web front's from their real Dockerfiles, with --build-arg BASE_IMAGE=<stand-in base>
 #
 #   scripts/containers/build.sh          build what changed (podman's layer cache; the rootfs is cached)
 #
@@ -17,7 +17,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$SCRIPT_DIR/containers.conf}"
 BASE_IMAGE="${MART_BASE_IMAGE:-localhost/mart-base/python:3.11-bookworm}"
-SERVICES=(user_service product_service inventory_service order_service payment_service notification_service)
+SERVICES=(user_service product_service inventory_service order_service payment_service notification_service web_service)
 KAFKA_VERSION="4.1.1"
 KAFKA_LIBS="${MART_CACHE_DIR:-$HOME/.cache/online-mart}/kafka-${KAFKA_VERSION}/libs"
 

@@ -9,6 +9,7 @@ proxy, cached under ~/.cache/online-mart/helm-<version>/).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from mart_cli.services import SERVICES, Service
+from mart_cli.services import PROCESSES, SERVICES, WEB, Service
 
 
 def _topology() -> ModuleType:
@@ -132,15 +133,17 @@ def test_hpa_above_the_partitions_is_refused():
 
 
 def test_one_deployment_service_hpa_and_pdb_per_compose_service(manifests):
-    expected = {f"{RELEASE}-{s.name}" for s in SERVICES}
+    expected = {f"{RELEASE}-{s.name}" for s in PROCESSES}
+    built = {name for name, svc in load(COMPOSE)["services"].items() if "build" in svc}
     assert {s.package for s in SERVICES} == set(app_services(load(COMPOSE)))
+    assert {s.package for s in PROCESSES} == built
     for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert set(by_kind(manifests, kind)) == expected, kind
     assert not by_kind(manifests, "Secret"), "no Secret unless secrets.create=true"
     assert not by_kind(manifests, "Ingress"), "Kong's Ingress only when kong.ingress.enabled=true"
 
 
-@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+@pytest.mark.parametrize("svc", PROCESSES, ids=lambda s: s.name)
 def test_ports_probes_and_selectors(manifests, svc):
     name = f"{RELEASE}-{svc.name}"
     deployment = by_kind(manifests, "Deployment")[name]
@@ -207,6 +210,28 @@ def test_secrets_come_from_the_secret_only(manifests, svc):
         assert ref["key"] == "jwt-private-key-pem" and not ref.get("optional")
 
 
+def test_web_front_environment(manifests):
+    """The web front: no database, at the root (no root path), the services through Kong's proxy when
+    kong.proxyUrl is set, else each service's Kubernetes Service; its cookie secret from the Secret,
+    required (every replica must sign with the same one)."""
+    env = env_of(by_kind(manifests, "Deployment")[f"{RELEASE}-{WEB.name}"])
+    unknown = set(env) - env_names(WEB) - OTEL_STANDARD
+    assert not unknown, f"the web front's settings read no {sorted(unknown)}"
+    assert "MART_DATABASE_URL" not in env and "DATABASE_PASSWORD" not in env and "MART_ROOT_PATH" not in env
+    urls = json.loads(env["MART_SERVICE_URLS"]["value"])
+    assert urls == {s.name: f"http://{RELEASE}-{s.name}:{s.port}" for s in SERVICES}
+    assert "MART_GATEWAY_URL" not in env
+    ref = env["MART_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "online-mart", "key": "web-cookie-secret"}
+    through_kong = env_of(
+        by_kind(render("--set", "kong.proxyUrl=http://kong-proxy.kong.svc"), "Deployment")[
+            f"{RELEASE}-{WEB.name}"
+        ]
+    )
+    assert through_kong["MART_GATEWAY_URL"]["value"] == "http://kong-proxy.kong.svc"
+    assert "MART_SERVICE_URLS" not in through_kong
+
+
 def test_values_file_carries_no_secret():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["secrets"]["values"] == {} and values["secrets"]["create"] is False
@@ -226,7 +251,12 @@ def test_kong_ingress_strips_the_same_prefixes_as_kong_yaml():
     ingresses = by_kind(docs, "Ingress")
     kong = load(KONG)
     compose = load(COMPOSE)
-    assert len(ingresses) == len(SERVICES)
+    assert len(ingresses) == len(PROCESSES)
+    web = ingresses[f"{RELEASE}-{WEB.name}"]
+    assert web["metadata"]["annotations"]["konghq.com/strip-path"] == "false"
+    (rule,) = web["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/"]
+    assert kong_match(kong, "GET", "/products").service["name"] == WEB.name
     for svc in SERVICES:
         ing = ingresses[f"{RELEASE}-{svc.name}"]
         assert ing["spec"]["ingressClassName"] == "kong"
@@ -249,3 +279,11 @@ def test_conventions_table_lists_the_chart_ports():
         v = values["services"][svc.short]
         assert (v["package"], v["port"], v["prefix"]) == (svc.package, svc.port, svc.prefix)
         assert f"`{svc.package}` | {svc.port} | `{svc.prefix}`" in text
+    web = values["services"][WEB.short]
+    assert (web["package"], web["port"], web["prefix"], web["database"]) == (
+        WEB.package,
+        WEB.port,
+        "/",
+        False,
+    )
+    assert f"`{WEB.package}` | {WEB.port} | `/`" in text

@@ -47,8 +47,19 @@ def conventions() -> dict[str, tuple[int, str]]:
     return {name: (int(port), prefix) for name, port, prefix in rows}
 
 
+WEB = "web_service"  # the web front (docs/web.md): built like a service, routed at "/", no database
+
+
 def app_services(compose: dict) -> dict[str, dict]:
-    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+    """The six services (built from their Dockerfiles; the web front apart)."""
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc and name != WEB}
+
+
+@pytest.fixture(scope="module")
+def web_port() -> int:
+    """The web front's port, from its row in docs/conventions.md."""
+    (port,) = re.findall(rf"^\|\s*`{WEB}`\s*\|\s*(\d+)\s*\|\s*`/`", CONVENTIONS.read_text(), re.M)
+    return int(port)
 
 
 def repo_files(pattern: str) -> list[Path]:
@@ -212,14 +223,15 @@ def test_compose_app_services_are_the_six(compose, conventions):
     assert set(app_services(compose)) == set(conventions)
 
 
-def test_every_compose_service_has_a_kong_service_and_vice_versa(compose, kong, conventions):
+def test_every_compose_service_has_a_kong_service_and_vice_versa(compose, kong, conventions, web_port):
     apps = app_services(compose)
     upstreams = {}
     for svc in kong["services"]:
         m = re.fullmatch(r"http://([\w-]+):(\d+)/?", svc["url"])
         assert m, svc["url"]
         upstreams[svc["name"]] = (m.group(1), int(m.group(2)))
-    assert {host for host, _ in upstreams.values()} == set(apps)
+    assert {host for host, _ in upstreams.values()} == set(apps) | {WEB}
+    assert upstreams["web-service"] == (WEB, web_port)
     for name, svc in apps.items():
         port, prefix = conventions[name]
         assert upstreams[prefix.lstrip("/")] == (name, port)
@@ -264,8 +276,30 @@ def test_protected_endpoint_needs_a_token(kong, compose, svc, method, path):
     assert service_local_path(match, request_path, root) == path
 
 
-def test_unknown_prefix_matches_nothing(kong):
-    assert kong_match(kong, "GET", "/nope-service/health") is None
+def test_every_other_path_goes_to_the_web_front(kong, compose, web_port):
+    """The web front owns "/" (its pages and its 404s); every service prefix still wins over it."""
+    for method, path in [
+        ("GET", "/"),
+        ("GET", "/products?q=tea"),
+        ("POST", "/checkout"),
+        ("GET", "/nope-service/x"),
+    ]:
+        match = kong_match(kong, method, path)
+        assert match is not None and match.service["name"] == "web-service", path
+        assert match.route["strip_path"] is False and match.route.get("response_buffering") is False
+        assert "jwt" not in plugin_names(kong, match)
+        assert service_local_path(match, path.split("?")[0], "") == path.split("?")[0]
+    assert kong_match(kong, "GET", "/order-service/orders").service["name"] == "order-service"
+    assert kong_match(kong, "GET", "/user-service/health").service["name"] == "user-service"
+    web = compose["services"][WEB]
+    assert web["build"] == {"context": ".", "dockerfile": f"{WEB}/Dockerfile"}
+    assert web["ports"] == [f"${{MART_WEB_SERVICE_HOST_PORT:-{web_port}}}:{web_port}"]
+    env = web["environment"]
+    assert env["MART_GATEWAY_URL"] == "http://kong:8000" and "MART_ROOT_PATH" not in env
+    assert env["MART_EVENT_BUS"] == "kafka" and env["MART_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    assert env["MART_COOKIE_SECRET"] == "${MART_COOKIE_SECRET:-}"  # generated into its volume when unset
+    assert "MART_DATABASE_URL" not in env
+    assert "/health" in json.dumps(web["healthcheck"]["test"])
 
 
 def test_jwt_and_gateway_plugins(kong):
@@ -393,13 +427,19 @@ DOCKERFILES = sorted(ROOT.glob("*_service/Dockerfile"))
 
 
 def test_one_dockerfile_per_service(conventions):
-    assert {p.parent.name for p in DOCKERFILES} == set(conventions)
+    assert {p.parent.name for p in DOCKERFILES} == set(conventions) | {WEB}
+
+
+@pytest.fixture(scope="module")
+def ports(conventions, web_port) -> dict[str, int]:
+    """Folder -> port, the six services and the web front."""
+    return {name: port for name, (port, _) in conventions.items()} | {WEB: web_port}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_dockerfile_rules(dockerfile, conventions):
+def test_dockerfile_rules(dockerfile, ports):
     name = dockerfile.parent.name
-    port = conventions[name][0]
+    port = ports[name]
     text = dockerfile.read_text()
     lines = [
         ln.strip() for ln in text.replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")
@@ -439,11 +479,11 @@ def test_dockerfile_rules(dockerfile, conventions):
     assert copied <= allowed, copied - allowed
 
 
-def test_dockerfiles_identical_in_shape(conventions):
+def test_dockerfiles_identical_in_shape(ports):
     def normalise(p: Path) -> str:
         name = p.parent.name
         text = p.read_text().replace(name, "SVC").replace(name.replace("_", "-"), "SVC")
-        return text.replace(str(conventions[name][0]), "PORT")
+        return text.replace(str(ports[name]), "PORT")
 
     shapes = {normalise(p) for p in DOCKERFILES}
     assert len(shapes) == 1

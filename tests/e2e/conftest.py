@@ -34,7 +34,7 @@ from mart_testkit.ports import free_port
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
 from mart_cli.seed import seed
-from mart_cli.services import SERVICES, Endpoints
+from mart_cli.services import PROCESSES, SERVICES, Endpoints
 
 from .containers import ContainerStack
 
@@ -162,7 +162,8 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
     data_dir.mkdir(parents=True)
     cfg = dist.DistConfig(
         data_dir=data_dir,
-        ports={s.package: free_port() for s in SERVICES},
+        ports={s.package: free_port() for s in PROCESSES},
+        web=True,
         kafka_namespace=new_namespace("e2e"),
         infra_data_dir=dist.default_data_dir(),
         gateway_port=free_port(),
@@ -224,7 +225,7 @@ def container_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contai
     data_dir.mkdir(parents=True)
     creds = load_or_create(data_dir)
     stack = ContainerStack(
-        ports={s.package: free_port() for s in SERVICES},
+        ports={s.package: free_port() for s in PROCESSES},
         kafka_port=free_port(),
         smtp_port=free_port(),
         mail_ui_port=free_port(),
@@ -249,6 +250,7 @@ def containers_mart(container_stack: ContainerStack) -> Iterator[Mart]:
     cfg = dist.DistConfig(
         data_dir=stack.data_dir,
         ports=dict(stack.ports),
+        web=True,  # the gateway's "/" goes to the web front's container
         kafka_bootstrap=f"127.0.0.1:{stack.kafka_port}",
         gateway_port=free_port(),
     )

@@ -46,6 +46,7 @@ APPS = [
     "payment_service",
 ]
 PASSWORD_VARS = [f"{s.removesuffix('_service').upper()}_DB_PASSWORD" for s in APPS]
+WEB = "web_service"  # the web front (docs/web.md): no database, started once the services are healthy
 
 
 class ContainerStack:
@@ -132,13 +133,14 @@ class ContainerStack:
         return time.monotonic() - begun
 
     def up(self, timeout: float = 300) -> None:
-        """Infrastructure, then user_service (the JWKS the others fetch), then the other five."""
+        """Infrastructure, then user_service (the JWKS the others fetch), then the other five and the web
+        front."""
         self.compose("up", "-d", "--no-build", *INFRA)
         self.wait_healthy([s for s in INFRA if s != "mailpit"], timeout)
         self.compose("up", "-d", "--no-build", "--no-deps", "user_service")
         self.wait_healthy(["user_service"], timeout)
-        self.compose("up", "-d", "--no-build", "--no-deps", *APPS[1:])
-        self.wait_healthy(APPS, timeout)
+        self.compose("up", "-d", "--no-build", "--no-deps", *APPS[1:], WEB)
+        self.wait_healthy([*APPS, WEB], timeout)
 
     def healthcheck(self, service: str) -> str:
         """Run the container's health check once (what a scheduler would do) and return the new status."""
