@@ -11,6 +11,7 @@ import order_service  # noqa: F401
 import payment_service  # noqa: F401
 import product_service  # noqa: F401
 import user_service  # noqa: F401
+import web_service  # noqa: F401
 
 pytest_plugins = ["mart_testkit.fixtures"]
 

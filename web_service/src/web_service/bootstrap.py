@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "mart_session"
+#: Every page of the web front, by area.
+ROUTERS = (shop.router, cart.router, orders.router, account.router, admin.router, console.router)
 SESSION_MAX_AGE_S = 7 * 24 * 3600  # the refresh token's life: a sign-in lasts as long as it can be renewed
 
 
@@ -69,7 +71,7 @@ def build_app(
         openapi_url=None,
         telemetry=tracing.fastapi_telemetry(),
     )
-    for router in (shop.router, cart.router, orders.router, account.router, admin.router, console.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

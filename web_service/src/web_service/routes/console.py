@@ -36,7 +36,7 @@ async def overview(request: Request, ctx: WebContextDep, api: AdminApi) -> Respo
 
 
 @router.get("/orders", summary="Find an order's timeline by its id.")
-async def find_order(order_id: str = "") -> Response:
+async def find_order(api: AdminApi, order_id: str = "") -> Response:
     return RedirectResponse(
         f"/console/orders/{order_id.strip()}" if order_id.strip() else "/console", status_code=303
     )
