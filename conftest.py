@@ -17,7 +17,14 @@ pytest_plugins = ["mart_testkit.fixtures"]
 
 
 _skipped: list[str] = []
-_ran_on: dict[str, int] = {"postgres": 0, "kafka": 0, "distributed": 0, "e2e": 0, "containers": 0}
+_ran_on: dict[str, int] = {
+    "postgres": 0,
+    "kafka": 0,
+    "distributed": 0,
+    "e2e": 0,
+    "containers": 0,
+    "browser": 0,
+}
 
 
 def pytest_runtest_logreport(report):
@@ -36,7 +43,8 @@ def pytest_terminal_summary(terminalreporter):
         f"{_ran_on['postgres']} passed on PostgreSQL (127.0.0.1:5432), "
         f"{_ran_on['kafka']} passed on the Kafka broker (127.0.0.1:9092), "
         f"{_ran_on['e2e']} end-to-end ({_ran_on['distributed']} on the local distributed mode), "
-        f"{_ran_on['containers']} on the compose stack in containers"
+        f"{_ran_on['containers']} on the compose stack in containers, "
+        f"{_ran_on['browser']} in a real browser"
     )
 
 

@@ -179,8 +179,13 @@ async def test_demo_catalog_and_docs(mart: Any, client: httpx.AsyncClient) -> No
         docs = await client.get(gw.url(svc, "/docs"))
         assert docs.status_code == 200 and f"/{svc}-service/openapi.json" in docs.text
         ok(await client.get(gw.url(svc, "/openapi.json")))
-    index = ok(await client.get(mart.gateway_url + "/"))
-    assert index["services"]["user-service"]["docs"].endswith("/user-service/docs")
+    # the gateway's root is the shop (docs/web.md); the built-in gateway lists its upstreams at /_gateway
+    shop = await client.get(mart.gateway_url + "/")
+    assert shop.status_code == 200 and shop.headers["content-type"].startswith("text/html")
+    assert "<title>Welcome · Online Mart</title>" in shop.text
+    if mart.kind != "embedded":
+        index = ok(await client.get(mart.gateway_url + "/_gateway"))
+        assert index["services"]["user-service"]["docs"].endswith("/user-service/docs")
     if mart.kind == "embedded":
         creds = mart.data_dir / "demo-credentials.json"
         assert creds.stat().st_mode & 0o777 == 0o600

@@ -22,6 +22,18 @@ document.addEventListener("submit", (event) => {
     // after this turn, so that the clicked button's own name/value still goes with the form
     setTimeout(() => form.querySelectorAll("button, input[type=submit]").forEach((b) => { b.disabled = true; }), 0);
   }
+  // A form inside a live block (pay, decline, cancel) is sent without leaving the page: the outcome arrives
+  // through the block's event stream. Without a stream update soon after, the page reloads to show it.
+  const live = form.closest("[data-live]");
+  if (live && form.method.toLowerCase() === "post") {
+    event.preventDefault();
+    const sentAt = Date.now();
+    fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin", redirect: "manual" })
+      .then(() => setTimeout(() => {
+        if (Number(live.dataset.updated || 0) < sentAt) window.location.reload();
+      }, 8000))
+      .catch(() => HTMLFormElement.prototype.submit.call(form));
+  }
 });
 
 // The order page: the server pushes the status block as it changes (Server-Sent Events).
