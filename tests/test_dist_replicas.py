@@ -3,11 +3,13 @@ failover over real HTTP servers on loopback (no services, no databases: the gate
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -16,11 +18,11 @@ import uvicorn
 from mart_testkit.ports import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from mart_cli import dist, gateway
-from mart_cli.services import SERVICES, service
+from mart_cli.services import PROCESSES, SERVICES, service
 
 # --- the replica plan -----------------------------------------------------------------------------------
 
@@ -48,7 +50,7 @@ def test_replica_ports_and_file_names():
 
 def test_parse_replicas():
     every = dist.parse_replicas(["2"])
-    assert every == {s.package: 2 for s in SERVICES}
+    assert every == {s.package: 2 for s in PROCESSES}  # the web front included
     assert dist.parse_replicas(["2", "order=3,user=1"]) == {**every, "order_service": 3, "user_service": 1}
     assert dist.parse_replicas(["payment-service=2"]) == {"payment_service": 2}
     for bad, message in (("x", "expected N or SERVICE=N"), ("shop=2", "unknown service"), ("0", "between 1")):
@@ -198,3 +200,74 @@ def test_the_gateway_learns_new_replicas_when_started_again(tmp_path):
     finally:
         dist.stop_services(cfg, say=lambda _m: None)
     assert dist.gateway_pid(cfg) is None
+
+
+# --- the web front behind the gateway ----------------------------------------------------------------
+
+
+def test_the_web_front_replicas_are_planned_like_a_services(tmp_path):
+    cfg = dist.DistConfig(
+        data_dir=tmp_path, web=True, gateway_port=18000, replicas=dist.parse_replicas(["2"])
+    )
+    web = service("web")
+    assert [i.port for i in cfg.instances() if i.svc is web] == [8012, 8112]
+    assert dist.gateway_upstreams(cfg)["/"] == ["http://127.0.0.1:8012", "http://127.0.0.1:8112"]
+    env = dist.service_env(cfg, web)
+    assert env["MART_GATEWAY_URL"] == "http://127.0.0.1:18000" and "MART_ROOT_PATH" not in env
+    targets = json.loads(env["MART_HEALTH_TARGETS"])
+    assert targets["order-service"] == ["http://127.0.0.1:8009", "http://127.0.0.1:8109"]
+    direct = dist.service_env(dist.DistConfig(data_dir=tmp_path, web=True), web)
+    assert json.loads(direct["MART_SERVICE_URLS"])["order-service"] == "http://127.0.0.1:8009"
+    assert "/" not in dist.gateway_upstreams(dist.DistConfig(data_dir=tmp_path))  # a stack without it
+
+
+def streaming_app(released: threading.Event) -> Starlette:
+    async def events(_request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"event: first\ndata: 1\n\n"
+            await asyncio.to_thread(released.wait, 10)  # the second only once the client has read the first
+            yield b"event: second\ndata: 2\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def page(request: Request) -> JSONResponse:
+        return JSONResponse({"replica": "web", "path": request.url.path})
+
+    return Starlette(routes=[Route("/live", events), Route("/{path:path}", page, methods=["GET", "POST"])])
+
+
+def test_the_web_front_owns_every_other_path_and_its_event_streams_flow():
+    hits: Counter = Counter()
+    released = threading.Event()
+    orders, web, gw = free_port(), free_port(), free_port()
+    app = gateway.build({"/order-service": [f"http://127.0.0.1:{orders}"], "/": [f"http://127.0.0.1:{web}"]})
+    with serve(replica_app("orders", hits), orders), serve(streaming_app(released), web), serve(app, gw):
+        base = f"http://127.0.0.1:{gw}"
+        assert httpx.get(f"{base}/order-service/orders").json() == {"replica": "orders", "path": "/orders"}
+        for path in ("/", "/products", "/nope-service/x"):  # unstripped, as Kong's route to it
+            assert httpx.get(base + path).json() == {"replica": "web", "path": path}
+        assert "web" in httpx.get(f"{base}/_gateway").json()["services"]
+        with httpx.stream("GET", f"{base}/live", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "event: first"  # arrived while the upstream still holds the second
+            released.set()
+            assert [next(lines) for _ in range(4)] == ["data: 1", "", "event: second", "data: 2"]
+
+
+def test_each_upstream_header_passes_the_gateway_once(tmp_path):
+    hits: Counter = Counter()
+    upstream = free_port()
+    cfg = dist.DistConfig(data_dir=tmp_path, gateway_port=free_port())
+    cfg.replica_ports = {s.package: [upstream] for s in SERVICES}
+    cfg.run_dir.mkdir(parents=True)
+    cfg.log_dir.mkdir(parents=True)
+    try:
+        with serve(replica_app("order", hits), upstream):
+            dist.start_gateway(cfg, say=lambda _m: None)  # the process `mart dist up --gateway` starts
+            answer = httpx.get(f"http://127.0.0.1:{cfg.gateway_port}/order-service/orders")
+            assert answer.status_code == 200
+            for name in ("server", "date", "content-type", "content-length"):
+                assert len(answer.headers.get_list(name)) == 1, (name, answer.headers.get_list(name))
+            assert answer.headers["server"] == "uvicorn"  # the upstream's
+    finally:
+        dist.stop_services(cfg, say=lambda _m: None)
