@@ -225,7 +225,7 @@ def streaming_app(released: threading.Event) -> Starlette:
     async def events(_request: Request) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
             yield b"event: first\ndata: 1\n\n"
-            await asyncio.to_thread(released.wait, 10)  # the second only once the client has read the first
+            await asyncio.to_thread(released.wait, 60)  # the second only once the client has read the first
             yield b"event: second\ndata: 2\n\n"
 
         return StreamingResponse(body(), media_type="text/event-stream")
@@ -247,10 +247,13 @@ def test_the_web_front_owns_every_other_path_and_its_event_streams_flow():
         for path in ("/", "/products", "/nope-service/x"):  # unstripped, as Kong's route to it
             assert httpx.get(base + path).json() == {"replica": "web", "path": path}
         assert "web" in httpx.get(f"{base}/_gateway").json()["services"]
-        with httpx.stream("GET", f"{base}/live", timeout=10) as stream:
+        with httpx.stream("GET", f"{base}/live", timeout=5) as stream:
             lines = stream.iter_lines()
-            assert next(lines) == "event: first"  # arrived while the upstream still holds the second
-            released.set()
+            try:
+                first = next(lines)  # arrives while the upstream still holds the second (a buffer would wait)
+            finally:
+                released.set()
+            assert first == "event: first"
             assert [next(lines) for _ in range(4)] == ["data: 1", "", "event: second", "data: 2"]
 
 
