@@ -253,3 +253,34 @@ async def test_a_service_that_is_down_costs_only_the_pages_that_need_it(mart: Ma
 
     down.clear()
     assert (await client.get("/products")).status_code == 200
+
+
+async def test_late_answers_never_write_older_state_back(mart: Mart, browser) -> None:
+    """The session lives in the cookie: an answer to a request sent with an older cookie (a stylesheet, an
+    event stream, a page) must not write that older session back over a newer one (the emptied cart)."""
+    product = await _new_product(mart, stock=5)
+    b = await (await browser()).as_customer()
+    await _add(b, product["id"], 1)
+    with_cart = dict(b.http.cookies)
+    page = (await b.get("/checkout")).text
+    placed = await b.http.post(
+        "/checkout",
+        data={
+            "csrf_token": await b.csrf_token("/checkout"),
+            "idempotency_key": _checkout_key(page),
+            **ADDRESS,
+        },
+    )
+    assert placed.status_code == 303 and "set-cookie" in placed.headers  # the cart emptied
+    async with httpx.AsyncClient(transport=mart.transport(), base_url=BASE, cookies=with_cart) as late:
+        for path in (
+            "/static/app.css",
+            "/products",
+            f"/products/{product['id']}",
+            placed.headers["location"],
+        ):
+            answer = await late.get(path)
+            assert answer.status_code == 200, path
+            written = {c.split("=", 1)[0] for c in answer.headers.get_list("set-cookie")}
+            assert written <= {"mart_flash"}, (path, written)  # at most the flash message it showed
+    assert 'data-testid="cart-line"' not in (await b.get("/cart")).text

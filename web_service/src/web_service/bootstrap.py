@@ -20,7 +20,6 @@ from mart_common.heap import freeze_startup_heap
 from mart_common.observability import RequestContextMiddleware, configure_logging, tracing_for
 from mart_common.service import install_operations
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 from web_service.clients import ApiError, ServiceDown, SignInRequired
 from web_service.context import WebContext, open_context
@@ -28,12 +27,13 @@ from web_service.deps import CsrfRefused, Forbidden, get_visitor
 from web_service.routes import account, admin, cart, console, orders, shop
 from web_service.routes.account import login_url
 from web_service.security import SecurityHeadersMiddleware
+from web_service.session import SessionCookieMiddleware
 from web_service.settings import WebSettings
 
 log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-SESSION_COOKIE = "mart_session"
+COOKIE_PREFIX = "mart_"  # the session's cookies: mart_auth, mart_csrf, mart_cart, mart_placed, mart_flash
 #: Every page of the web front, by area.
 ROUTERS = (shop.router, cart.router, orders.router, account.router, admin.router, console.router)
 SESSION_MAX_AGE_S = 7 * 24 * 3600  # the refresh token's life: a sign-in lasts as long as it can be renewed
@@ -84,12 +84,12 @@ def build_app(
     _install_error_pages(app)
     # Pure ASGI layers, outermost last.
     app.add_middleware(
-        SessionMiddleware,
+        SessionCookieMiddleware,
         secret_key=settings.resolved_cookie_secret(),
-        session_cookie=SESSION_COOKIE,
+        prefix=COOKIE_PREFIX,
         max_age=SESSION_MAX_AGE_S,
         same_site="lax",
-        https_only=settings.cookie_secure,
+        secure=settings.cookie_secure,
     )
     app.add_middleware(
         RequestContextMiddleware, service=settings.service_name, tracing=tracing, metrics=metrics

@@ -12,13 +12,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import secrets
 import time
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import itsdangerous
 import jwt
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: At most this many different products in a cart (the cookie stays well under the browsers' 4 KB).
 CART_MAX_LINES = 20
@@ -188,3 +194,63 @@ class Visitor:
 
     def pop_flashes(self) -> list[tuple[str, str]]:
         return [(k, m) for k, m in self.session.pop("flash", None) or []]
+
+
+class SessionCookieMiddleware:
+    """``request.session`` from signed cookies (itsdangerous, as Starlette's ``SessionMiddleware``): **one
+    cookie per key** (``mart_auth``, ``mart_csrf``, ``mart_cart``, ``mart_flash`` ...), each written back only
+    when the request changed that key.
+
+    Starlette's middleware keeps the whole session in one cookie and writes it on every answer. With the
+    state in the browser that loses changes: a page requested with an older cookie (a stylesheet, an event
+    stream, a page that shows a flash message) and answered after the checkout that emptied the cart would
+    put the cart back. Per key and only on change, an answer can only write what it changed itself.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, secret_key: str, prefix: str, max_age: int, same_site: str, secure: bool
+    ) -> None:
+        self.app = app
+        self.signer = itsdangerous.TimestampSigner(secret_key)
+        self.prefix = prefix
+        self.max_age = max_age
+        self.flags = f"Path=/; HttpOnly; SameSite={same_site}" + ("; Secure" if secure else "")
+
+    def _load(self, scope: Scope) -> dict[str, Any]:
+        session: dict[str, Any] = {}
+        for name, raw in HTTPConnection(scope).cookies.items():
+            if not name.startswith(self.prefix) or not raw:
+                continue
+            try:
+                session[name.removeprefix(self.prefix)] = json.loads(
+                    b64decode(self.signer.unsign(raw.encode(), max_age=self.max_age))
+                )
+            except (itsdangerous.BadSignature, ValueError):
+                continue  # tampered with or expired: as if absent
+        return session
+
+    def _cookie(self, key: str, value: Any) -> str:
+        if value is None:
+            return f"{self.prefix}{key}=; Max-Age=0; {self.flags}"
+        signed = self.signer.sign(b64encode(json.dumps(value).encode())).decode()
+        return f"{self.prefix}{key}={signed}; Max-Age={self.max_age}; {self.flags}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session = self._load(scope)
+        before = {k: json.dumps(v, sort_keys=True) for k, v in session.items()}
+        scope["session"] = session
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                now: dict[str, Any] = scope["session"]
+                headers = MutableHeaders(scope=message)
+                for key in sorted(set(before) | set(now)):
+                    value = now.get(key)
+                    if (json.dumps(value, sort_keys=True) if key in now else None) != before.get(key):
+                        headers.append("set-cookie", self._cookie(key, value if key in now else None))
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
