@@ -498,3 +498,44 @@ def test_what_users_typed_renders_as_text(visit: Any, shop: Mart) -> None:
     expect(v.page.get_by_role("link", name=script)).to_be_visible()
     assert v.page.locator("img[src=x], .review b").count() == 0
     assert v.dialogs == [], f"a script ran: {v.dialogs}"
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => el.type !== 'hidden')
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+    .map((el) => el.outerHTML)"""
+
+
+def test_accessible_basics_labels_keyboard_checkout_and_a_phone_width(visit: Any, shop: Mart) -> None:
+    v = visit("customer")
+    new_customer(v)
+    product = new_product(shop, stock=4)
+    pages = ["/", "/products", f"/products/{product['id']}", "/cart", "/account", "/login", "/register"]
+    for path in pages:
+        v.page.goto(path)
+        assert v.page.evaluate(UNLABELLED) == [], f"form fields without a label on {path}"
+    # a checkout with the keyboard only: Tab to each field, type, Enter
+    v.page.goto(f"/products/{product['id']}")
+    v.page.get_by_label("Quantity").focus()
+    v.page.keyboard.press("Tab")
+    v.page.keyboard.press("Enter")  # "Add to cart"
+    expect(v.page.get_by_test_id("cart-count")).to_have_text("1")
+    v.page.goto("/checkout")
+    v.page.get_by_label("Full name").focus()
+    for field in ("line1", "line2", "city", "postal_code", "country"):
+        v.page.keyboard.press("Tab")
+        focused = v.page.evaluate("document.activeElement.name")
+        assert focused == field, (focused, field)
+        v.page.keyboard.type(ADDRESS.get(field, ""))
+    v.page.keyboard.press("Tab")
+    assert v.page.evaluate("document.activeElement.textContent") == "Place order"
+    v.page.keyboard.press("Enter")
+    v.page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
+    expect(status_of(v)).to_be_visible()
+    # a phone's width: nothing wider than the screen
+    v.page.set_viewport_size({"width": 390, "height": 844})
+    for path in ["/", "/products", f"/products/{product['id']}", "/orders", v.page.url]:
+        v.page.goto(path)
+        wider = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wider <= 0, f"{path} scrolls sideways by {wider}px on a phone"
+    v.shot("16-phone-order")
