@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from mart_testkit.browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -21,8 +21,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(300)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 60  # a busy CI machine: generous, and every wait ends on a positive signal
 
 
@@ -34,19 +32,7 @@ def browser() -> Iterator[WebDriver]:
     with tempfile.TemporaryDirectory(prefix="mart-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
-        for flag in (
-            "--headless",
-            "--no-sandbox",  # runs as root in CI
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1400,1000",
-            f"--user-data-dir={profile}",
-        ):
+        for flag in ("--headless", *CHROMIUM_FLAGS, "--window-size=1400,1000", f"--user-data-dir={profile}"):
             options.add_argument(flag)
         driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
         try:

@@ -15,7 +15,6 @@ import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -23,6 +22,7 @@ import pytest
 from mart_common.bus.browse import decode_event
 from mart_common.messaging import BusMessage
 from mart_common.polling import wait_until_sync
+from mart_testkit.browser import CHROMIUM, CHROMIUM_FLAGS
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from mart_cli import dist
@@ -30,7 +30,6 @@ from mart_cli.ops import build_bus
 
 from .conftest import REPO_ROOT, Mart
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO_ROOT / "test-output" / "screenshots"
 WAIT_MS = 60_000  # every wait ends on a positive signal; generous for a busy CI machine
 ADDRESS = {"line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}
@@ -58,18 +57,7 @@ def chromium(shop: Mart) -> Iterator[Browser]:
     assert CHROMIUM.exists(), "Debian's chromium is needed (scripts/infra/tools.sh installs it)"
     with tempfile.TemporaryDirectory(prefix="mart-playwright-") as profile, sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",  # runs as root in CI
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                f"--disk-cache-dir={profile}",
-            ],
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_FLAGS, f"--disk-cache-dir={profile}"]
         )
         try:
             yield browser

@@ -79,12 +79,17 @@ def _checkout_key(page: str) -> str:
     return re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
 
 
+async def _checkout_form(b: Browser) -> dict[str, str]:
+    """The checkout form as the page renders it (its CSRF token and Idempotency-Key), filled in."""
+    page = (await b.get("/checkout")).text
+    return {"csrf_token": await b.csrf_token("/checkout"), "idempotency_key": _checkout_key(page), **ADDRESS}
+
+
 async def test_one_order_however_often_the_checkout_form_is_sent(mart: Mart, browser) -> None:
     product = await _new_product(mart, stock=10)
     b = await (await browser()).as_customer()
     await _add(b, product["id"], 2)
-    page = (await b.get("/checkout")).text
-    form = {"csrf_token": await b.csrf_token("/checkout"), "idempotency_key": _checkout_key(page), **ADDRESS}
+    form = await _checkout_form(b)
     before = await _orders_of_customer(mart)
 
     first = await b.http.post("/checkout", data=form)
@@ -97,12 +102,7 @@ async def test_one_order_however_often_the_checkout_form_is_sent(mart: Mart, bro
     # two submissions in flight at once, before either answer emptied the cart: the API's Idempotency-Key
     other = await (await browser()).as_customer()
     await _add(other, product["id"], 1)
-    page = (await other.get("/checkout")).text
-    form = {
-        "csrf_token": await other.csrf_token("/checkout"),
-        "idempotency_key": _checkout_key(page),
-        **ADDRESS,
-    }
+    form = await _checkout_form(other)
     cookies = dict(other.http.cookies)
     twin = httpx.AsyncClient(transport=mart.transport(), base_url=BASE, cookies=cookies)
     one, two = await other.http.post("/checkout", data=form), await twin.post("/checkout", data=form)
@@ -129,12 +129,7 @@ async def test_out_of_stock_is_shown_and_checkout_refuses_it(mart: Mart, browser
     assert f"{product['name']} is out of stock." in checkout.text
     assert 'class="primary" disabled' in checkout.text
     before = await _orders_of_customer(mart)
-    form = {
-        "csrf_token": await b.csrf_token("/checkout"),
-        "idempotency_key": _checkout_key(checkout.text),
-        **ADDRESS,
-    }
-    refused = await b.http.post("/checkout", data=form)
+    refused = await b.http.post("/checkout", data=await _checkout_form(b))
     assert refused.status_code == 422 and "is out of stock" in refused.text
     assert await _orders_of_customer(mart) == before
 
@@ -182,15 +177,7 @@ async def test_decline_cancels_the_order_with_the_reason_in_words(mart: Mart, br
     product = await _new_product(mart, stock=3)
     b = await (await browser()).as_customer()
     await _add(b, product["id"], 1)
-    page = (await b.get("/checkout")).text
-    placed = await b.http.post(
-        "/checkout",
-        data={
-            "csrf_token": await b.csrf_token("/checkout"),
-            "idempotency_key": _checkout_key(page),
-            **ADDRESS,
-        },
-    )
+    placed = await b.http.post("/checkout", data=await _checkout_form(b))
     order_path = placed.headers["location"]
 
     async def pay_buttons() -> bool:
@@ -262,15 +249,7 @@ async def test_late_answers_never_write_older_state_back(mart: Mart, browser) ->
     b = await (await browser()).as_customer()
     await _add(b, product["id"], 1)
     with_cart = dict(b.http.cookies)
-    page = (await b.get("/checkout")).text
-    placed = await b.http.post(
-        "/checkout",
-        data={
-            "csrf_token": await b.csrf_token("/checkout"),
-            "idempotency_key": _checkout_key(page),
-            **ADDRESS,
-        },
-    )
+    placed = await b.http.post("/checkout", data=await _checkout_form(b))
     assert placed.status_code == 303 and "set-cookie" in placed.headers  # the cart emptied
     async with httpx.AsyncClient(transport=mart.transport(), base_url=BASE, cookies=with_cart) as late:
         for path in (

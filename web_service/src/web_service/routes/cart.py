@@ -109,13 +109,20 @@ async def change_cart(
     return RedirectResponse(back, status_code=303)
 
 
-@router.get("/checkout", summary="Checkout: the shipping address (signed in).")
-async def checkout(request: Request, ctx: WebContextDep, api: SignedInApi) -> Response:
-    if not api.visitor.cart:
-        return RedirectResponse("/cart", status_code=303)
-    lines, problems = await cart_lines(api)
+async def _checkout_page(
+    request: Request,
+    ctx: WebContextDep,
+    lines: list[dict[str, Any]],
+    problems: list[str],
+    *,
+    blocked: bool,
+    address: dict[str, str],
+    errors: dict[str, str] | None = None,
+    idempotency_key: str = "",
+    status_code: int = 200,
+) -> Response:
+    """The checkout form; ``blocked``: the cart cannot be ordered as it is (the button is disabled)."""
     total, currency = _total(lines)
-    name = (api.visitor.user or {}).get("name", "")
     return await ctx.pages.render(
         request,
         "shop/checkout.html",
@@ -124,12 +131,22 @@ async def checkout(request: Request, ctx: WebContextDep, api: SignedInApi) -> Re
             "problems": problems,
             "total": total,
             "currency": currency,
-            "address": {"name": name},
-            "errors": {},
-            "blocked": bool(problems),
-            "idempotency_key": str(uuid.uuid4()),
+            "address": address,
+            "errors": errors or {},
+            "blocked": blocked,
+            "idempotency_key": idempotency_key or str(uuid.uuid4()),
         },
+        status_code=status_code,
     )
+
+
+@router.get("/checkout", summary="Checkout: the shipping address (signed in).")
+async def checkout(request: Request, ctx: WebContextDep, api: SignedInApi) -> Response:
+    if not api.visitor.cart:
+        return RedirectResponse("/cart", status_code=303)
+    lines, problems = await cart_lines(api)
+    name = (api.visitor.user or {}).get("name", "")
+    return await _checkout_page(request, ctx, lines, problems, blocked=bool(problems), address={"name": name})
 
 
 @router.post("/checkout", summary="Place the order (with the form's Idempotency-Key).")
@@ -145,15 +162,10 @@ async def place_order(
     form = await request.form()
     address = {f: str(form.get(f, "")).strip() for f in ADDRESS_FIELDS}
     lines, problems = await cart_lines(api)
-    blocked = bool(problems)
-    total, currency = _total(lines)
-    errors: dict[str, str] = {}
-    for required in ("line1", "city", "postal_code", "country"):
-        if not address[required]:
-            errors[required] = "Required."
+    blocked = bool(problems) or not lines
+    errors = {f: "Required." for f in ("line1", "city", "postal_code", "country") if not address[f]}
     if not lines:
         problems.append("Your cart is empty.")
-        blocked = True
     try:
         key = str(uuid.UUID(idempotency_key))
     except ValueError:
@@ -176,18 +188,7 @@ async def place_order(
             api.visitor.remember_order(key, order["id"])
             api.visitor.flash("Thank you! Your order is placed.", "success")
             return RedirectResponse(f"/orders/{order['id']}", status_code=303)
-    return await ctx.pages.render(
-        request,
-        "shop/checkout.html",
-        {
-            "lines": lines,
-            "problems": problems,
-            "total": total,
-            "currency": currency,
-            "address": address,
-            "errors": errors,
-            "blocked": blocked,
-            "idempotency_key": key or str(uuid.uuid4()),
-        },
-        status_code=422,
-    )
+    return await _checkout_page(
+        request, ctx, lines, problems, blocked=blocked, address=address, errors=errors,
+        idempotency_key=key, status_code=422,
+    )  # fmt: skip
