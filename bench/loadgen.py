@@ -1,6 +1,6 @@
 """The load generator: runs in its own process (``python -m bench.loadgen spec.json out.json``).
 
-asyncio + aiohttp (HTTP/1.1 keep-alive pool; a quarter of httpx's CPU per request, docs/performance.md).
+asyncio + aiohttp (HTTP/1.1 keep-alive pool; a quarter of httpx's CPU per request).
 Every run reports its own CPU use (user+sys seconds of this process divided by wall-clock seconds, so
 1.0 = one core busy) next to its figures, so a reader can see the generator was not the bottleneck.
 
@@ -296,7 +296,8 @@ class Checkout:
             raise OrderFailed(f"timeout waiting for {what}") from None
 
     def _payable(self, order_id: str) -> Callable[[], Awaitable[str | None]]:
-        """The order's payment id once the provider's intent exists (CREATING before: docs/decisions.md)."""
+        """The order's payment id once the provider's intent exists (CREATING before:
+        docs/adr/0015-payment-provider-calls-after-commit.md)."""
 
         async def check() -> str | None:
             r = await self._req("GET", f"{self.payment_url}/payments", params={"order_id": order_id})

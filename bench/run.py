@@ -967,7 +967,7 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
                 out["lean_steps_apart_over_minimal"] = apart / floor
         lean = (d.get("lean_saga") or {}).get("latency", {})
         if lean.get("p50_ms") and lean.get("p99_ms"):
-            # the lean saga at the same rate: the machine's floor of the ratios, end to end, and how
+            # the lean saga at the same rate: the machine's floor of the latency ratios, end to end, and how
             # far above it our stack is (ratio 6 in docs/performance.md "The ratios")
             out["lean_saga_p50_over_minimal"] = lean["p50_ms"] / floor
             out["lean_saga_p99_over_minimal"] = lean["p99_ms"] / floor

@@ -158,8 +158,7 @@ def test_no_untyped_per_service_extras_anywhere() -> None:
 @pytest.mark.parametrize("svc", SERVICES)
 def test_every_route_dependency_runs_on_the_event_loop(svc: str) -> None:
     """No ``def`` dependency (a function or a class) of ours: FastAPI runs those in the thread pool, a
-    thread hop per request (docs/performance.md, "Per-request stack"). FastAPI's own form classes (login)
-    are left to it."""
+    thread hop per request. FastAPI's own form classes (login) are left to it."""
     import importlib
     import inspect
 

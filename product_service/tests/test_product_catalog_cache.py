@@ -1,5 +1,5 @@
-"""Catalog answers kept in the process (docs/performance.md) are never older than the last write any
-replica committed: two product-service instances on one PostgreSQL database, each with its own cache."""
+"""Catalog answers kept in the process (docs/adr/0021-catalog-reads.md) are never older than the last write
+any replica committed: two product-service instances on one PostgreSQL database, each with its own cache."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from user_service.settings import UserSettings
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "admin-password-1"  # noqa: S105 (test credential)
 
-# Argon2 at minimum cost so the suite stays fast; production uses pwdlib's defaults (docs/decisions.md).
+# Argon2 at minimum cost so the suite stays fast; production uses pwdlib's defaults
+# (docs/api.md, "Accounts, tokens and sessions").
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 
 

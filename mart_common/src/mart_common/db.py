@@ -48,7 +48,7 @@ class Database:
             # BEGIN / ";" / ROLLBACK on every checkout (three round trips, most of the mart's rollbacks);
             # a connection broken by a database restart fails its first statement instead, SQLAlchemy then
             # invalidates the whole pool, and the caller's retry gets a fresh connection
-            # (docs/performance.md, docs/decisions.md).
+            # (docs/adr/0031-reads-without-begin-no-pre-ping.md).
             self.engine = create_async_engine(
                 url,
                 echo=echo,

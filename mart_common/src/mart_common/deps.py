@@ -14,7 +14,7 @@ from mart_common.auth import AdminUser, CurrentUser, Principal
 from mart_common.service import ServiceRuntime
 
 # Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency (a class too) in the thread
-# pool, a thread hop per request for a line of code (docs/performance.md, "Per-request stack").
+# pool, a thread hop per request for a line of code.
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:

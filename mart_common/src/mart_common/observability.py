@@ -8,7 +8,8 @@ carries ``trace_id``) and, when an exporter is configured, in Zipkin (docs/traci
 Trace context always PROPAGATES; spans are only RECORDED when an exporter is configured (standard
 ``OTEL_TRACES_EXPORTER`` / ``OTEL_EXPORTER_ZIPKIN_ENDPOINT`` / ``OTEL_TRACES_SAMPLER`` variables). Without
 one, a request or an event gets a non-recording span context (the caller's, or fresh random ids): no SDK
-provider, no span processors, a few microseconds per request (docs/performance.md, "Per-request stack").
+provider, no span processors, a few microseconds per request
+(docs/adr/0040-traces-recorded-only-when-exported.md).
 With one, each service has its own ``TracerProvider`` whose resource names the service, because the Zipkin
 exporter takes a batch's ``localEndpoint.serviceName`` from its spans' resource (the embedded mode runs six
 services in one process).

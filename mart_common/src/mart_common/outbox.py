@@ -4,7 +4,7 @@ publishes them afterwards, in commit order, retrying with backoff while the brok
 A crash between commit and publish loses nothing: the row stays unpublished until a relay sends it.
 A rolled-back transaction publishes nothing: its rows never existed (and are never handed over).
 
-How the relay publishes (docs/performance.md, "The outbox relay"):
+How the relay publishes (docs/adr/0004-transactional-outbox.md):
 
 - **Fast path.** A committed transaction hands its rows to this process's relay in memory (the database's
   after-commit hook); the relay publishes them at once, with no query, and marks them published later in

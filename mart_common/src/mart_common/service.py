@@ -72,12 +72,13 @@ class ServiceDefinition:
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     openapi_tags: list[dict[str, Any]] = field(default_factory=list)
-    # Apply several records of a partition in one transaction (docs/decisions.md, "Consumers apply a
-    # partition's records in one transaction"); False where handlers lock rows shared across partitions.
+    # Apply several records of a partition in one transaction
+    # (docs/adr/0032-consumers-apply-a-poll-in-one-transaction.md); False where handlers lock rows shared
+    # across partitions.
     batch_events: bool = True
     # For a service off the saga's path (notifications): how long its consumer may hold a new event to
-    # apply it together with the ones arriving meanwhile, in one transaction (docs/decisions.md, "Consumers
-    # off the saga's path collect their events"). 0: each event at once.
+    # apply it together with the ones arriving meanwhile, in one transaction (
+    # docs/adr/0034-consumers-off-the-saga-path-collect-events.md). 0: each event at once.
     collect_events_ms: int = 0
     version: str = "1.0.0"
 
@@ -226,7 +227,7 @@ def create_service_app(
         app.router.routes.extend(router.routes)
     getattr(app.router, "_mark_routes_changed", lambda: None)()
     metrics = _install_operations(app, runtime)
-    # Pure ASGI layers, outermost last (docs/performance.md, "Per-request stack").
+    # Pure ASGI layers, outermost last.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=definition.name, tracing=tracing, metrics=metrics)
     return app

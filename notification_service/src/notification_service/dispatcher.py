@@ -9,7 +9,7 @@ UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never sen
 dispatcher that dies mid-send (or before sending what was handed over) leaves a lease that expires and the
 delivery is retried, so a crash never loses one. Failures back off exponentially; a delivery that fails
 permanently or runs out of attempts is marked FAILED, with every attempt in ``delivery_attempts``
-(docs/decisions.md, "notification-service").
+(docs/adr/0022-notifications-sent-after-commit.md).
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ async def record_notification(
 
 async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> tuple[Recipient | None, Preferences]:
     """The user's contact details (None if unknown yet) and channel choices, in one statement (one round
-    trip per event instead of two: docs/performance.md)."""
+    trip per event instead of two)."""
     row = (await session.execute(_RECIPIENT, {"user_id": user_id})).one()
     wants_email, wants_sms = row.wants_email, row.wants_sms
     preferences = (
@@ -183,7 +183,7 @@ async def _record_deliveries(
 ) -> None:
     """A PENDING delivery of ``notification`` per outside channel its user wants, claimed for its first
     attempt by this transaction and handed to the dispatcher with what sending it needs (no claiming
-    transaction, no query: docs/decisions.md "Notification deliveries ... handed over in memory")."""
+    transaction, no query: docs/adr/0023-work-handed-over-after-commit.md)."""
     for channel in channels_for(preferences):
         delivery = Delivery(
             notification_id=notification.id,

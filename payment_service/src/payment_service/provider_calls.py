@@ -1,5 +1,5 @@
-"""Calls to the payment provider after the commit, outside any transaction, with retries (docs/decisions.md,
-"Payment provider calls outside transactions").
+"""Calls to the payment provider after the commit, outside any transaction, with retries
+(docs/adr/0015-payment-provider-calls-after-commit.md).
 
 A use-case (payment_service.services) only *records* the work in its transaction: a payment in
 ``CREATING`` (create the intent) or ``REFUND_PENDING`` (refund it), with ``next_attempt_at``.

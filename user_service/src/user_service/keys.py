@@ -4,7 +4,7 @@ The private key comes from settings (``MART_JWT_PRIVATE_KEY_PEM``) or from
 ``<data_dir>/keys/user-service-jwt.pem``, generated once on first start (mode 0600) and kept, so tokens
 survive restarts. The ``kid`` is the key's RFC 7638 thumbprint.
 
-Rotation (docs/decisions.md): the previous key (``MART_JWT_PREVIOUS_KEY_PEM``, or
+Rotation (docs/adr/0019-signing-key-rotation.md): the previous key (``MART_JWT_PREVIOUS_KEY_PEM``, or
 ``<data_dir>/keys/user-service-jwt.previous.pem``) is published next to the current one, so tokens signed
 before the rotation keep verifying everywhere until they expire; new tokens are signed with the current
 key only. ``python -m user_service.keys rotate`` moves the current key file to the previous one and

@@ -53,8 +53,8 @@ _PRODUCER_STATE_ERRORS = (
 PRODUCER_SETTINGS: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 0}
 """Every event is durably stored once published (idempotent, all in-sync replicas), sent at once: no linger.
 The relay already hands the producer everything one wake-up publishes before the sender runs, so a linger
-batched nothing more and only added its 2 ms to every hop of the saga (docs/decisions.md, "No producer
-linger")."""
+batched nothing more and only added its 2 ms to every hop of the saga
+(docs/adr/0035-no-producer-linger.md)."""
 
 
 def _to_message(record: object, namespace: str = "") -> BusMessage:
@@ -211,9 +211,10 @@ class KafkaBus(EventBus):
             auto_offset_reset="earliest",
             max_poll_records=200,
             metadata_max_age_ms=5000,
-            # Replicas of a service share its group (docs/scaling.md, docs/decisions.md "Consumer groups
-            # with replicas"): aiokafka has no cooperative rebalancing; the sticky assignor moves only the
-            # partitions of a member that left or joined (round robin listed for groups mid-upgrade), and
+            # Replicas of a service share its group (docs/scaling.md,
+            # docs/adr/0037-sticky-assignor-short-session.md): aiokafka has no cooperative rebalancing;
+            # the sticky assignor moves only the partitions of a member that left or joined (round robin
+            # listed for groups mid-upgrade), and
             # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s; a
             # rebalance waits for a slow member at most as long (rebalance timeout = session timeout).
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
@@ -229,7 +230,7 @@ class KafkaBus(EventBus):
             # Handled, not yet committed: the next offset per partition. Committed at most every
             # ``commit_interval_s`` (and before a rebalance takes the partitions, and when stopping), not
             # after every batch: a crash re-delivers at most that much, and the inbox absorbs it
-            # (docs/decisions.md "Offsets committed on an interval").
+            # (docs/adr/0033-offsets-committed-on-an-interval.md).
             pending: dict[TopicPartition, int] = {}
             try:
                 await self.ensure_topics([*topics, dead_letter_topic(group)])
@@ -264,9 +265,9 @@ class KafkaBus(EventBus):
         """Deliver what one poll returned; returns the offset to commit next per partition handled.
 
         A small poll spanning several partitions goes to a batching handler as ONE batch (one transaction
-        for every partition's records, each partition's in order: docs/decisions.md "Consumers apply a
-        poll's records in one transaction"). Otherwise, or when that batch fails, the partitions run side by
-        side, records of one partition (one key) strictly in order.
+        for every partition's records, each partition's in order:
+        docs/adr/0032-consumers-apply-a-poll-in-one-transaction.md). Otherwise, or when that batch fails,
+        the partitions run side by side, records of one partition (one key) strictly in order.
         """
         if len(batches) > 1 and sum(len(recs) for recs in batches.values()) <= _BATCH:
             msgs = [_to_message(rec, self.namespace) for recs in batches.values() for rec in recs]

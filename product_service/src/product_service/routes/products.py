@@ -22,9 +22,10 @@ router = APIRouter(tags=["products"])
 
 PriceQuery = Annotated[int | None, Query(ge=0, le=MAX_PRICE_CENTS)]
 
-# The public reads answer with bodies serialised once, straight from the rows (docs/performance.md); the
-# catalog cache (context.py) keeps them until a catalog write commits. They take no dependency beyond
-# their parameters: the most requested path of the mart stays as cheap as it can be.
+# The public reads answer with bodies serialised once, straight from the rows
+# (docs/adr/0021-catalog-reads.md); the catalog cache (context.py) keeps them until a catalog write
+# commits. They take no dependency beyond their parameters: the most requested path of the mart stays as
+# cheap as it can be.
 _PAGE = TypeAdapter(Paginated[ProductPublic])
 _ONE = TypeAdapter(ProductPublic)
 
