@@ -1,6 +1,6 @@
 """The load generator: runs in its own process (``python -m bench.loadgen spec.json out.json``).
 
-asyncio + aiohttp (HTTP/1.1 keep-alive pool; a quarter of httpx's CPU per request, docs/performance.md).
+asyncio + aiohttp (HTTP/1.1 keep-alive pool; a quarter of httpx's CPU per request).
 Every run reports its own CPU use (user+sys seconds of this process divided by wall-clock seconds, so
 1.0 = one core busy) next to its figures, so a reader can see the generator was not the bottleneck.
 
@@ -168,6 +168,7 @@ class KafkaObserver(Observer):
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
+        from mart_common.bus.kafka import partitions_of
 
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -178,11 +179,7 @@ class KafkaObserver(Observer):
         await self.consumer.start()
         tps = []
         for topic in (self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"):
-            parts = self.consumer.partitions_for_topic(topic)
-            if not parts:
-                await self.consumer._client.force_metadata_update()
-                parts = self.consumer.partitions_for_topic(topic) or set()
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            tps += [TopicPartition(topic, p) for p in sorted(await partitions_of(self.consumer, topic))]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:
@@ -296,7 +293,8 @@ class Checkout:
             raise OrderFailed(f"timeout waiting for {what}") from None
 
     def _payable(self, order_id: str) -> Callable[[], Awaitable[str | None]]:
-        """The order's payment id once the provider's intent exists (CREATING before: docs/decisions.md)."""
+        """The order's payment id once the provider's intent exists (CREATING before:
+        docs/adr/0015-payment-provider-calls-after-commit.md)."""
 
         async def check() -> str | None:
             r = await self._req("GET", f"{self.payment_url}/payments", params={"order_id": order_id})

@@ -8,7 +8,7 @@
 # The released contracts: the buf image protos/baseline/v1.binpb (`buf build protos -o ...`), committed,
 # fixed. Consumers built from it run in production; every later contract must stay compatible with it,
 # whatever the git history looks like (a shallow clone, squashed or rebased commits). A missing image is
-# an error. Only a new major version (v2 packages) starts a new baseline (docs/decisions.md).
+# an error. Only a new major version (v2 packages) starts a new baseline (docs/adr/0042-released-contracts-baseline-image.md).
 #
 # Rules: protos/buf.yaml (`breaking: FILE`: no field renumbered, retyped or removed, no message, enum or
 # enum value removed, no package or file moved...).

@@ -1,5 +1,5 @@
 """A started service leaves its startup heap out of the garbage collector's walks (mart_common.heap,
-docs/decisions.md "The startup heap is frozen"), and still collects what it allocates afterwards.
+docs/adr/0047-startup-heap-frozen.md), and still collects what it allocates afterwards.
 
 Each case runs in a fresh interpreter: freezing is once per process, and this one hosts the whole suite."""
 

@@ -1,4 +1,4 @@
-"""The outbox relay's two paths (docs/performance.md, "The outbox relay"): the in-memory fast path of a
+"""The outbox relay's two paths (docs/adr/0004-transactional-outbox.md): the in-memory fast path of a
 relay that is alone on its database, and the ordered sweep once another process writes there too.
 
 Both against the real bus adapters: the in-process bus on SQLite, and Kafka with the real PostgreSQL.

@@ -9,7 +9,7 @@
 # Built from the Go module proxy with the installed Go toolchain (Go >= 1.21 on PATH or in /usr/local/go).
 # The Go module ships no built web UI (its assets are built with npm in Mailpit's own release process), so
 # the web page at :8025 is blank; the REST API (/api/v1/messages, /api/v1/search, /api/v1/message/<id>)
-# works, and `mart mail` style tools and the tests use it. See docs/decisions.md, "Mailpit".
+# works, and `mart mail` style tools and the tests use it. See docs/adr/0028-mailpit-in-the-local-distributed-mode.md.
 #
 # Locations:
 #   binary  ${MART_CACHE_DIR:-$HOME/.cache/online-mart}/mailpit-<version>/bin/mailpit

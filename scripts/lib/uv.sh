@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # One way to find (or install) uv, sourced by ./mart and scripts/test.sh so that running one and then the
-# other on a fresh machine works (see docs/decisions.md, "One way to find uv").
+# other on a fresh machine works (see docs/adr/0030-one-way-to-find-uv.md).
 #
 #   source scripts/lib/uv.sh; mart_ensure_uv || exit 1
 #

@@ -1,4 +1,4 @@
-"""What only the containers can get wrong (docs/docker.md, "What is verified"): the non-root user and its
+"""What only the containers can get wrong (docs/docker.md, "Without a registry"): the non-root user and its
 writable data volume, migrations at start, the health checks, service-to-service URLs by compose name,
 uvicorn's --proxy-headers, and a container restarted mid-load losing nothing.
 

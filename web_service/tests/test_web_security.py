@@ -1,6 +1,6 @@
-"""What the web front promises about security (docs/web.md, "Security"): what users typed renders as text,
-tokens never reach a page or a URL, every form that changes something needs this browser's CSRF token,
-customers never see admin or console pages, and every answer carries the security headers."""
+"""What the web front promises about security (docs/web.md, "Sessions and security"): what users typed
+renders as text, tokens never reach a page or a URL, every form that changes something needs this browser's
+CSRF token, customers never see admin or console pages, and every answer carries the security headers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Inventory rules that know no framework: order lines, the reservation state machine (a transition
-table, like the order's in order_service/domain.py), low-stock crossings (docs/decisions.md, "Reservations",
-"Commit / release / restock")."""
+table, like the order's in order_service/domain.py), low-stock crossings (docs/saga.md, "The reservation")."""
 
 from __future__ import annotations
 
@@ -95,7 +94,7 @@ class Movement:
     reason: str
 
 
-#: The audit-trail entry each effect that changes on_hand writes (docs/decisions.md, "Audit trail").
+#: The audit-trail entry each effect that changes on_hand writes (docs/api.md, "inventory-service").
 MOVEMENTS: dict[StockEffect, Movement] = {
     E.SELL_RESERVED: Movement("sale", -1, "order paid"),
     E.SELL_AVAILABLE: Movement("sale", -1, "order paid after its reservation expired"),

@@ -1,5 +1,5 @@
 """The use-cases of inventory-service: one function per thing an order event, the expiry sweep or an admin
-does to stock and reservations (docs/saga.md; docs/decisions.md, "Reservations").
+does to stock and reservations (docs/saga.md, "The reservation").
 
 They run inside the caller's transaction (the inbox transaction of an event, ``TransactionDep`` for a route)
 and never commit, except the expiry sweep, which owns one transaction per reservation; the events they cause
@@ -438,7 +438,7 @@ def _update_stock(*where: Any) -> Update:
 
 
 # The statements every reservation step runs, built once (parameters: pid, q, now; oid, old, new, now):
-# building one costs more than SQLAlchemy's cached execution of it (docs/performance.md).
+# building one costs more than SQLAlchemy's cached execution of it.
 _PID, _Q, _NOW = bindparam("pid"), bindparam("q"), bindparam("now")
 _HOLD = (
     _update_stock(Stock.product_id == _PID, Stock.on_hand - Stock.reserved >= _Q)

@@ -50,7 +50,7 @@ class InvalidToken(Exception):
 class TokenVerifier:
     """Verifies access tokens against a JWKS (fetched over HTTP, or provided in-process).
 
-    Key rotation (docs/decisions.md): the JWKS is cached and re-read when it is older than
+    Key rotation (docs/adr/0019-signing-key-rotation.md): the JWKS is cached and re-read when it is older than
     ``refresh_interval_s`` (so a key removed from it stops verifying) or when a token names an unknown
     ``kid`` (a new key) — but never more than once per ``min_fetch_interval_s``, so tokens with made-up
     kids cannot turn requests into JWKS fetches. A failed fetch keeps the keys already known.

@@ -6,7 +6,7 @@ commits, and on PostgreSQL sends ``NOTIFY <channel>`` in the same transaction, s
 listening on the channel (the other replicas) moves its version when the commit is done. A cache keyed on
 ``version`` (see :class:`mart_common.responses.ResponseCache`) never serves an answer older than the last
 commit this process knows of. While the listening connection is down the feed is not ``live`` and caches
-must not be used; it reconnects by itself (docs/performance.md, docs/decisions.md).
+must not be used; it reconnects by itself (docs/adr/0021-catalog-reads.md).
 """
 
 from __future__ import annotations

@@ -14,11 +14,17 @@ from mart_common.auth import AdminUser, CurrentUser, Principal
 from mart_common.service import ServiceRuntime
 
 # Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency (a class too) in the thread
-# pool, a thread hop per request for a line of code (docs/performance.md, "Per-request stack").
+# pool, a thread hop per request for a line of code.
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The running service a request reached. Routes take ``RuntimeDep``; the hottest reads (the public
+    catalog) call this instead and take no dependency at all."""
+    return request.app.state.runtime
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
+    return runtime_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -132,4 +138,5 @@ __all__ = [
     "RuntimeDep",
     "SessionDep",
     "TransactionDep",
+    "runtime_of",
 ]

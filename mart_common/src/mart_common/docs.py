@@ -1,5 +1,5 @@
 """Swagger UI and ReDoc with their assets served by the service itself (no CDN), through any gateway
-prefix (docs/looking-around.md; the choice of package: docs/decisions.md, "Swagger offline").
+prefix (docs/looking-around.md; the choice of package: docs/adr/0027-swagger-offline.md).
 
 The assets are the ones the pinned ``fastapi-offline`` package ships (Swagger UI 5, ReDoc 2). They are
 served by a plain route rather than a ``StaticFiles`` mount: a route matches a path with or without the

@@ -1,4 +1,4 @@
-"""The garbage collector in a long-running service process (docs/decisions.md, "The startup heap is frozen").
+"""The garbage collector in a long-running service process (docs/adr/0047-startup-heap-frozen.md).
 
 A service's heap after startup is ~120,000 objects the collector tracks (the modules of FastAPI, SQLAlchemy,
 pydantic, protobuf, the app, its routes and tables) that live as long as the process. CPython's full

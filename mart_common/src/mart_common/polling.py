@@ -5,7 +5,7 @@ accepted (truthy by default, or ``until(result)``); errors listed in ``retry_on`
 other error propagates at once. ``check`` runs at least once; after each try that is not accepted, past
 ``timeout`` they raise :class:`PollTimeout`, which carries the last result or error so that a caller can
 say what it saw.
-Why not tenacity or stamina: docs/decisions.md, "One service shape, one of each shared mechanism".
+Why not tenacity or stamina: docs/adr/0045-polling-helper.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A route that answers with :func:`json_response` skips FastAPI's second pass over
 pydantic ``TypeAdapter`` straight from the database rows. It carries a strong ``ETag`` (a hash of the
 body) and answers ``304 Not Modified`` to a matching ``If-None-Match``, so clients and caches that
 revalidate (``Cache-Control: no-cache``) transfer nothing when the catalog did not change
-(docs/performance.md, docs/decisions.md). :class:`ResponseCache` keeps serialised answers in the process
+(docs/adr/0021-catalog-reads.md). :class:`ResponseCache` keeps serialised answers in the process
 for as long as a :class:`~mart_common.changes.ChangeFeed` says the data behind them did not change.
 """
 

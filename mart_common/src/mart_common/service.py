@@ -22,22 +22,20 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mart_common.auth import TokenVerifier
+from mart_common.body_limit import BodySizeLimitMiddleware
 from mart_common.bus import EventBus, create_bus
 from mart_common.db import Database
 from mart_common.docs import install_docs
 from mart_common.heap import freeze_startup_heap
 from mart_common.inbox import EventHandler, Subscriber
-from mart_common.observability import (
-    BodySizeLimitMiddleware,
-    HttpMetrics,
-    RequestContextMiddleware,
-    configure_logging,
-    tracing_for,
-)
+from mart_common.observability.logs import configure_logging
+from mart_common.observability.metrics import HttpMetrics
+from mart_common.observability.middleware import RequestContextMiddleware
+from mart_common.observability.tracing import tracing_for
 from mart_common.outbox import OutboxRelay
 from mart_common.problems import document_problems, install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
-from mart_common.tasks import stop_gracefully
+from mart_common.work import WorkLoop
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +70,13 @@ class ServiceDefinition:
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     openapi_tags: list[dict[str, Any]] = field(default_factory=list)
-    # Apply several records of a partition in one transaction (docs/decisions.md, "Consumers apply a
-    # partition's records in one transaction"); False where handlers lock rows shared across partitions.
+    # Apply several records of a partition in one transaction
+    # (docs/adr/0032-consumers-apply-a-poll-in-one-transaction.md); False where handlers lock rows shared
+    # across partitions.
     batch_events: bool = True
     # For a service off the saga's path (notifications): how long its consumer may hold a new event to
-    # apply it together with the ones arriving meanwhile, in one transaction (docs/decisions.md, "Consumers
-    # off the saga's path collect their events"). 0: each event at once.
+    # apply it together with the ones arriving meanwhile, in one transaction (
+    # docs/adr/0034-consumers-off-the-saga-path-collect-events.md). 0: each event at once.
     collect_events_ms: int = 0
     version: str = "1.0.0"
 
@@ -96,11 +95,9 @@ class ServiceRuntime:
     owns_bus: bool
     context: Any = None
     _context_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
-    _jobs: list[asyncio.Task[None]] = field(default_factory=list)
-    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _jobs: list[WorkLoop] = field(default_factory=list)
 
     async def start(self) -> None:
-        self._stopping.clear()
         await self.db.migrate(self.definition.migrations_package)
         if self.definition.context is not None:
             self.context = await self._context_stack.enter_async_context(self.definition.context(self))
@@ -113,13 +110,12 @@ class ServiceRuntime:
         for hook in self.definition.on_startup:
             await hook(self)
         for job in self.definition.periodic:
-            self._jobs.append(
-                asyncio.create_task(self._run_job(job), name=f"{self.definition.name}:{job.name}")
-            )
+            loop = self._job_loop(job)
+            self._jobs.append(loop)
+            loop.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        await stop_gracefully(self._jobs)
+        await asyncio.gather(*(loop.stop() for loop in self._jobs))
         self._jobs.clear()
         for hook in self.definition.on_shutdown:
             with contextlib.suppress(Exception):
@@ -133,18 +129,28 @@ class ServiceRuntime:
             log.exception("service_context_close_failed", service=self.definition.name)
         await self.db.dispose()
 
-    async def _run_job(self, job: PeriodicJob) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=job.interval_s)
-            if self._stopping.is_set():
-                return
-            try:
+    def _job_loop(self, job: PeriodicJob) -> WorkLoop:
+        """``job`` every ``interval_s``, the first time one interval after the start; a failure is logged and
+        the job runs again one interval later."""
+        first = True
+
+        async def round() -> float:
+            nonlocal first
+            if not first:
                 await job.run(self)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("periodic_job_failed", service=self.definition.name, job=job.name)
+            first = False
+            return job.interval_s
+
+        def failed(exc: Exception, _retry_in: float) -> None:
+            log.error("periodic_job_failed", service=self.definition.name, job=job.name, exc_info=exc)
+
+        return WorkLoop(
+            f"{self.definition.name}:{job.name}",
+            round,
+            backoff_initial_s=job.interval_s,
+            backoff_max_s=job.interval_s,
+            on_failure=failed,
+        )
 
 
 def create_service_app(
@@ -228,7 +234,7 @@ def create_service_app(
     metrics = install_operations(
         app, definition.name, {"database": runtime.db.ping, "broker": runtime.bus.ping}
     )
-    # Pure ASGI layers, outermost last (docs/performance.md, "Per-request stack").
+    # Pure ASGI layers, outermost last.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=definition.name, tracing=tracing, metrics=metrics)
     return app

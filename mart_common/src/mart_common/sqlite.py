@@ -1,8 +1,8 @@
 """SQLite for the embedded mode and the tests: statements run on the event loop's thread, and the
 process's writers of a file take turns on an asyncio lock instead of in SQLite's busy handler.
 
-Why (docs/performance.md, "Embedded mode"): through ``aiosqlite`` every statement is four or five hops
-to a worker thread and back (cursor, execute, fetch, close; BEGIN and COMMIT each one more), and a
+Why (docs/adr/0008-sqlite-inline-on-the-event-loop.md): through ``aiosqlite`` every statement is four or
+five hops to a worker thread and back (cursor, execute, fetch, close; BEGIN and COMMIT each one more), and a
 writer that finds the file locked sleeps in SQLite's busy handler (1, 2, 5 … 100 ms) with the event
 loop idle. A WAL-mode SQLite statement of this application takes microseconds, less than one hop, so
 here they run inline: :func:`connect` gives SQLAlchemy's aiosqlite dialect a connection with

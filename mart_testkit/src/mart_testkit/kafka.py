@@ -1,11 +1,11 @@
 """Kafka namespaces of test runs and bench runs, and their removal when the run is done.
 
 Tests and benches share the developer's broker (the one ``mart dist up`` uses too) and isolate themselves
-by a topic and group prefix (``MART_KAFKA_NAMESPACE``; docs/decisions.md "Tests isolate Kafka by
-namespace"). A full test run creates about 7,700 partitions that way; left behind, the broker carried every
-earlier run's: its old generation grew to ~400 MB, a G1 marking cycle followed each young collection, and
-its periodic checkpoints walked them all, stealing the CPU from what was measured (docs/performance.md,
-"Sixth look"). So whoever makes a namespace deletes its topics when done (the groups' offsets go with them).
+by a topic and group prefix (``MART_KAFKA_NAMESPACE``; docs/adr/0009-kafka-namespaces-in-tests.md). A
+full test run creates about 7,700 partitions that way; left behind, the broker carried every earlier run's:
+its old generation grew to ~400 MB, a G1 marking cycle followed each young collection, and its periodic
+checkpoints walked them all, stealing the CPU from what was measured. So whoever makes a namespace deletes
+its topics when done (the groups' offsets go with them).
 """
 
 from __future__ import annotations

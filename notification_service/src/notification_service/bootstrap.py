@@ -41,8 +41,8 @@ def definition(
         migrations_package="notification_service.migrations",
         handlers=HANDLERS,
         # Off the saga's path: a customer does not see an email 0.2 s later, the machine sees several
-        # events per transaction instead of one (docs/decisions.md, "Consumers off the saga's path collect
-        # their events").
+        # events per transaction instead of one
+        # (docs/adr/0034-consumers-off-the-saga-path-collect-events.md).
         collect_events_ms=200,
         context=partial(open_context, senders=senders),
         periodic=[PeriodicJob("retry-deliveries", settings.delivery_retry_interval_s, retry_due_deliveries)],

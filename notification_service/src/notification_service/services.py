@@ -15,17 +15,18 @@ from typing import Any
 
 import structlog
 from mart_common.clock import utcnow
-from mart_common.db import HANDOVER_LEASE, insert_ignoring_duplicates, upsert
+from mart_common.db import insert_ignoring_duplicates, upsert
 from mart_common.deps import Page
 from mart_common.messaging import Envelope
 from mart_common.problems import Conflict, NotFound
+from mart_common.work import HANDOVER_LEASE, hand_over
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.dispatcher import NEW_DELIVERIES, Claimed, Recipient
 from notification_service.domain import DEFAULT_PREFERENCES, DeliveryStatus, Kind, Preferences, channels_for
 from notification_service.models import Contact, Delivery, Notification, Preference
-from notification_service.rendering import render
+from notification_service.rendering import NOTICES, render
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,19 @@ async def welcome_user(
     )
 
 
+async def notify_customer(session: AsyncSession, envelope: Envelope, event: Any) -> Notification | None:
+    """Record the notification an order or payment event becomes (its kind and context: ``NOTICES``)."""
+    notice = NOTICES[type(event)]
+    return await record_notification(
+        session,
+        envelope,
+        user_id=event.user_id,
+        kind=notice.kind,
+        order_id=event.order_id,
+        context=notice.context(event),
+    )
+
+
 async def record_notification(
     session: AsyncSession,
     envelope: Envelope,
@@ -142,7 +156,7 @@ async def record_notification(
 
 async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> tuple[Recipient | None, Preferences]:
     """The user's contact details (None if unknown yet) and channel choices, in one statement (one round
-    trip per event instead of two: docs/performance.md)."""
+    trip per event instead of two)."""
     row = (await session.execute(_RECIPIENT, {"user_id": user_id})).one()
     wants_email, wants_sms = row.wants_email, row.wants_sms
     preferences = (
@@ -183,7 +197,7 @@ async def _record_deliveries(
 ) -> None:
     """A PENDING delivery of ``notification`` per outside channel its user wants, claimed for its first
     attempt by this transaction and handed to the dispatcher with what sending it needs (no claiming
-    transaction, no query: docs/decisions.md "Notification deliveries ... handed over in memory")."""
+    transaction, no query: docs/adr/0023-work-handed-over-after-commit.md)."""
     for channel in channels_for(preferences):
         delivery = Delivery(
             notification_id=notification.id,
@@ -214,7 +228,7 @@ async def _record_deliveries(
 def _hand_over(session: AsyncSession, delivery: uuid.UUID | Claimed) -> None:
     """The dispatcher sends ``delivery`` (an id: after claiming it) right after this transaction commits
     (never if it rolls back)."""
-    session.info.setdefault(NEW_DELIVERIES, []).append(delivery)
+    hand_over(session, NEW_DELIVERIES, delivery)
 
 
 # --- the user's notifications and preferences ----------------------------------------------------------

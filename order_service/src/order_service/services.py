@@ -212,7 +212,7 @@ async def list_orders(
 
 # --- moving orders ----------------------------------------------------------------------------------
 
-# Built once (building a statement costs more than SQLAlchemy's cached execution of it: docs/performance.md).
+# Built once (building a statement costs more than SQLAlchemy's cached execution of it).
 _ORDER_FOR_UPDATE = (
     select(Order)
     .where(Order.id == bindparam("oid"))

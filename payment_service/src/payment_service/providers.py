@@ -4,7 +4,8 @@ and the check of their webhook signatures.
 The Stripe SDK is blocking: every call runs in ``asyncio.to_thread``, never on the event loop, and carries
 an idempotency key (``order-<order_id>`` for the intent, ``refund-<payment_id>`` for a refund), so a
 retried call never creates a second intent or a second refund. Failures of ``create_intent`` and ``refund``
-surface as :class:`ProviderError`, transient (retry later) or not (see docs/decisions.md).
+surface as :class:`ProviderError`, transient (retry later) or not
+(see docs/adr/0015-payment-provider-calls-after-commit.md).
 """
 
 from __future__ import annotations

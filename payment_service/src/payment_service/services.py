@@ -5,7 +5,8 @@ what a customer reads (docs/api.md).
 Every function runs inside the caller's transaction (the inbox's for events, the route's ``TransactionDep``
 for the webhook) and never commits. None calls the payment provider over the network: they record the
 work (a payment in ``CREATING`` or ``REFUND_PENDING``) and :mod:`payment_service.provider_calls` makes the
-call after the commit, outside any transaction, with retries (docs/decisions.md).
+call after the commit, outside any transaction, with retries
+(docs/adr/0015-payment-provider-calls-after-commit.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The product service's context: what its use-cases need beyond the database and the bus — the cache of
-public catalog answers, kept until a write to the catalog commits in any replica (docs/performance.md)."""
+public catalog answers, kept until a write to the catalog commits in any replica
+(docs/adr/0021-catalog-reads.md)."""
 
 from __future__ import annotations
 

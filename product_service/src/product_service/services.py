@@ -46,7 +46,7 @@ def _like(text: str) -> str:
 @functools.cache
 def _search_query(sort: str, text: bool, category: bool, min_price: bool, max_price: bool) -> Select[Any]:
     """The catalog search for one combination of filters, built once: plain rows, not ORM objects (a
-    read-only page needs no identity map), values as bound parameters (docs/performance.md)."""
+    read-only page needs no identity map), values as bound parameters (docs/adr/0021-catalog-reads.md)."""
     conditions = [Product.archived.is_(False)]
     if text:
         pattern = bindparam("pattern")

@@ -4,7 +4,7 @@ Most take a session already inside a transaction (``TransactionDep`` for HTTP wr
 reads) and never commit. Login, token refresh and changing one's own password own their transaction
 (they take the :class:`~mart_common.db.Database`): some of their refusals must be committed all the same —
 a counted login failure holds on every replica although the answer is 401/403, a replayed refresh token
-revokes its whole login session although the answer is 401 (docs/decisions.md).
+revokes its whole login session although the answer is 401 (docs/adr/0017-refresh-token-families.md).
 """
 
 from __future__ import annotations

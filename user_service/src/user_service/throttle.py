@@ -1,6 +1,6 @@
 """Login throttling shared by every replica: recent failures per account and per client address, stored in
 the user service's own database (table ``login_failures``), so N replicas behind Kong give an attacker the
-same budget as one, and a restart forgets nothing (docs/decisions.md).
+same budget as one, and a restart forgets nothing (docs/adr/0018-login-throttling-in-the-database.md).
 
 A failure is one row per scope (``account``: the lower-cased email; ``client``: the address), keyed by a
 SHA-256 of the scope and the value (fixed length, no email in clear, any input storable). A login is refused

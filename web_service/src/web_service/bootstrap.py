@@ -17,7 +17,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from mart_common.bus import EventBus, create_bus
 from mart_common.heap import freeze_startup_heap
-from mart_common.observability import RequestContextMiddleware, configure_logging, tracing_for
+from mart_common.observability.logs import configure_logging
+from mart_common.observability.middleware import RequestContextMiddleware
+from mart_common.observability.tracing import tracing_for
 from mart_common.service import install_operations
 from starlette.exceptions import HTTPException as StarletteHTTPException
 

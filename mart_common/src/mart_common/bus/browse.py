@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from mart_common.contracts import MalformedEvent, UnknownEventType, decode
 from mart_common.messaging import BusMessage
 
-#: The CloudEvents headers, in the order they are shown (docs/architecture.md, "Headers").
+#: The CloudEvents headers, in the order they are shown (docs/events.md, "The envelope").
 CE_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", "content-type")
 
 

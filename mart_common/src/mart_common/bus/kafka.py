@@ -50,11 +50,34 @@ _PRODUCER_STATE_ERRORS = (
 )
 
 
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Make ``consumer`` fetch the cluster's metadata now.
+
+    A consumer that *assigns* itself partitions (no group subscription) learns of topics and partitions only
+    on its metadata interval (``metadata_max_age_ms``): right after a topic was created (by
+    ``ensure_topics``, another process, a test) ``partitions_for_topic`` answers ``None`` and the consumer
+    would read nothing. aiokafka has no public call for this; its client's ``force_metadata_update`` is
+    private (checked against the locked aiokafka 0.14), so it is called here and nowhere else: an upgrade
+    that changes it breaks in one place.
+    """
+    await consumer._client.force_metadata_update()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` (a physical name), refreshing the consumer's metadata once if it does not
+    know the topic yet; empty when the broker does not list it."""
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await refresh_metadata(consumer)
+        parts = consumer.partitions_for_topic(topic)
+    return set(parts or ())
+
+
 PRODUCER_SETTINGS: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 0}
 """Every event is durably stored once published (idempotent, all in-sync replicas), sent at once: no linger.
 The relay already hands the producer everything one wake-up publishes before the sender runs, so a linger
-batched nothing more and only added its 2 ms to every hop of the saga (docs/decisions.md, "No producer
-linger")."""
+batched nothing more and only added its 2 ms to every hop of the saga
+(docs/adr/0035-no-producer-linger.md)."""
 
 
 def _to_message(record: object, namespace: str = "") -> BusMessage:
@@ -211,9 +234,10 @@ class KafkaBus(EventBus):
             auto_offset_reset="earliest",
             max_poll_records=200,
             metadata_max_age_ms=5000,
-            # Replicas of a service share its group (docs/scaling.md, docs/decisions.md "Consumer groups
-            # with replicas"): aiokafka has no cooperative rebalancing; the sticky assignor moves only the
-            # partitions of a member that left or joined (round robin listed for groups mid-upgrade), and
+            # Replicas of a service share its group (docs/scaling.md,
+            # docs/adr/0037-sticky-assignor-short-session.md): aiokafka has no cooperative rebalancing;
+            # the sticky assignor moves only the partitions of a member that left or joined (round robin
+            # listed for groups mid-upgrade), and
             # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s; a
             # rebalance waits for a slow member at most as long (rebalance timeout = session timeout).
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
@@ -229,7 +253,7 @@ class KafkaBus(EventBus):
             # Handled, not yet committed: the next offset per partition. Committed at most every
             # ``commit_interval_s`` (and before a rebalance takes the partitions, and when stopping), not
             # after every batch: a crash re-delivers at most that much, and the inbox absorbs it
-            # (docs/decisions.md "Offsets committed on an interval").
+            # (docs/adr/0033-offsets-committed-on-an-interval.md).
             pending: dict[TopicPartition, int] = {}
             try:
                 await self.ensure_topics([*topics, dead_letter_topic(group)])
@@ -264,9 +288,9 @@ class KafkaBus(EventBus):
         """Deliver what one poll returned; returns the offset to commit next per partition handled.
 
         A small poll spanning several partitions goes to a batching handler as ONE batch (one transaction
-        for every partition's records, each partition's in order: docs/decisions.md "Consumers apply a
-        poll's records in one transaction"). Otherwise, or when that batch fails, the partitions run side by
-        side, records of one partition (one key) strictly in order.
+        for every partition's records, each partition's in order:
+        docs/adr/0032-consumers-apply-a-poll-in-one-transaction.md). Otherwise, or when that batch fails,
+        the partitions run side by side, records of one partition (one key) strictly in order.
         """
         if len(batches) > 1 and sum(len(recs) for recs in batches.values()) <= _BATCH:
             msgs = [_to_message(rec, self.namespace) for recs in batches.values() for rec in recs]
@@ -293,11 +317,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         try:
             physical = self.namespace + topic
-            parts = consumer.partitions_for_topic(physical) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(physical) or set()
-            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
             if not tps:
                 return []
             consumer.assign(tps)
@@ -321,11 +341,7 @@ class KafkaBus(EventBus):
         count = 0
         try:
             physical = self.namespace + topic
-            parts = consumer.partitions_for_topic(physical) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(physical) or set()
-            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
             for tp in tps:
@@ -361,7 +377,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         try:
             physical = await self._physical_topics(admin)
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             tps = [
                 TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())
             ]
@@ -427,7 +443,7 @@ class _KafkaTail(EventTail):
         consumer = bus._consumer(None)
         await consumer.start()
         self._consumer = consumer
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         tps = [TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(tps)
         if tps:

@@ -66,7 +66,7 @@ class EmailSender(Sender):
 
         Built with the ``email.mime`` classes rather than ``EmailMessage``: the same message, but the
         policy-based API parses and refolds every header it is given, which made it about 4× the CPU per
-        email — the notification service's largest single cost per order (docs/performance.md)."""
+        email — once the notification service's largest single cost per order."""
         email = MIMEMultipart("alternative")
         email["From"] = self.from_address
         email["To"] = formataddr((message.to_name, message.to)) if message.to_name else message.to

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from mart_common.observability import current_correlation_id, current_traceparent
+from mart_common.observability.logs import current_correlation_id
+from mart_common.observability.tracing import current_traceparent
 
 from web_service.settings import WebSettings
 
@@ -42,7 +43,7 @@ class ServiceDown(Exception):
 
 @dataclass
 class ApiError(Exception):
-    """A service refused the request: its status and problem+json (docs/api.md, "Errors")."""
+    """A service refused the request: its status and problem+json (docs/api.md, "Conventions")."""
 
     service: str
     status: int

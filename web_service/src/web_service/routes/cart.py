@@ -2,7 +2,7 @@
 
 Checkout places the order with an ``Idempotency-Key`` drawn when the checkout page is rendered: a double
 click or a resubmitted form sends the same key, and the order service answers the first order again
-instead of making a second (docs/api.md, "Idempotency-Key").
+instead of making a second (docs/api.md, "order-service").
 """
 
 from __future__ import annotations

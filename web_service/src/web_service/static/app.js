@@ -19,7 +19,7 @@ document.addEventListener("submit", (event) => {
       return;
     }
     form.dataset.sent = "1";
-    // after this turn, so that the clicked button's own name/value still goes with the form
+    // once this submit event is over, so that the clicked button's own name/value still goes with the form
     setTimeout(() => form.querySelectorAll("button, input[type=submit]").forEach((b) => { b.disabled = true; }), 0);
   }
   // A form inside a live block (pay, decline, cancel) is sent without leaving the page: the outcome arrives

@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 Payments remember the provider work still to do (intent creation, refund): attempts, next attempt, last
-error (docs/decisions.md, "Payment provider calls outside transactions").
+error (docs/adr/0015-payment-provider-calls-after-commit.md).
 
 """
 

@@ -2,8 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Login throttling moves from process memory to this table (docs/decisions.md, "Login throttling in the
-database").
+Login throttling moves from process memory to this table (docs/adr/0018-login-throttling-in-the-database.md).
 
 """
 
