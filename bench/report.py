@@ -44,6 +44,9 @@ def ratios(run: BenchRun) -> Ratios:
                 out.catalog_over_bare[name] = read.rps / hello
             if name.startswith("list") and cat.lean.rps and read.rps:
                 out.catalog_over_lean[name] = read.rps / cat.lean.rps
+        for name, page in d.web.items():
+            if cat.list.rps and page.rps:
+                out.web_over_catalog_api[name] = page.rps / cat.list.rps
     if d is not None and d.saturation is not None:
         best = d.saturation.best
         db = best.db
@@ -147,6 +150,7 @@ def table(run: BenchRun) -> str:
     d, e = run.distributed, run.embedded
     if d is not None and d.catalog is not None:
         _catalog_rows(t, d, r)
+        _web_rows(t, d, r)
     if d is not None:
         _checkout_rows(t, "dist", d.saturation, d.latency, d.lean_saga, run.limits, r)
     if e is not None:
@@ -238,6 +242,24 @@ def _catalog_rows(t: _Table, d: Any, r: Ratios) -> None:
             c.errors,
             ratio,
             other=c.unrelated_cpu_cores,
+        )
+
+
+def _web_rows(t: _Table, d: Any, r: Ratios) -> None:
+    """The web front's pages, each next to the catalog API list it calls (docs/web.md)."""
+    for name in ("home", "catalog", "product"):
+        page = d.web.get(name)
+        if page is None:
+            continue
+        cpu = page.server_cpu_ms_per_request
+        t.row(
+            f"web page {name} ({page.path.split(' ', 2)[1]})",
+            f"{_f(page.rps, '{:.0f}')} pages/s, p99 {_f(page.p99_ms)} ms"
+            + (f", {cpu:.2f} ms web CPU/page" if cpu else ""),
+            page.gen_cpu_cores,
+            page.errors,
+            f"÷ catalog API list = {_f(r.web_over_catalog_api.get(name), '{:.2f}')}",
+            other=page.unrelated_cpu_cores,
         )
 
 

@@ -256,6 +256,8 @@ class Distributed:
     setup_s: float = 0.0
     idle: Idle | None = None
     catalog: Catalog | None = None
+    # the web front's pages (home, catalog, product), one web-service process (bench/phases/web.py)
+    web: dict[str, Throughput] = field(default_factory=dict)
     saturation: Saturation | None = None
     profile: Profile | None = None
     latency: CheckoutRun | None = None
@@ -291,6 +293,8 @@ class Ratios:
 
     catalog_over_bare: dict[str, float] = field(default_factory=dict)
     catalog_over_lean: dict[str, float] = field(default_factory=dict)
+    # page views/s of the web front ÷ the catalog API's list req/s
+    web_over_catalog_api: dict[str, float] = field(default_factory=dict)
     db_xacts_per_order_gross: float | None = None
     db_xacts_per_order: float | None = None
     db_rollbacks_per_order: float | None = None

@@ -1,6 +1,6 @@
 """The local distributed mode (what ``mart dist up`` runs) on fresh databases and a fresh Kafka namespace:
-idle, catalog reads, checkout saturation, a profiled checkout run, the latency run, then the lean saga at
-the same rate."""
+idle, catalog reads, the web front's pages, checkout saturation, a profiled checkout run, the latency run,
+then the lean saga at the same rate."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench.console import say
 from bench.phases import Context
 from bench.phases.catalog import catalog
 from bench.phases.checkout import checkout_run, fixed_rate, idle_window, saturation
+from bench.phases.web import web_pages
 from bench.results import CheckoutRun, Distributed, Profile
 
 # The services every order goes through: profiled side by side during one run.
@@ -34,6 +35,11 @@ def distributed(ctx: Context) -> Distributed:
         out.idle = idle_window(stack, b.idle_s)
         say("catalog reads (wrk, one product-service process)")
         out.catalog = catalog(ctx, stack, st["product_ids"])
+        say("web front pages (wrk, one web-service process calling the services)")
+        try:
+            out.web = web_pages(ctx, stack, st["product_ids"][len(st["product_ids"]) // 2])
+        except Exception as exc:  # noqa: BLE001 - the run goes on; the table says the figure is missing
+            say(f"  web pages FAILED: {exc!r}")
         say("checkout saturation (closed loop; PAID observed from the broker: no polling load)")
         out.saturation = saturation(stack, st, b.sat_conc, b.sat_max_conc, b.sat_s, "kafka", b.poll_s, True)
         best = out.saturation.best
