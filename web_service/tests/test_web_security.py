@@ -159,3 +159,40 @@ async def test_security_headers_on_every_answer(mart: Mart, browser) -> None:
     api = await b.get("/product-service/products")  # the services' own answers, through the gateway
     assert api.headers["x-content-type-options"] == "nosniff"
     assert "<script" not in (await b.get("/")).text.split("</head>", 1)[1], "inline script in the body"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "javascript:alert(1)",
+        "/\tevil",
+        "evil.example",
+        "",
+    ],
+)
+async def test_signing_in_never_leads_to_another_site(mart: Mart, browser, target: str) -> None:
+    b = await browser()
+    answer = await b.post(
+        "/login",
+        {"email": mart.creds.customer.email, "password": mart.creds.customer.password, "next": target},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+async def test_signing_in_returns_to_the_page_asked_for(mart: Mart, browser) -> None:
+    b = await browser()
+    page = await b.get("/orders?offset=0")
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/orders%3Foffset%3D0"
+    answer = await b.post(
+        "/login",
+        {
+            "email": mart.creds.customer.email,
+            "password": mart.creds.customer.password,
+            "next": "/orders?offset=0",
+        },
+    )
+    assert answer.headers["location"] == "/orders?offset=0"

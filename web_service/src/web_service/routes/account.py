@@ -23,7 +23,10 @@ def safe_next(target: str | None) -> str:
     if not target:
         return "/"
     parts = urlsplit(target)
+    # browsers read "/\\host" as "//host": no backslash, no control character, one leading slash
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 32 for c in target):
         return "/"
     return target
 
