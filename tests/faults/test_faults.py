@@ -43,7 +43,7 @@ import asyncpg
 import httpx
 import pytest
 from mart_common.bus.kafka import KafkaBus
-from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
+from mart_testkit.fixtures import create_postgres_database, database_unavailable, drop_postgres_database
 from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
 
@@ -57,7 +57,6 @@ from .invariants import SUBSCRIPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "scripts" / "infra" / "kafka.sh"
-ADMIN_DSN = os.environ.get("MART_TEST_POSTGRES_DSN", "postgresql://mart_test@127.0.0.1:5432/mart_test")
 
 LOAD_RATE = float(os.environ.get("MART_FAULTS_RATE", "6"))  # orders per second
 KAFKA_DOWN_S = 10.0
@@ -339,20 +338,9 @@ async def load_generator(
 
 
 async def take_database_away(cluster: Cluster, package: str, seconds: float) -> None:
-    name = cluster.cfg.database_urls[package].rsplit("/", 1)[1]
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        killed = await conn.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            name,
-        )
-        say(f"database of {package} refuses connections ({killed} connections terminated) for {seconds:.0f}s")
+    async with database_unavailable(cluster.cfg.database_urls[package]) as cut:
+        say(f"database of {package} refuses connections ({cut} connections cut) for {seconds:.0f}s")
         await asyncio.sleep(seconds)
-    finally:
-        await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await conn.close()
 
 
 async def port_released(cluster: Cluster, package: str, timeout: float = 30.0) -> None:
