@@ -52,16 +52,19 @@ async def on_stock_reserved(
     )
 
 
+_REJECTION_REASONS = {
+    stock_pb2.REJECTION_REASON_INSUFFICIENT_STOCK: "insufficient stock",
+    stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT: "unknown product",
+}
+
+
 async def on_stock_rejected(
     _ctx: OrderContext, session: AsyncSession, event: stock_pb2.StockRejected, _: Envelope
 ) -> None:
     parts = []
     for line in event.lines:
-        why = (
-            "unknown product"
-            if line.reason == stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT
-            else "insufficient stock"
-        )
+        # A reason this build does not know (a newer inventory's) or none: the line is still rejected.
+        why = _REJECTION_REASONS.get(line.reason, "not available")
         parts.append(f"{line.product_id}: {why} (requested {line.requested}, available {line.available})")
     reason = "stock rejected: " + "; ".join(parts)
     await services.move(session, uuid.UUID(event.order_id), Trigger.STOCK_REJECTED, reason)
