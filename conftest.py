@@ -17,6 +17,33 @@ pytest_plugins = ["mart_testkit.fixtures"]
 
 _skipped: list[str] = []
 _ran_on: dict[str, int] = {"postgres": 0, "kafka": 0, "distributed": 0, "e2e": 0, "containers": 0}
+# Under MART_FORBID_SKIPS=1 (CI) each of these must count at least one passed test: every one of them when
+# the whole suite runs, else those that some selected test is marked with.
+REQUIRED_INFRASTRUCTURE = ("postgres", "kafka", "distributed", "containers")
+_selected_marks: set[str] = set()
+
+
+def pytest_collection_finish(session):
+    for item in session.items:  # what runs, after -k / -m deselection
+        _selected_marks.update(m.name for m in item.iter_markers())
+
+
+def _whole_suite(config) -> bool:
+    """No paths, ``-k`` or ``-m`` given: the run is the configured testpaths, all of them."""
+    import pytest
+
+    return (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+    )
+
+
+def _infrastructure_unused(config) -> list[str]:
+    if config.option.collectonly:
+        return []
+    wanted = set(REQUIRED_INFRASTRUCTURE) if _whole_suite(config) else _selected_marks
+    return [mark for mark in REQUIRED_INFRASTRUCTURE if mark in wanted and _ran_on[mark] == 0]
 
 
 def pytest_runtest_logreport(report):
@@ -41,11 +68,22 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_sessionfinish(session, exitstatus):
     """With MART_FORBID_SKIPS=1 (CI), a skipped test fails the run: nothing that needs
-    PostgreSQL or Kafka may silently not run."""
+    PostgreSQL or Kafka may silently not run. Nor may the run pass without a single test passing on
+    PostgreSQL, Kafka, the distributed mode or the containers (REQUIRED_INFRASTRUCTURE)."""
     import os
 
-    if os.environ.get("MART_FORBID_SKIPS") == "1" and _skipped:
+    if os.environ.get("MART_FORBID_SKIPS") != "1":
+        return
+    if _skipped:
         print(f"\nFAILED: {len(_skipped)} test(s) skipped, which CI forbids:")
         for nodeid in _skipped:
             print(f"  {nodeid}")
+        session.exitstatus = 1
+    unused = _infrastructure_unused(session.config)
+    if unused:
+        print(
+            "\nFAILED: no test passed on "
+            + ", ".join(unused)
+            + " (see 'real infrastructure' above): the run did not prove what it claims to."
+        )
         session.exitstatus = 1
