@@ -34,7 +34,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +206,38 @@ def _logs(cfg: dist.DistConfig, lines: int = 20) -> str:
 # --- load ------------------------------------------------------------------------------------------
 
 
+Pay = Callable[
+    [httpx.AsyncClient, Endpoints, dict[str, str], dict, str, Counter], Awaitable["httpx.Response | None"]
+]
+
+
+async def simulate(
+    client: httpx.AsyncClient,
+    ep: Endpoints,
+    auth: dict[str, str],
+    payment: dict,
+    outcome: str,
+    stats: Counter,
+) -> httpx.Response | None:
+    """The customer pays (or fails to) through the fake provider's ``simulate``: a signed Stripe-format event
+    through the webhook path."""
+    return await _retrying(
+        lambda: client.post(
+            ep.payment(f"/payments/{payment['id']}/simulate"), json={"outcome": outcome}, headers=auth
+        ),
+        stats,
+        "simulate",
+    )
+
+
 @dataclass
 class Load:
     placed: dict[str, str] = field(default_factory=dict)  # order id -> intended action
+    # order id -> how the client's flow for it ended (see one_order): what the final state must agree with
+    ended: dict[str, str] = field(default_factory=dict)
     stats: Counter = field(default_factory=Counter)
     running: bool = True
+    pay: Pay = simulate  # how a customer pays a payment that awaits it
 
 
 TRANSIENT = (httpx.TransportError,)
@@ -230,6 +257,10 @@ async def _retrying(call: Any, stats: Counter, what: str, deadline_s: float = 40
         if time.monotonic() > deadline:
             return None
         await asyncio.sleep(0.5)
+
+
+def _answer(r: httpx.Response | None) -> str:
+    return "gave_up" if r is None else "2xx" if r.is_success else str(r.status_code)
 
 
 async def one_order(
@@ -252,21 +283,37 @@ async def one_order(
     action = random.choices(["pay", "pay_then_cancel", "fail", "cancel"], weights=[65, 10, 10, 15])[0]
     load.placed[order_id] = action
     load.stats["placed"] += 1
-    auth = {"Authorization": headers["Authorization"]}
+    load.ended[order_id] = await _order_flow(client, ep, headers["Authorization"], order_id, action, load)
+
+
+def _giving_up(load: Load, order_id: str, ending: str) -> None:
+    """Before a step: if the client stops here (the load ends and its task is abandoned), its flow ended
+    as if it had given up at this step."""
+    load.ended[order_id] = ending
+
+
+async def _order_flow(
+    client: httpx.AsyncClient, ep: Endpoints, authorization: str, order_id: str, action: str, load: Load
+) -> str:
+    """The customer's steps for one order; returns how they ended (``EXPECTED_FINAL`` reads it)."""
+    auth = {"Authorization": authorization}
     if action == "cancel":
+        _giving_up(load, order_id, "cancel gave_up")
         await asyncio.sleep(random.uniform(0, 1.5))
         r = await _retrying(
             lambda: client.post(ep.order(f"/orders/{order_id}/cancel"), headers=auth), load.stats, "cancel"
         )
-        load.stats[f"cancel_{r.status_code if r is not None else 'gave_up'}"] += 1
-        return
+        load.stats[f"cancel_{_answer(r)}"] += 1
+        return f"cancel {_answer(r)}"
+    _giving_up(load, order_id, "no payment in time")
     deadline = time.monotonic() + 40
     payment = None
     while time.monotonic() < deadline and payment is None:
         try:
             p = await client.get(ep.payment("/payments"), params={"order_id": order_id}, headers=auth)
             items = p.json().get("items", []) if p.status_code == 200 else []
-            payment = items[0] if items else None
+            # Payable once the provider's intent exists (CREATING: not yet).
+            payment = items[0] if items and items[0]["status"] == "REQUIRES_PAYMENT" else None
         except (httpx.TransportError, ValueError):
             pass
         if payment is None:
@@ -274,25 +321,21 @@ async def one_order(
                 o = await client.get(ep.order(f"/orders/{order_id}"), headers=auth)
                 if o.status_code == 200 and o.json()["status"] in {"REJECTED", "CANCELLED"}:
                     load.stats["pay_skipped_final"] += 1
-                    return
+                    return f"saw {o.json()['status']}"
             except (httpx.TransportError, ValueError):
                 pass
             await asyncio.sleep(0.5)
     if payment is None:
         load.stats["pay_no_payment_in_time"] += 1
-        return
+        return "no payment in time"
     outcome = "failed" if action == "fail" else "succeeded"
-    r = await _retrying(
-        lambda: client.post(
-            ep.payment(f"/payments/{payment['id']}/simulate"), json={"outcome": outcome}, headers=auth
-        ),
-        load.stats,
-        "simulate",
-    )
-    load.stats[f"simulate_{outcome}_{r.status_code if r is not None else 'gave_up'}"] += 1
-    if action != "pay_then_cancel" or r is None:
-        return
+    _giving_up(load, order_id, "payment gave_up")
+    r = await load.pay(client, ep, auth, payment, outcome, load.stats)
+    load.stats[f"pay_{outcome}_{_answer(r)}"] += 1
+    if action != "pay_then_cancel" or r is None or not r.is_success:
+        return f"payment {_answer(r)}"
     # The customer cancels once the order is PAID: refund and restock under the same faults.
+    _giving_up(load, order_id, "never saw PAID")
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         try:
@@ -304,11 +347,60 @@ async def one_order(
         await asyncio.sleep(0.5)
     else:
         load.stats["cancel_paid_never_paid_in_time"] += 1
-        return
+        return "never saw PAID"
+    _giving_up(load, order_id, "cancel paid gave_up")
     r = await _retrying(
         lambda: client.post(ep.order(f"/orders/{order_id}/cancel"), headers=auth), load.stats, "cancel"
     )
-    load.stats[f"cancel_paid_{r.status_code if r is not None else 'gave_up'}"] += 1
+    load.stats[f"cancel_paid_{_answer(r)}"] += 1
+    return f"cancel paid {_answer(r)}"
+
+
+# (intended action, how the client's flow ended) -> the final statuses that agree with it. AWAITING_PAYMENT
+# appears only where the client gave up before paying (it waits visibly until its payment window closes).
+# A 409 on a retried call means the first attempt went through and its answer was lost.
+EXPECTED_FINAL: dict[tuple[str, str], set[str]] = {
+    **{(a, f"saw {s}"): {s} for a in ("pay", "fail", "pay_then_cancel") for s in ("REJECTED", "CANCELLED")},
+    **{
+        (a, "no payment in time"): {"AWAITING_PAYMENT", "REJECTED"}
+        for a in ("pay", "fail", "pay_then_cancel")
+    },
+    ("cancel", "cancel 2xx"): {"CANCELLED"},
+    ("cancel", "cancel 409"): {"CANCELLED", "REJECTED"},  # rejected before the cancel, or a lost answer
+    ("cancel", "cancel gave_up"): {"CANCELLED", "REJECTED", "AWAITING_PAYMENT"},
+    ("pay", "payment 2xx"): {"PAID"},
+    ("pay", "payment 409"): {"PAID"},
+    ("pay", "payment gave_up"): {"PAID", "AWAITING_PAYMENT"},
+    ("fail", "payment 2xx"): {"CANCELLED"},
+    ("fail", "payment 409"): {"CANCELLED"},
+    ("fail", "payment gave_up"): {"CANCELLED", "AWAITING_PAYMENT"},
+    ("pay_then_cancel", "payment 409"): {"PAID"},
+    ("pay_then_cancel", "payment gave_up"): {"PAID", "AWAITING_PAYMENT"},
+    ("pay_then_cancel", "never saw PAID"): {"PAID"},
+    ("pay_then_cancel", "cancel paid 2xx"): {"CANCELLED"},
+    ("pay_then_cancel", "cancel paid 409"): {"CANCELLED"},  # its first attempt went through, answer lost
+    ("pay_then_cancel", "cancel paid gave_up"): {"PAID", "CANCELLED"},
+}
+
+
+def reconcile(load: Load, status_of: dict[str, str]) -> tuple[list[str], dict[str, int]]:
+    """Every order against its client's intent: (disagreements, orders per client ending). Orders the
+    database holds that no client got a 201 for (the client gave up placing them) may only wait for
+    payment or be rejected: nobody will pay or cancel them."""
+    wrong: list[str] = []
+    endings: Counter = Counter()
+    for order_id, status in status_of.items():
+        if order_id not in load.placed:
+            endings["placed, but the client gave up before its 201"] += 1
+            if status not in {"AWAITING_PAYMENT", "REJECTED"}:
+                wrong.append(f"{order_id}: never acknowledged to a client, yet {status}")
+            continue
+        action, ended = load.placed[order_id], load.ended[order_id]
+        endings[f"{action}: {ended}"] += 1
+        allowed = EXPECTED_FINAL.get((action, ended), set())
+        if status not in allowed:
+            wrong.append(f"{order_id}: intended {action}, the client's flow ended '{ended}', order {status}")
+    return wrong, dict(sorted(endings.items()))
 
 
 async def load_generator(
@@ -533,6 +625,7 @@ async def test_invariants_hold_through_crashes_and_outages(
     # Every order a customer got a 201 for exists; none exists twice for one Idempotency-Key.
     missing = [oid for oid in load.placed if oid not in snap.status_of]
     violations = snap.violations()
+    disagreements, endings = reconcile(load, snap.status_of)
 
     summary = {
         "orders placed (201)": load.stats["placed"],
@@ -540,7 +633,9 @@ async def test_invariants_hold_through_crashes_and_outages(
         "orders by status": dict(sorted(snap.by_status.items())),
         "orders cancelled after being paid (refund + restock)": snap.cancelled_after_paid,
         "orders neither final nor AWAITING_PAYMENT": sum(not_final.values()),
-        "orders awaiting payment (visible, window open)": awaiting,
+        "orders awaiting payment (visible, window open; each one's client gave up before paying)": awaiting,
+        "orders per intended action and end of the client's flow": endings,
+        "orders whose final state disagrees with their client's intent": len(disagreements),
         "invariant violations (databases)": violations,
         "orders charged twice (broker: >1 distinct PaymentSucceeded)": len(broker.charged_twice),
         "orders refunded twice (broker: >1 distinct PaymentRefunded)": len(broker.refunded_twice),
@@ -569,10 +664,13 @@ async def test_invariants_hold_through_crashes_and_outages(
     shutil.copytree(cluster.cfg.log_dir, keep / "logs")
     (keep / "fault-summary.json").write_text(text + "\n")
 
-    details = f"\n{text}\nlost: {lost_examples}\n{_logs(cluster.cfg, 8)}"
+    details = f"\n{text}\nlost: {lost_examples}\nintent: {disagreements[:10]}\n{_logs(cluster.cfg, 8)}"
     assert load.stats["placed"] >= 100, "the load generator placed too few orders" + details
     assert snap.cancelled_after_paid >= 5, "the load cancelled too few paid orders" + details
     assert not not_final, details
+    # Every order ended as its customer meant it to: paid, failed, cancelled, cancelled after paying; waiting
+    # for payment only where the customer gave up before paying.
+    assert not disagreements, details
     assert not violations, details
     assert not broker.charged_twice and not broker.refunded_twice, details
     assert lost == 0, details
