@@ -19,9 +19,11 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -174,7 +176,48 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forged_tokens(mart: Any) -> dict[str, str]:
+class AttackerKeys:
+    """A loopback server holding an attacker's public keys (JWKS and certificate URL) and counting the
+    requests it gets: a verifier must never fetch keys from a URL a token names (``jku``, ``x5u``)."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        body = json.dumps(jwks).encode()
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def attacker() -> Any:
+    from user_service.keys import KeyStore
+
+    key = KeyStore.generate()
+    server = AttackerKeys(key.jwks())
+    server.key = key  # type: ignore[attr-defined]
+    yield server
+    server.close()
+
+
+def forged_tokens(mart: Any, attacker: Any) -> dict[str, str]:
     keys = mart.keys
     alice = mart.ids["alice"]
     now = datetime.now(UTC)
@@ -222,6 +265,26 @@ def forged_tokens(mart: Any) -> dict[str, str]:
             claims(), other.private_key, algorithm="RS256", headers={"kid": keys.kid}
         ),
         "signed-by-another-key-own-kid": other.sign(claims()),
+        # Headers that name or carry a key: never followed, never trusted (RFC 8725, 3.10).
+        **{
+            f"{name}-{which}": jwt.encode(
+                claims(), attacker.key.private_key, algorithm="RS256", headers={"kid": kid, **header}
+            )
+            for name, header in (
+                ("jku", {"jku": attacker.url}),
+                ("x5u", {"x5u": attacker.url}),
+                ("jwk-embedded", {"jwk": attacker.key.jwks()["keys"][0]}),
+            )
+            for which, kid in (("attacker-kid", attacker.key.kid), ("our-kid", keys.kid))
+        },
+        "jwk-embedded-no-kid": jwt.encode(
+            claims(),
+            attacker.key.private_key,
+            algorithm="RS256",
+            headers={"jwk": attacker.key.jwks()["keys"][0]},
+        ),
+        "nbf-in-the-future": keys.sign(claims(nbf=now + timedelta(minutes=10))),
+        "iat-in-the-future": keys.sign(claims(iat=now + timedelta(minutes=10))),
         "alg-none": none_token,
         "alg-none-no-kid": none_token.replace(none_token.split(".")[0], _b64(b'{"alg":"none"}')),
         "hs256-with-public-key": f"{hs_header}.{hs_body}.{hs_sig}",
@@ -249,12 +312,13 @@ async def test_no_token_is_401(mart: Any, package: str) -> None:
 
 
 @pytest.mark.parametrize("package", list(ACCESS))
-async def test_forged_tokens_are_401(mart: Any, package: str) -> None:
-    tokens = forged_tokens(mart)
+async def test_forged_tokens_are_401(mart: Any, package: str, attacker: Any) -> None:
+    tokens = forged_tokens(mart, attacker)
     for method, path in protected(mart, package, {USER, ADMIN}):
         for name, token in tokens.items():
             r = await call(mart, method, path, {"Authorization": f"Bearer {token}"})
             assert_problem(r, 401, f"{method} {path} with a {name} token")
+    assert attacker.requests == [], "a verifier fetched keys from a URL the token named"
 
 
 async def test_a_well_signed_token_is_accepted(mart: Any) -> None:
@@ -275,6 +339,42 @@ async def test_a_well_signed_token_is_accepted(mart: Any) -> None:
     )
     r = await mart.client.get("/order-service/orders", headers={"Authorization": f"Bearer {minted}"})
     assert r.status_code == 200, r.text
+
+
+async def test_a_deactivated_users_access_token_works_elsewhere_only_until_it_expires(mart: Any) -> None:
+    """Access tokens are stateless (docs/reliability.md, "Tokens"): once an account is deactivated the user
+    service refuses it at once (its own endpoints, refresh, login), while the other services accept its
+    access token until the token's ``exp``: at most ``access_token_ttl_s`` (15 min) after it was issued,
+    plus the verifiers' 5 s leeway. The same claims once that time has passed are refused everywhere."""
+    await mart.register_and_login("dave")
+    token, refresh = mart.tokens["dave"], mart.tokens["dave_refresh"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    ttl = mart.built.service_apps["user_service"].state.runtime.settings.access_token_ttl_s
+    assert claims["exp"] - claims["iat"] == ttl == 15 * 60
+    r = await mart.client.patch(
+        f"/user-service/users/{mart.ids['dave']}", json={"is_active": False}, headers=mart.auth("admin")
+    )
+    assert r.status_code == 200 and r.json()["is_active"] is False, r.text
+    deactivated = r
+    dave = mart.auth("dave")
+    assert_problem(
+        await mart.client.get("/user-service/users/me", headers=dave), 401, "/users/me, deactivated"
+    )
+    r = await mart.client.post("/user-service/auth/refresh", json={"refresh_token": refresh})
+    assert_problem(r, 401, "refresh, deactivated")
+    login = {"username": deactivated.json()["email"], "password": "correct-horse-battery"}
+    r = await mart.client.post("/user-service/auth/login", data=login)
+    assert_problem(r, 403, "login, deactivated")
+    # Elsewhere the token verifies on its own until it expires.
+    elsewhere = ["/order-service/orders", "/payment-service/payments", "/notification-service/notifications"]
+    for path in elsewhere:
+        r = await mart.client.get(path, headers=dave)
+        assert r.status_code == 200, f"{path}: {r.status_code} {r.text[:200]}"
+    # The same token at the end of its life (issued ttl + leeway + 1 s ago): refused everywhere.
+    aged = {**claims, "iat": claims["iat"] - ttl - 6, "exp": claims["exp"] - ttl - 6}
+    stale = {"Authorization": f"Bearer {mart.keys.sign(aged)}"}
+    for path in [*elsewhere, "/user-service/users/me"]:
+        assert_problem(await mart.client.get(path, headers=stale), 401, f"{path} with the expired token")
 
 
 # Services with admin-only operations. The payment service has none: its admin powers are wider visibility
