@@ -14,7 +14,6 @@ What a subscriber does with a record it cannot apply (docs/events.md, "Records a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from mart_common import contracts
 from mart_common.bus.base import EventBus, PermanentError
 from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
+from mart_common.faults import CONSUMER_CRASH_AFTER_COMMIT, CrashPoint
 from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table
 from mart_common.observability import event_context
 
@@ -69,6 +69,8 @@ class Subscriber:
         self.context: Any = None  # the service's context, set by the runtime before it attaches
         self.topics = sorted({contracts.topic_for(cls) for cls in handlers})
         self._unknown_seen: set[str] = set()  # unknown types already logged (once each)
+        # The fault suite's crash between the handler's commit and the offset's (mart_common.faults).
+        self._crash_after_commit = CrashPoint(CONSUMER_CRASH_AFTER_COMMIT, "consumer_crash_after_commit", 87)
 
     def attach(self, bus: EventBus) -> None:
         if self.topics:
@@ -87,21 +89,13 @@ class Subscriber:
             event = contracts.decode(envelope.type, envelope.payload)
         except contracts.MalformedEvent as exc:
             raise PermanentError(f"malformed {envelope.type}: {exc}") from exc
-        while True:
-            try:
-                await self._apply(envelope, handler, event)
-                return
-            except Exception:
-                # A failure while the service's own database is unreachable is not the event's fault: wait
-                # for the database instead of spending the bus's retries (which would dead-letter a good
-                # event during a short outage). With the database up, the error goes to the bus as usual.
-                if await self.db.ping():
-                    raise
-                log.warning("database_unreachable_waiting", group=self.group, event_id=envelope.id)
-                delay = 0.5
-                while not await self.db.ping():
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+        # A failure while the service's own database is unreachable is not the event's fault: wait for the
+        # database instead of spending the bus's retries (which would dead-letter a good event during a short
+        # outage). With the database up, the error goes to the bus as usual.
+        await self.db.retry_while_unreachable(
+            lambda: self._apply(envelope, handler, event), what=f"{self.group} event {envelope.id}"
+        )
+        self._crash_after_commit.passed(group=self.group, event_id=envelope.id)
 
     async def handle_batch(self, msgs: Sequence[BusMessage]) -> None:
         """Apply several records (each partition's in order) in ONE transaction, each with its inbox row.
@@ -124,6 +118,8 @@ class Subscriber:
                 for envelope, handler, event in work:
                     with event_context(envelope, self.group):
                         await self._apply_in(session, envelope, handler, event)
+            for envelope, _handler, _event in work:
+                self._crash_after_commit.passed(group=self.group, event_id=envelope.id)
         for envelope in skipped:  # counted once the batch is through (a failed batch is delivered again)
             self._skipped(envelope)
 
