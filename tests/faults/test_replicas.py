@@ -122,6 +122,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "MART_STRIPE_API_BASE": stripe.url,
             "MART_STRIPE_TIMEOUT_S": "5",
+            "MART_PROVIDER_RETRY_BASE_S": "0.2",
+            "MART_PROVIDER_RETRY_MAX_S": "2",
         },
     )
 
@@ -225,6 +227,42 @@ async def rolling_restart(cluster: ReplicaCluster, timings: dict[str, float]) ->
         )
         timings[f"rolling restart, replica {k} of each service"] = time.monotonic() - begun
         say(f"rolling restart: replica {k} of every service back in {time.monotonic() - begun:.1f}s")
+
+
+async def kill_payment_with_a_refund_pending(cluster: ReplicaCluster, timings: dict[str, float]) -> int:
+    """Refunds fail at the provider until a paid order's refund is pending; then ``kill -9`` of both payment
+    replicas; the provider recovers and the replicas start again. Returns the refunds pending at the kill."""
+    assert cluster.stripe is not None
+    loop = asyncio.get_running_loop()
+    svc = next(s for s in SERVICES if s.package == "payment_service")
+    cluster.stripe.fail("refund", 500)
+    begun = time.monotonic()
+
+    async def pending() -> int:
+        rows = await faults._fetch(
+            cluster, svc.package, "SELECT count(*) AS n FROM payments WHERE status = 'REFUND_PENDING'"
+        )
+        return int(rows[0]["n"])
+
+    while (waiting := await pending()) == 0:
+        assert time.monotonic() - begun < 90, "no refund became pending (no paid order was cancelled)"
+        await asyncio.sleep(0.5)
+    replicas = [cluster.inst(svc, k) for k in range(1, REPLICAS + 1)]
+    for inst in replicas:
+        await loop.run_in_executor(None, lambda i=inst: dist.stop_instance(cluster.cfg, i, graceful=False))
+        cluster.kills[svc.name] += 1
+        cluster.kill_windows[svc.name].append((time.time() - 1.0, time.time() + KILL_WINDOW_S))
+    say(f"kill -9 of both payment replicas with {waiting} refund(s) pending at the provider")
+    cluster.stripe.heal("refund")
+    for inst in replicas:
+        await loop.run_in_executor(
+            None, lambda i=inst: dist.start_instance(cluster.cfg, i, say=lambda _m: None)
+        )
+    await loop.run_in_executor(
+        None, lambda: dist.wait_ready(cluster.cfg, timeout=120, say=lambda _m: None, only=replicas)
+    )
+    timings["payment replicas killed with refunds pending: back in"] = time.monotonic() - begun
+    return waiting
 
 
 # --- the replica-specific invariants ---------------------------------------------------------------
@@ -458,6 +496,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
         for name, windows in cluster.kill_windows.items():
             cluster.kill_windows[name] = [(a, min(b, rolling_begins)) for a, b in windows]
         await rolling_restart(cluster, timings)
+        refunds_pending_at_kill = await kill_payment_with_a_refund_pending(cluster, timings)
         status = await asyncio.get_running_loop().run_in_executor(None, dist.status, cluster.cfg)
         await asyncio.sleep(3)
     finally:
@@ -513,6 +552,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
         **{k: v for k, v in pub.items() if not k.startswith("_")},
         **{k: v for k, v in order.items() if not k.startswith("_")},
         "payment provider (both payment replicas)": money,
+        "refunds pending at the provider when both payment replicas were killed": refunds_pending_at_kill,
         "kill -9 per service": dict(cluster.kills),
         "graceful restarts per service": dict(cluster.graceful),
         "answered through the gateway while a replica was dead": served_while_down,
