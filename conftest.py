@@ -25,6 +25,33 @@ _ran_on: dict[str, int] = {
     "containers": 0,
     "browser": 0,
 }
+# Under MART_FORBID_SKIPS=1 (CI) each of these must count at least one passed test: every one of them when
+# the whole suite runs, else those that some selected test is marked with.
+REQUIRED_INFRASTRUCTURE = ("postgres", "kafka", "distributed", "containers", "browser")
+_selected_marks: set[str] = set()
+
+
+def pytest_collection_finish(session):
+    for item in session.items:  # what runs, after -k / -m deselection
+        _selected_marks.update(m.name for m in item.iter_markers())
+
+
+def _whole_suite(config) -> bool:
+    """No paths, ``-k`` or ``-m`` given: the run is the configured testpaths, all of them."""
+    import pytest
+
+    return (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+    )
+
+
+def _infrastructure_unused(config) -> list[str]:
+    if config.option.collectonly:
+        return []
+    wanted = set(REQUIRED_INFRASTRUCTURE) if _whole_suite(config) else _selected_marks
+    return [mark for mark in REQUIRED_INFRASTRUCTURE if mark in wanted and _ran_on[mark] == 0]
 
 
 def pytest_runtest_logreport(report):
@@ -50,11 +77,22 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_sessionfinish(session, exitstatus):
     """With MART_FORBID_SKIPS=1 (CI), a skipped test fails the run: nothing that needs
-    PostgreSQL or Kafka may silently not run."""
+    PostgreSQL or Kafka may silently not run. Nor may the run pass without a single test passing on
+    PostgreSQL, Kafka, the distributed mode, the containers or a real browser (REQUIRED_INFRASTRUCTURE)."""
     import os
 
-    if os.environ.get("MART_FORBID_SKIPS") == "1" and _skipped:
+    if os.environ.get("MART_FORBID_SKIPS") != "1":
+        return
+    if _skipped:
         print(f"\nFAILED: {len(_skipped)} test(s) skipped, which CI forbids:")
         for nodeid in _skipped:
             print(f"  {nodeid}")
+        session.exitstatus = 1
+    unused = _infrastructure_unused(session.config)
+    if unused:
+        print(
+            "\nFAILED: no test passed on "
+            + ", ".join(unused)
+            + " (see 'real infrastructure' above): the run did not prove what it claims to."
+        )
         session.exitstatus = 1

@@ -73,5 +73,3 @@ class Inventory:
 async def inventory(service_client: Any, jwt_keys: Any) -> AsyncIterator[Inventory]:
     async with service_client(low_stock_threshold=5, reservation_sweep_interval_s=3600) as client:
         yield Inventory(client, jwt_keys)
-
-

@@ -18,6 +18,7 @@ from mart_common.inbox import Subscriber
 from mart_common.messaging import MESSAGING_METADATA, BusMessage, Envelope, outbox_table
 from mart_common.outbox import OutboxRelay, record_event
 from mart_testkit.fixtures import eventually
+from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -242,24 +243,60 @@ async def test_poison_message_is_dead_lettered_while_later_ones_flow_and_redrive
     assert (await rig.effects()).count(("poison", 1)) == 1
 
 
-async def test_malformed_and_unknown_events_go_straight_to_dead_letters(rig: Rig) -> None:
+async def test_records_that_cannot_be_decoded_go_straight_to_dead_letters(rig: Rig) -> None:
     _subscribe(rig)
     garbage = Envelope.new(
         type="mart.orders.v1.OrderPlaced", source="x", topic=TOPIC, key="g", payload=b"\xff\xff\xff"
     )
-    unknown = Envelope.new(
-        type="mart.orders.v1.OrderTeleported", source="x", topic=TOPIC, key="u", payload=b""
-    )
     no_headers = BusMessage(topic=TOPIC, key="n", value=b"")
-    for msg in (garbage.to_bus(), unknown.to_bus(), no_headers):
+    for msg in (garbage.to_bus(), no_headers):
         await rig.bus.publish(msg)
     await rig.place("ok", 1)
     await rig.relay().publish_pending()
     await eventually(lambda: _contains(rig.effects(), ("ok", 1)), timeout=60)
-    dead = await eventually(lambda: _at_least(rig.bus.dead_letters(GROUP), 3), timeout=60)
-    reasons = sorted(m.header("dlq_reason") or "" for m in dead)
-    assert all(r.startswith("permanent:") for r in reasons)
+    dead = await eventually(lambda: _at_least(rig.bus.dead_letters(GROUP), 2), timeout=60)
+    reasons = {m.header("ce_id") or "(none)": m.header("dlq_reason") or "" for m in dead}
+    assert reasons[garbage.id].startswith("permanent: malformed mart.orders.v1.OrderPlaced"), reasons
+    assert reasons["(none)"].startswith("permanent: missing CloudEvents headers"), reasons
     assert {m.header("dlq_attempts") for m in dead} == {"1"}  # not retried
+
+
+def _skipped(ce_type: str, known: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "mart_consumer_events_skipped_total", {"group": GROUP, "ce_type": ce_type, "known": known}
+    )
+    return value or 0.0
+
+
+async def test_event_types_a_consumer_does_not_handle_are_skipped_and_counted(rig: Rig) -> None:
+    """A type this build does not know (a newer producer's, mid rolling deploy) and a known type the group
+    has no handler for are passed over and counted, never dead-lettered; the events behind them on the same
+    key are applied. Once in a poll's batch (one transaction), once delivered on its own."""
+    newer, unhandled = "mart.orders.v1.OrderTeleported", "mart.orders.v1.OrderShipped"
+    before = (_skipped(newer, "false"), _skipped(unhandled, "true"))
+
+    def record(ce_type: str) -> BusMessage:
+        payload = orders_pb2.OrderShipped(order_id="u").SerializeToString()
+        return Envelope.new(type=ce_type, source="newer", topic=TOPIC, key="u", payload=payload).to_bus()
+
+    # Published before the group starts: the consumer's first poll takes them together (a batch).
+    await rig.bus.publish_many([record(newer), record(unhandled)])
+    await rig.place("u", 1)
+    await rig.relay().publish_pending()
+    sub = _subscribe(rig)
+    await eventually(lambda: _contains(rig.effects(), ("u", 1)), timeout=60)
+    # Delivered alone (the one-by-one path of a subscriber).
+    await sub(record(newer))
+    await sub(record(unhandled))
+    await rig.bus.publish(record(newer))
+    await rig.place("u", 2)
+    await rig.relay().publish_pending()
+    await eventually(lambda: _contains(rig.effects(), ("u", 2)), timeout=60)
+
+    assert await rig.effects() == [("u", 1), ("u", 2)]
+    assert await rig.bus.dead_letters(GROUP) == []
+    assert _skipped(newer, "false") == before[0] + 3
+    assert _skipped(unhandled, "true") == before[1] + 2
 
 
 async def test_per_key_order_holds_across_partitions(rig: Rig) -> None:

@@ -22,12 +22,14 @@ if _stand_in is not None and getattr(_stand_in, "__file__", None) is None:
     del sys.modules["mart_common"]
 
 import pytest  # noqa: E402
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # noqa: E402
+from google.protobuf import descriptor_pb2  # noqa: E402
+from google.protobuf.json_format import MessageToDict  # noqa: E402
 from google.protobuf.message import Message  # noqa: E402
 from mart.orders.v1 import orders_pb2  # noqa: E402
 from mart_common.db import Database  # noqa: E402
 from mart_common.inbox import Subscriber  # noqa: E402
 from mart_common.messaging import MESSAGING_METADATA, Envelope  # noqa: E402
+from mart_testkit.contracts import baseline_class, evolved_class, populated  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
 from mart_common import contracts  # noqa: E402
@@ -113,24 +115,21 @@ def test_the_script_refuses_to_run_without_the_baseline(tmp_path: Path) -> None:
 # --- runtime compatibility both ways -------------------------------------------------------------
 
 
+def _add_coupon_code(proto: descriptor_pb2.FileDescriptorProto) -> None:
+    placed = next(m for m in proto.message_type if m.name == "OrderPlaced")
+    assert 7 not in {f.number for f in placed.field}
+    placed.field.add(
+        name="coupon_code",
+        number=7,
+        json_name="couponCode",
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+
+
 def _evolved_order_placed() -> type[Message]:
     """OrderPlaced of the next contract version: field 7 ``coupon_code`` added (built at runtime)."""
-    pool = descriptor_pool.DescriptorPool()
-    for module in (timestamp_pb2, orders_pb2):
-        proto = descriptor_pb2.FileDescriptorProto()
-        module.DESCRIPTOR.CopyToProto(proto)
-        if module is orders_pb2:
-            placed = next(m for m in proto.message_type if m.name == "OrderPlaced")
-            assert 7 not in {f.number for f in placed.field}
-            placed.field.add(
-                name="coupon_code",
-                number=7,
-                json_name="couponCode",
-                type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-            )
-        pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("mart.orders.v1.OrderPlaced"))
+    return evolved_class(orders_pb2, "mart.orders.v1.OrderPlaced", _add_coupon_code)
 
 
 def _fields(order_id: str) -> dict[str, object]:
@@ -189,3 +188,58 @@ def test_a_consumer_of_the_new_contract_reads_a_message_of_the_released_one() ->
     assert event.placed_at.seconds == 1_800_000_000
     assert [(ln.product_name, ln.quantity) for ln in event.lines] == [("Mug", 2)]
     assert event.coupon_code == ""  # absent in the old message: the field's default
+
+
+# --- every current event, read by a consumer of the released contracts ---------------------------------
+
+
+def _known_part(value: object, descriptor: object) -> object:
+    """``value`` (MessageToDict form) restricted to the fields ``descriptor`` (a released message) has."""
+    if isinstance(value, list):
+        return [_known_part(v, descriptor) for v in value]
+    if not isinstance(value, dict) or descriptor.full_name == "google.protobuf.Timestamp":  # type: ignore[attr-defined]
+        return value
+    out = {}
+    for name, v in value.items():
+        field = descriptor.fields_by_name.get(name)  # type: ignore[attr-defined]
+        if field is not None:
+            out[name] = _known_part(v, field.message_type) if field.message_type else v
+    return out
+
+
+def _read_by_released(current: Message, released_cls: type[Message]) -> list[str]:
+    """What a consumer of the released contract gets wrong in ``current`` (empty: nothing)."""
+    released = released_cls.FromString(current.SerializeToString())
+    sent = _known_part(MessageToDict(current, preserving_proto_field_name=True), released.DESCRIPTOR)
+    read = MessageToDict(released, preserving_proto_field_name=True)
+    wrong = [
+        f"{k}: sent {sent.get(k)!r}, read {read.get(k)!r}"
+        for k in sent.keys() | read.keys()
+        if sent.get(k) != read.get(k)
+    ]
+    # What it does not know travels on: re-publishing the event loses nothing.
+    if type(current).FromString(released.SerializeToString()) != current:
+        wrong.append("fields lost when the released consumer re-serialises the event")
+    return wrong
+
+
+@pytest.mark.parametrize("ce_type", contracts.all_event_types())
+def test_every_current_event_is_read_by_a_consumer_of_the_released_contracts(ce_type: str) -> None:
+    """Every event this build publishes, with every field set, decoded by a class built from the released
+    image (``protos/baseline/v1.binpb``): each field the released contract has reads back as sent."""
+    current = populated(contracts.message_class(ce_type))
+    assert current.ListFields() and len(current.ListFields()) == len(current.DESCRIPTOR.fields)
+    assert _read_by_released(current, baseline_class(ce_type)) == []
+
+
+def test_the_released_reader_check_sees_a_retyped_field() -> None:
+    """The check above fails for a change the rules forbid: ``total_cents`` retyped to a string."""
+
+    def retype(proto: descriptor_pb2.FileDescriptorProto) -> None:
+        placed = next(m for m in proto.message_type if m.name == "OrderPlaced")
+        field = next(f for f in placed.field if f.name == "total_cents")
+        field.type = descriptor_pb2.FieldDescriptorProto.TYPE_STRING
+
+    retyped = populated(evolved_class(orders_pb2, "mart.orders.v1.OrderPlaced", retype))
+    wrong = _read_by_released(retyped, baseline_class("mart.orders.v1.OrderPlaced"))
+    assert any(w.startswith("total_cents:") for w in wrong), wrong

@@ -10,6 +10,8 @@ from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
 from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
+from mart_common.messaging import Envelope
+from mart_testkit.contracts import evolved_class
 from order_service.services import cancel_unpaid_orders
 
 from .conftest import ADDRESS
@@ -204,6 +206,36 @@ async def test_cancel_paid_order_and_late_payment(orders):
     body = (await orders.client.get(f"/orders/{rejected_id}", headers=orders.customer)).json()
     assert body["status"] == "REJECTED" and "insufficient stock" in body["history"][-1]["reason"]
     assert len(await orders.published(orders_pb2.OrderRejected)) == 1
+
+
+def _with_discontinued_reason(proto) -> None:
+    """stock.proto of a newer inventory: RejectionReason gains REJECTION_REASON_DISCONTINUED = 3."""
+    reason = next(e for e in proto.enum_type if e.name == "RejectionReason")
+    assert 3 not in {v.number for v in reason.value}
+    reason.value.add(name="REJECTION_REASON_DISCONTINUED", number=3)
+
+
+async def test_a_rejection_reason_added_by_a_newer_inventory_still_rejects_the_order(orders):
+    """An enum value this build does not know reaches its handler (not the dead-letter topic): the order is
+    REJECTED with a reason a customer can read."""
+    newer = evolved_class(stock_pb2, "mart.stock.v1.StockRejected", _with_discontinued_reason)
+    a = await orders.product(100)
+    order_id = (await orders.place((a, 2))).json()["id"]
+    event = newer(order_id=order_id)
+    event.lines.add(product_id=str(a), requested=2, available=0, reason=3)
+    envelope = Envelope.new(
+        type="mart.stock.v1.StockRejected",
+        source="inventory-service",
+        topic="mart.stock.v1",
+        key=order_id,
+        payload=event.SerializeToString(),
+    )
+    await orders.runtime.subscriber(envelope.to_bus())
+    body = (await orders.client.get(f"/orders/{order_id}", headers=orders.customer)).json()
+    assert body["status"] == "REJECTED"
+    assert body["history"][-1]["reason"] == f"stock rejected: {a}: not available (requested 2, available 0)"
+    [rejected] = await orders.published(orders_pb2.OrderRejected)
+    assert rejected.order_id == order_id
 
 
 async def test_payment_failed_and_window_expiry_cancel(orders):

@@ -87,7 +87,7 @@ def test_duplicate_lines_are_merged_in_first_seen_order():
 
 
 def test_the_reasons_say_what_went_wrong_line_by_line():
-    assert rejection_reason([("p1", False, 3, 1), ("p2", True, 1, 0)]) == (
+    assert rejection_reason([("p1", "insufficient stock", 3, 1), ("p2", "unknown product", 1, 0)]) == (
         "stock rejected: p1: insufficient stock (requested 3, available 1); "
         "p2: unknown product (requested 1, available 0)"
     )

@@ -16,6 +16,7 @@
 #   state   ${MART_MAILPIT_DIR:-${MART_DATA_DIR:-<repo>/.data}/mailpit}/: mailpit.db (the messages),
 #           mailpit.pid, mailpit.out
 # Ports: MART_MAILPIT_SMTP_PORT (1025) and MART_MAILPIT_HTTP_PORT (8025), on 127.0.0.1 only.
+# Kept: the newest MART_MAILPIT_MAX messages (5000); older ones are deleted.
 set -euo pipefail
 
 MAILPIT_VERSION="1.33.1"
@@ -88,7 +89,7 @@ cmd_start() {
         log "starting mailpit ${MAILPIT_VERSION} (log: $OUT_FILE)"
         nohup "$BIN" --disable-version-check \
             --smtp "${HOST}:${SMTP_PORT}" --listen "${HOST}:${HTTP_PORT}" \
-            --database "$STATE_DIR/mailpit.db" --max 5000 \
+            --database "$STATE_DIR/mailpit.db" --max "${MART_MAILPIT_MAX:-5000}" \
             >>"$OUT_FILE" 2>&1 </dev/null &
         pid=$!
         printf '%s\n' "$pid" >"$PID_FILE"

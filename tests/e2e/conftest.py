@@ -37,6 +37,7 @@ from mart_cli.seed import seed
 from mart_cli.services import PROCESSES, SERVICES, Endpoints
 
 from .containers import ContainerStack
+from .mail import Mailbox, debugging_server_log, eml_files, mailpit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MART = REPO_ROOT / "mart"
@@ -55,6 +56,7 @@ class Mart:
     startup_s: float = 0.0
     gateway_url: str = ""  # one port with the Kong prefixes (embedded: the mart itself)
     mail_api: str = ""  # Mailpit's HTTP API when mail goes there (distributed), else mail is .eml files
+    mailbox: Mailbox | None = None  # the mails sent to an address, wherever this mode delivers them
 
 
 class EmbeddedProcess:
@@ -149,6 +151,7 @@ def embedded_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]:
             cli_args=["--url", process.url, "--data-dir", str(data_dir)],
             startup_s=took,
             gateway_url=process.url,
+            mailbox=eml_files(data_dir / "mail"),
         )
         code = process.stop()
         assert code == 0, f"Ctrl-C exit code {code}:\n{process.log_tail()}"
@@ -205,6 +208,7 @@ def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]
             cli_args=["--data-dir", str(data_dir)],
             startup_s=services_s,
             mail_api=cfg.mail_api,
+            mailbox=mailpit(cfg.mail_api),
         )
     finally:
         dist.stop_services(cfg, say=lambda _m: None)
@@ -272,6 +276,7 @@ def containers_mart(container_stack: ContainerStack) -> Iterator[Mart]:
             data_dir=stack.data_dir,
             creds=creds,
             cli_args=["--data-dir", str(stack.data_dir)],
+            mailbox=debugging_server_log(lambda: stack.logs("mailpit", tail=1_000_000)),
         )
     finally:
         dist.stop_services(cfg, say=lambda _m: None)

@@ -17,12 +17,14 @@ from typing import Any
 
 import asyncpg
 from mart_common.bus.kafka import KafkaBus
+from mart_testkit.fake_stripe import FakeStripeAPI
 
 from mart_cli.services import SERVICES
 from mart_common import contracts
 
 FINAL = {"REJECTED", "CANCELLED", "DELIVERED", "PAID", "SHIPPED"}
 PAID_LIKE = {"PAID", "SHIPPED", "DELIVERED"}
+CLOSED = {"CANCELLED", "REJECTED"}  # no money may stay with the mart, no payment may stay open
 
 DsnOf = Callable[[str], str]
 
@@ -81,6 +83,8 @@ class Snapshot:
     # a SUCCEEDED payment whose order is not paid; a REFUNDED payment whose order is not CANCELLED
     charged_not_paid: list[str] = field(default_factory=list)
     refunded_not_cancelled: list[str] = field(default_factory=list)
+    # a cancelled or rejected order whose payment is still open (CREATING, REQUIRES_PAYMENT, REFUND_PENDING)
+    open_payment_on_closed_order: list[str] = field(default_factory=list)
 
     def violations(self) -> dict[str, Any]:
         found = {
@@ -91,6 +95,7 @@ class Snapshot:
             "cancelled-after-paid orders whose units are not back on hand": self.cancelled_paid_not_restocked,
             "SUCCEEDED payments whose order is not paid": self.charged_not_paid,
             "REFUNDED payments whose order is not cancelled": self.refunded_not_cancelled,
+            "open payments of cancelled or rejected orders": self.open_payment_on_closed_order,
         }
         return {k: v for k, v in found.items() if v}
 
@@ -153,6 +158,10 @@ async def snapshot(dsn_of: DsnOf, initial: dict[str, int]) -> Snapshot:
             snap.charged_not_paid.append(f"{oid}: order {snap.status_of.get(oid)}")
         if "REFUNDED" in statuses and snap.status_of.get(oid) != "CANCELLED":
             snap.refunded_not_cancelled.append(f"{oid}: order {snap.status_of.get(oid)}")
+        if snap.status_of.get(oid) in CLOSED and not set(statuses) <= {"FAILED", "REFUNDED"}:
+            snap.open_payment_on_closed_order.append(
+                f"{oid}: order {snap.status_of[oid]}, payments {statuses}"
+            )
 
     actual = {str(r["product_id"]): (r["on_hand"], r["reserved"]) for r in stock}
     snap.stock_mismatches = {
@@ -234,3 +243,44 @@ def duplicates_absorbed(log_dir: Path) -> dict[str, int]:
         text = path.read_text(errors="replace") if path.exists() else ""
         out[svc.name] = len(re.findall(r"duplicate_event_ignored", text))
     return out
+
+
+async def money_at_the_provider(
+    dsn_of: DsnOf, stripe: FakeStripeAPI, status_of: dict[str, str]
+) -> dict[str, Any]:
+    """What the payment provider saw (a ``FakeStripeAPI``): PaymentIntents created, charges, refunds, held
+    against the payments and the orders' final states. Every list must be empty; the counts say how much
+    was checked."""
+    rows = await fetch(dsn_of("payment_service"), "SELECT order_id, provider_payment_id FROM payments")
+    recorded = {r["provider_payment_id"]: str(r["order_id"]) for r in rows if r["provider_payment_id"]}
+    order_of = {i["id"]: i["metadata"].get("order_id", "") for i in stripe.created_intents()}
+    intents_per_order = Counter(order_of.values())
+    charges = Counter(stripe.charges())
+    refunds = Counter(r["payment_intent"] for r in stripe.created_refunds())
+    kept, refunded_yet_paid = [], []
+    for intent in charges:
+        status = status_of.get(order_of.get(intent, ""))
+        if status in PAID_LIKE and refunds[intent]:
+            refunded_yet_paid.append(f"{order_of[intent]}: {status}, refunded")
+        elif status not in PAID_LIKE and refunds[intent] != 1:
+            kept.append(f"{order_of.get(intent)}: {status}, charged, {refunds[intent]} refunds")
+    create_requests = Counter(r.idempotency_key for r in stripe.sent("create"))
+    return {
+        "intents created": len(order_of),
+        "charges": sum(charges.values()),
+        "refunds": sum(refunds.values()),
+        "create requests per order (max; retries and replicas, one idempotency key)": max(
+            create_requests.values(), default=0
+        ),
+        "orders with more than one PaymentIntent": [o for o, n in intents_per_order.items() if n > 1],
+        "intents the payments do not record (or record for another order)": [
+            i for i, o in order_of.items() if recorded.get(i) != o
+        ],
+        "payments whose intent the provider never created": [i for i in recorded if i not in order_of],
+        "intents charged more than once": [i for i, n in charges.items() if n > 1],
+        "intents refunded more than once": [i for i, n in refunds.items() if n > 1],
+        "refunds of intents never charged": [i for i in refunds if i not in charges],
+        "charges of intents the mart never created": [i for i in charges if i not in order_of],
+        "money kept for an order that is not paid (cancelled, rejected, failed)": kept,
+        "paid orders whose money went back": refunded_yet_paid,
+    }

@@ -2,17 +2,21 @@
 subscriber), on PostgreSQL + the Kafka broker and on SQLite + the in-process bus.
 
 On ONE key (so one partition, where a stuck record would block everything behind it) the test publishes:
-a record without CloudEvents headers, a malformed Protobuf payload, an unknown ``ce_type``, an event whose
-handler raises (the handler is broken on purpose, then "fixed"), a good event after all of them, and a
-duplicate of the good one. Expected: the four bad ones land in ``inventory-service.dlq`` (permanent errors
-at once, the raising one after its retries) while the good event behind them is applied, once. After the
-fix, ``bus.redrive(group)`` applies the once-failing event exactly once (a second re-drive changes nothing)
-and the permanent ones go back to the dead-letter topic.
+a record without CloudEvents headers, a malformed Protobuf payload of a type the service handles, an event
+type the service does not know (as a newer producer would publish it), an event whose handler raises (the
+handler is broken on purpose, then fixed), a good event after all of them, and a redelivery of the good one.
+Expected: the unknown type is skipped and counted (``mart_consumer_events_skipped_total``), never
+dead-lettered; the three bad ones land in ``inventory-service.dlq`` (permanent errors at once, the raising
+one after its retries) while the good event behind them is applied once. The handler adds one unit on hand
+per application (not idempotent by itself), so "once" is the inbox's doing. After the fix,
+``bus.redrive(group)`` applies the once-failing event exactly once (a later duplicate does not even reach
+the handler) and the permanent ones go back to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,19 +24,24 @@ from typing import Any
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from inventory_service.main import create_app
-from inventory_service.models import Stock
+from inventory_service.models import Stock, StockMovement
 from inventory_service.settings import InventorySettings
 from mart.products.v1 import products_pb2
 from mart_common.bus import EventBus
 from mart_common.messaging import BusMessage, Envelope, inbox_table
-from mart_testkit.fixtures import eventually, running
+from mart_testkit.fixtures import database_unavailable, eventually, running
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from inventory_service import services as inventory_services
 from mart_common import contracts
 
 GROUP = "inventory-service"
 TOPIC = "mart.products.v1"
 KEY = "poison-partition"
+# An event type this build's contracts do not list: what a newer producer publishes during a rolling deploy.
+UNKNOWN_TYPE = "mart.products.v1.ProductTeleported"
+TEST_ACTOR = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
 
 
 def product_created(product_id: uuid.UUID | str) -> Envelope:
@@ -81,24 +90,40 @@ async def test_poison_messages_are_dead_lettered_without_blocking_and_redriven_o
     created_type = contracts.ce_type(products_pb2.ProductCreated)
     real_handler = subscriber.handlers[created_type]
     broken_id, good_id = uuid.uuid4(), uuid.uuid4()
-    calls: dict[str, int] = {"broken": 0}
+    calls: Counter[str] = Counter()  # handler calls per product id
+    bug = {"on": True}
 
-    async def broken(context: Any, session: Any, event: Any, envelope: Envelope) -> None:
-        if event.product.product_id == str(broken_id):
-            calls["broken"] += 1
+    async def handler(context: Any, session: Any, event: Any, envelope: Envelope) -> None:
+        pid = event.product.product_id
+        calls[pid] += 1
+        if bug["on"] and pid == str(broken_id):
             raise RuntimeError("handler bug (injected by the test)")
         await real_handler(context, session, event, envelope)
+        # An effect that is NOT idempotent by itself, in the inbox's transaction: one unit on hand and one
+        # stock movement per application. Only the inbox stands between a redelivery and a second unit.
+        await inventory_services.adjust_stock(
+            session, context, uuid.UUID(pid), 1, f"event {envelope.id}", actor_id=TEST_ACTOR
+        )
 
-    subscriber.handlers[created_type] = broken
+    subscriber.handlers[created_type] = handler
+    skipped_before = _skipped(GROUP, UNKNOWN_TYPE)
     await bus.start()
     try:
         async with running(app):
             db = app.state.runtime.db
 
-            async def stock_rows(pid: uuid.UUID) -> int:
+            async def on_hand(pid: uuid.UUID) -> int | None:
+                async with db.session() as s:
+                    return await s.scalar(select(Stock.on_hand).where(Stock.product_id == pid))
+
+            async def movements(pid: uuid.UUID) -> int:
                 async with db.session() as s:
                     return int(
-                        await s.scalar(select(func.count()).select_from(Stock).where(Stock.product_id == pid))
+                        await s.scalar(
+                            select(func.count())
+                            .select_from(StockMovement)
+                            .where(StockMovement.product_id == pid)
+                        )
                     )
 
             async def inbox_rows(event_id: str) -> int:
@@ -117,7 +142,7 @@ async def test_poison_messages_are_dead_lettered_without_blocking_and_redriven_o
                 type=created_type, source="evil", topic=TOPIC, key=KEY, payload=b"\xff\xff\xff\xff\x0f"
             )
             unknown = Envelope.new(
-                type="mart.products.v1.ProductTeleported", source="evil", topic=TOPIC, key=KEY, payload=b""
+                type=UNKNOWN_TYPE, source="newer", topic=TOPIC, key=KEY, payload=b"\x08\x01"
             )
             headerless = BusMessage(topic=TOPIC, key=KEY, value=b"not a cloud event", headers=())
             await bus.publish_many(
@@ -127,50 +152,65 @@ async def test_poison_messages_are_dead_lettered_without_blocking_and_redriven_o
                     unknown.to_bus(),
                     failing.to_bus(),
                     good.to_bus(),
-                    good.to_bus(),
+                    good.to_bus(),  # a redelivery: the same event id again
                 ]
             )
 
-            # The good event behind four bad ones on the same partition is applied, once.
-            await eventually(lambda: _is(stock_rows(good_id), 1), timeout=60, message="good event applied")
+            # The good event behind the bad ones on the same partition is applied, once.
+            await eventually(lambda: _is(on_hand(good_id), 1), timeout=60, message="good event applied")
             dead = await eventually(
-                lambda: _at_least(bus.dead_letters(GROUP), 4), timeout=60, message="four dead letters"
+                lambda: _at_least(bus.dead_letters(GROUP), 3), timeout=60, message="three dead letters"
             )
-            assert await inbox_rows(good.id) == 1 and await stock_rows(good_id) == 1
-            assert await stock_rows(broken_id) == 0
+            assert await inbox_rows(good.id) == 1 and await on_hand(good_id) == 1
+            assert await movements(good_id) == 1
+            assert await on_hand(broken_id) is None
             reasons = {m.header("ce_id") or "(no ce_id)": m.header("dlq_reason") or "" for m in dead}
-            assert len(dead) == 4, reasons
+            # A type the consumer has no handler for is skipped and counted, never dead-lettered; a type it
+            # handles that does not decode, and a record without headers, are.
+            assert set(reasons) == {failing.id, malformed.id, "(no ce_id)"}, reasons
             assert reasons[failing.id].startswith("RuntimeError"), reasons
-            assert reasons[unknown.id].startswith("permanent: unknown event type"), reasons
             assert reasons[malformed.id].startswith("permanent: malformed"), reasons
             assert reasons["(no ce_id)"].startswith("permanent: missing CloudEvents headers"), reasons
-            assert calls["broken"] == bus.retry.max_attempts  # retried, then dead-lettered
+            assert _skipped(GROUP, UNKNOWN_TYPE) == skipped_before + 1
+            assert await inbox_rows(unknown.id) == 0
+            assert calls[str(broken_id)] == bus.retry.max_attempts  # retried, then dead-lettered
             assert all(m.header("dlq_original_topic") == TOPIC for m in dead)
 
             # Fix the handler, re-drive: the failing event is applied exactly once.
-            subscriber.handlers[created_type] = real_handler
-            assert await bus.redrive(GROUP) == 4
+            bug["on"] = False
+            assert await bus.redrive(GROUP) == 3
             await eventually(
-                lambda: _is(stock_rows(broken_id), 1), timeout=60, message="re-driven event applied"
+                lambda: _is(on_hand(broken_id), 1), timeout=60, message="re-driven event applied"
             )
             # The permanent ones are dead-lettered again (still poison); nothing else changes.
             await eventually(
-                lambda: _at_least(bus.dead_letters(GROUP), 7), timeout=60, message="poison back in dlq"
+                lambda: _at_least(bus.dead_letters(GROUP), 5), timeout=60, message="poison back in dlq"
             )
-            assert await bus.redrive(GROUP) == 3  # only the new dead letters; the fixed one is not among them
+            assert await bus.redrive(GROUP) == 2  # only the new dead letters; the fixed one is not among them
             await eventually(
-                lambda: _at_least(bus.dead_letters(GROUP), 10), timeout=60, message="poison again"
+                lambda: _at_least(bus.dead_letters(GROUP), 7), timeout=60, message="poison again"
             )
-            # A duplicate of the applied event (as a second re-drive of the same record would be) is ignored.
+            # A duplicate of the applied event (as a second re-drive of the same record would be) is ignored:
+            # the handler is not even called, and no second unit appears.
             await bus.publish(failing.to_bus())
             marker = product_created(uuid.uuid4())
             await bus.publish(marker.to_bus())
             await eventually(lambda: _is(inbox_rows(marker.id), 1), timeout=60, message="marker applied")
             assert await inbox_rows(failing.id) == 1
-            assert await stock_rows(broken_id) == 1 and await stock_rows(good_id) == 1
-            assert calls["broken"] == bus.retry.max_attempts
+            assert await on_hand(broken_id) == 1 and await on_hand(good_id) == 1
+            assert await movements(broken_id) == 1 and await movements(good_id) == 1
+            assert calls[str(broken_id)] == bus.retry.max_attempts + 1
+            assert calls[str(good_id)] >= 1
     finally:
         await bus.stop()
+
+
+def _skipped(group: str, ce_type: str) -> float:
+    """``mart_consumer_events_skipped_total`` for an unknown type, as /metrics would report it."""
+    value = REGISTRY.get_sample_value(
+        "mart_consumer_events_skipped_total", {"group": group, "ce_type": ce_type, "known": "false"}
+    )
+    return value or 0.0
 
 
 async def _is(awaitable: Any, expected: Any) -> bool:
@@ -191,30 +231,18 @@ async def test_an_event_arriving_while_the_database_is_down_waits_instead_of_bei
     StockReserved event used up its retries and was dead-lettered, leaving its order PENDING."""
     import asyncio
 
-    import asyncpg
-    from mart_testkit.fixtures import POSTGRES_ADMIN_DSN
-
     bus = make_bus("kafka")
     url = await new_database("postgres")
     settings = InventorySettings(database_url=url, event_bus="kafka", data_dir=tmp_path, log_json=False)
     app = create_app(settings, bus=bus)
-    name = url.rsplit("/", 1)[1]
     await bus.start()
     try:
         async with running(app):
             db = app.state.runtime.db
-            admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-            try:
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-                )
+            async with database_unavailable(url):
                 pid = uuid.uuid4()
                 await bus.publish(product_created(pid).to_bus())
                 await asyncio.sleep(4.0)  # longer than all the bus's retries with FAST_RETRY
-            finally:
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-                await admin.close()
 
             async def applied() -> bool:
                 async with db.session() as s:
@@ -232,9 +260,6 @@ async def test_requests_during_a_database_outage_answer_503_not_500(
     new_database: Callable[..., Any], tmp_path: Path, jwt_keys: Any
 ) -> None:
     """Regression (found by the fault suite): with its database away, a service answered 500."""
-    import asyncpg
-    from mart_testkit.fixtures import POSTGRES_ADMIN_DSN
-
     url = await new_database("postgres")
     settings = InventorySettings(
         database_url=url,
@@ -244,22 +269,13 @@ async def test_requests_during_a_database_outage_answer_503_not_500(
         log_json=False,
     )
     app = create_app(settings, token_verifier=jwt_keys.verifier())
-    name = url.rsplit("/", 1)[1]
     async with running(app) as client:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-        try:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-            )
+        async with database_unavailable(url):
             r = await client.get(f"/stock/{uuid.uuid4()}")
             assert r.status_code == 503, r.text
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.headers.get("retry-after")
             assert (await client.get("/ready")).status_code == 503
-        finally:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await admin.close()
         assert (await client.get(f"/stock/{uuid.uuid4()}")).status_code == 404
 
 

@@ -22,8 +22,12 @@ Then, once the system has settled, the fault suite's saga invariants (tests/faul
 - no two relays published the same rows concurrently: per partition, copies of rows already on the broker
   come in at most one run per kill of that service (the interrupted batch, re-published once);
 - per-key order: every consumer applied the events of each key (an order, a product) in outbox order;
-- no event handled twice: no order status entered twice, one sale movement per paid order line, one
-  payment per order, no inbox row for an event that was never published.
+- no event handled twice: no order status entered twice, one sale movement per paid order line, no inbox
+  row for an event that was never published;
+- the money, at the provider: both payment replicas talk to a Stripe-like API (``FakeStripeAPI``, the real
+  ``stripe`` SDK on their side) and customers pay by a signed Stripe event to ``POST /webhook`` through the
+  gateway. One PaymentIntent per order however many replicas and retries called the provider, one charge
+  and at most one refund per intent, and no money kept for a cancelled or rejected order.
 
 Figures are printed in the terminal summary and written to ``<tmp>/replica-summary.json``.
 """
@@ -35,6 +39,7 @@ import json
 import os
 import random
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,9 +50,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mart_common.bus.kafka import KafkaBus
+from mart_testkit.fake_stripe import FakeStripeAPI
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
+from payment_service.providers import FakeProvider
 
 from mart_cli import dist
 from mart_cli.services import SERVICES, Endpoints, Service
@@ -61,6 +68,7 @@ SETTLE_TIMEOUT_S = 120.0
 KILL_WINDOW_S = 30.0  # a killed relay's batch is re-published by the other replica within this
 BATCH_SIZE = 200  # ServiceSettings.outbox_batch_size: the most rows one relay commit window publishes
 REPO = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "whsec_replica_suite"  # noqa: S105 - a test's own webhook secret
 
 
 def say(msg: str) -> None:
@@ -82,6 +90,7 @@ class ReplicaCluster:
     # service name -> (from, to) wall-clock windows in which a relay of that service may have been killed
     # mid-batch (from the kill until the rolling restart begins, at most KILL_WINDOW_S)
     kill_windows: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    stripe: FakeStripeAPI | None = None  # the payment provider both payment replicas call
 
     def db_dsn(self, package: str) -> str:
         return self.cfg.database_urls[package].replace("postgresql+asyncpg://", "postgresql://")
@@ -96,6 +105,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
     data_dir = tmp / "data"
     data_dir.mkdir()
     replica_ports = {s.package: [free_port() for _ in range(REPLICAS)] for s in SERVICES}
+    stripe = FakeStripeAPI().__enter__()
     cfg = dist.DistConfig(
         data_dir=data_dir,
         ports={p: ports[0] for p, ports in replica_ports.items()},
@@ -103,7 +113,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
         gateway_port=free_port(),
         kafka_bootstrap=SharedBroker().bootstrap,
         kafka_namespace=new_namespace("r"),
-        extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2"},
+        extra_env={
+            "MART_LOG_JSON": "true",
+            "MART_OUTBOX_POLL_INTERVAL_S": "0.2",
+            # Both payment replicas on the real stripe SDK, pointed at the test's Stripe-like API.
+            "MART_PAYMENT_PROVIDER": "stripe",
+            "STRIPE_API_KEY": "sk_test_replicas",
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MART_STRIPE_API_BASE": stripe.url,
+            "MART_STRIPE_TIMEOUT_S": "5",
+            "MART_PROVIDER_RETRY_BASE_S": "0.2",
+            "MART_PROVIDER_RETRY_MAX_S": "2",
+        },
     )
 
     async def _create() -> dict[str, str]:
@@ -119,9 +140,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
         except RuntimeError as exc:
             raise AssertionError(f"{exc}\n{_logs(cfg)}") from exc
         say(f"{len(cfg.instances())} replicas and the gateway ready in {time.monotonic() - begun:.1f}s")
-        yield ReplicaCluster(cfg=cfg, broker=SharedBroker(), ep=cfg.endpoints())
+        yield ReplicaCluster(cfg=cfg, broker=SharedBroker(), ep=cfg.endpoints(), stripe=stripe)
     finally:
         dist.stop_services(cfg, say=lambda _m: None)
+        stripe.__exit__(None, None, None)
 
         async def _drop() -> None:
             for url in cfg.database_urls.values():
@@ -205,6 +227,42 @@ async def rolling_restart(cluster: ReplicaCluster, timings: dict[str, float]) ->
         )
         timings[f"rolling restart, replica {k} of each service"] = time.monotonic() - begun
         say(f"rolling restart: replica {k} of every service back in {time.monotonic() - begun:.1f}s")
+
+
+async def kill_payment_with_a_refund_pending(cluster: ReplicaCluster, timings: dict[str, float]) -> int:
+    """Refunds fail at the provider until a paid order's refund is pending; then ``kill -9`` of both payment
+    replicas; the provider recovers and the replicas start again. Returns the refunds pending at the kill."""
+    assert cluster.stripe is not None
+    loop = asyncio.get_running_loop()
+    svc = next(s for s in SERVICES if s.package == "payment_service")
+    cluster.stripe.fail("refund", 500)
+    begun = time.monotonic()
+
+    async def pending() -> int:
+        rows = await faults._fetch(
+            cluster, svc.package, "SELECT count(*) AS n FROM payments WHERE status = 'REFUND_PENDING'"
+        )
+        return int(rows[0]["n"])
+
+    while (waiting := await pending()) == 0:
+        assert time.monotonic() - begun < 90, "no refund became pending (no paid order was cancelled)"
+        await asyncio.sleep(0.5)
+    replicas = [cluster.inst(svc, k) for k in range(1, REPLICAS + 1)]
+    for inst in replicas:
+        await loop.run_in_executor(None, lambda i=inst: dist.stop_instance(cluster.cfg, i, graceful=False))
+        cluster.kills[svc.name] += 1
+        cluster.kill_windows[svc.name].append((time.time() - 1.0, time.time() + KILL_WINDOW_S))
+    say(f"kill -9 of both payment replicas with {waiting} refund(s) pending at the provider")
+    cluster.stripe.heal("refund")
+    for inst in replicas:
+        await loop.run_in_executor(
+            None, lambda i=inst: dist.start_instance(cluster.cfg, i, say=lambda _m: None)
+        )
+    await loop.run_in_executor(
+        None, lambda: dist.wait_ready(cluster.cfg, timeout=120, say=lambda _m: None, only=replicas)
+    )
+    timings["payment replicas killed with refunds pending: back in"] = time.monotonic() - begun
+    return waiting
 
 
 # --- the replica-specific invariants ---------------------------------------------------------------
@@ -357,11 +415,6 @@ async def order_checks(
         "SELECT order_id, product_id, count(*) AS n FROM stock_movements WHERE kind = 'sale'"
         " GROUP BY order_id, product_id HAVING count(*) > 1",
     )
-    payments = await faults._fetch(
-        cluster,
-        "payment_service",
-        "SELECT order_id, count(*) AS n FROM payments GROUP BY order_id HAVING count(*) > 1",
-    )
     absorbed = {
         svc.name: sum(1 for line in _log_lines(cluster.cfg, svc) if "duplicate_event_ignored" in line)
         for svc in SERVICES
@@ -374,9 +427,45 @@ async def order_checks(
         "orders with a status entered twice": len(status_twice),
         "_status_twice": status_twice[:5],
         "sale movements applied twice": len(sales),
-        "orders with more than one payment": len(payments),
         "redeliveries absorbed by the inbox (duplicate_event_ignored)": absorbed,
     }
+
+
+# --- paying -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class StripeCustomer:
+    """Pays as with Stripe: the PaymentIntent is charged at the provider, then Stripe's signed event goes to
+    ``POST /webhook`` through the gateway (retried as Stripe retries a webhook: same event, same id)."""
+
+    stripe: FakeStripeAPI | None
+
+    async def __call__(
+        self,
+        client: httpx.AsyncClient,
+        ep: Endpoints,
+        auth: dict[str, str],
+        payment: dict,
+        outcome: str,
+        stats: Counter,
+    ) -> httpx.Response | None:
+        assert self.stripe is not None
+        intent = (payment.get("client_secret") or "").split("_secret_")[0]
+        if outcome == "succeeded":
+            self.stripe.charge(intent)
+        _event_id, payload, signature = FakeProvider(WEBHOOK_SECRET).build_event(
+            outcome=outcome,
+            provider_payment_id=intent,
+            payment_id=uuid.UUID(payment["id"]),
+            order_id=uuid.UUID(payment["order_id"]),
+            amount_cents=payment["amount_cents"],
+            currency=payment["currency"],
+        )
+        headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
+        return await faults._retrying(
+            lambda: client.post(ep.payment("/webhook"), content=payload, headers=headers), stats, "webhook"
+        )
 
 
 # --- the test --------------------------------------------------------------------------------------
@@ -396,7 +485,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
     migrations = await migrations_once(cluster)
     async with httpx.AsyncClient(timeout=30) as client:
         _admin, tokens, products, initial = await faults._setup_catalog(client, cluster)
-    load = faults.Load()
+    load = faults.Load(pay=StripeCustomer(cluster.stripe))
     generator = asyncio.create_task(faults.load_generator(cluster, tokens, products, load, LOAD_RATE))
     served_while_down: dict[str, bool] = {}
     await asyncio.sleep(3)
@@ -407,6 +496,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
         for name, windows in cluster.kill_windows.items():
             cluster.kill_windows[name] = [(a, min(b, rolling_begins)) for a, b in windows]
         await rolling_restart(cluster, timings)
+        refunds_pending_at_kill = await kill_payment_with_a_refund_pending(cluster, timings)
         status = await asyncio.get_running_loop().run_in_executor(None, dist.status, cluster.cfg)
         await asyncio.sleep(3)
     finally:
@@ -436,6 +526,8 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
     missing = [oid for oid in load.placed if oid not in snap.status_of]
     pub = await publication_checks(cluster)
     order = await order_checks(cluster, pub["_outbox"])
+    assert cluster.stripe is not None
+    money = await invariants.money_at_the_provider(cluster.db_dsn, cluster.stripe, snap.status_of)
     async with httpx.AsyncClient(timeout=10) as client:
         for svc in SERVICES:  # a few requests to every service, so that the quiet ones are counted too
             for _ in range(2 * REPLICAS):
@@ -459,6 +551,8 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
         "migrations (per service)": migrations,
         **{k: v for k, v in pub.items() if not k.startswith("_")},
         **{k: v for k, v in order.items() if not k.startswith("_")},
+        "payment provider (both payment replicas)": money,
+        "refunds pending at the provider when both payment replicas were killed": refunds_pending_at_kill,
         "kill -9 per service": dict(cluster.kills),
         "graceful restarts per service": dict(cluster.graceful),
         "answered through the gateway while a replica was dead": served_while_down,
@@ -510,4 +604,6 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
     assert order["inbox rows for events never in an outbox"] == 0, details
     assert order["orders with a status entered twice"] == 0, details
     assert order["sale movements applied twice"] == 0, details
-    assert order["orders with more than one payment"] == 0, details
+    # The money: one intent per order, one charge and at most one refund per intent, none kept unpaid.
+    assert money["intents created"] > 0 and money["charges"] > 0 and money["refunds"] > 0, details
+    assert not [k for k, v in money.items() if isinstance(v, list) and v], details

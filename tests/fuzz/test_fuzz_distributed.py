@@ -20,6 +20,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 import schemathesis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from mart_testkit.fixtures import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
 from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
@@ -183,7 +187,7 @@ def test_schemathesis_on_the_distributed_mode(stack: Stack, package: str, caller
         if operation.path == "/metrics":
             continue  # Prometheus text; covered by the service tests
         operations += 1
-        calls += run_operation(operation, stack.headers[caller], failures, max_examples=MAX_EXAMPLES)
+        calls += sum(run_operation(operation, stack.headers[caller], failures, MAX_EXAMPLES).values())
     print(  # noqa: T201
         f"\n[fuzz-dist] {package} as {caller}: {operations} operations, {calls} requests, "
         f"{time.monotonic() - started:.1f}s"
@@ -461,3 +465,221 @@ def test_postgres_only_input_failures_never_answer_5xx(stack: Stack) -> None:
     print(f"\n[fuzz-dist] {requests} requests with values PostgreSQL refuses or odd Unicode")  # noqa: T201
     assert requests > 100
     assert not failures, "\n".join(failures)
+
+
+# --- 3. stateful: the saga's operations chained with the ids they return -----------------------------
+
+STATEFUL_RUNS = int(os.environ.get("MART_FUZZ_STATEFUL_RUNS", "10"))
+# Each of these must have succeeded (2xx) at least this often on real ids in a run: the saga's own paths.
+REACHED_AT_LEAST = 2
+
+
+class Saga(RuleBasedStateMachine):
+    """A customer and the admin drive orders through the saga in generated sequences: place, pay, fail a
+    payment, cancel (a paid order: refund), ship, deliver, review. Every step uses ids the previous steps
+    got from the API, the model says which answer each call must get (the order's state machine, one review
+    per customer and product), and each step waits for the events it causes to settle."""
+
+    stack: Stack
+    calls: Counter
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = httpx.Client(timeout=30)
+        self.orders: dict[str, str] = {}  # order id -> status the model expects
+        self.reviewer = self._new_customer()
+        self.reviewed: set[str] = set()
+
+    def teardown(self) -> None:
+        for order_id, status in self.orders.items():
+            assert self._order(order_id)["status"] == status, order_id
+        self.client.close()
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _new_customer(self) -> dict[str, str]:
+        email = f"saga-{uuid.uuid4().hex[:10]}@example.com"
+        ep = self.stack.ep
+        r = self.client.post(
+            ep.user("/auth/register"), json={"email": email, "password": CUSTOMER_PASSWORD, "full_name": "S"}
+        )
+        assert r.status_code == 201, r.text
+        r = self.client.post(ep.user("/auth/login"), data={"username": email, "password": CUSTOMER_PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def _call(self, what: str, method: str, url: str, expected: int, **kwargs: Any) -> httpx.Response:
+        r = self.client.request(method, url, **kwargs)
+        self.calls[f"{what} {r.status_code}"] += 1
+        assert r.status_code == expected, f"{what}: {method} {url} -> {r.status_code} {r.text[:300]}"
+        return r
+
+    def _order(self, order_id: str) -> dict[str, Any]:
+        r = self.client.get(self.stack.ep.order(f"/orders/{order_id}"), headers=self.stack.headers["admin"])
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def _until(self, check: Any, what: str, timeout: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (found := check()):
+            assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+            time.sleep(0.1)
+        return found
+
+    def _payment(self, order_id: str, status: str) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            r = self.client.get(
+                self.stack.ep.payment("/payments"),
+                params={"order_id": order_id},
+                headers=self.stack.headers["admin"],
+            )
+            items = r.json()["items"]
+            return items[0] if items and items[0]["status"] == status else None
+
+        return self._until(found, f"payment of {order_id} {status}")
+
+    def _with(self, *statuses: str) -> list[str]:
+        return sorted(o for o, s in self.orders.items() if s in statuses)
+
+    # --- rules --------------------------------------------------------------------------------------
+
+    @rule(quantity=st.integers(1, 3))
+    def place(self, quantity: int) -> None:
+        body = {
+            "items": [{"product_id": self.stack.ids["product"], "quantity": quantity}],
+            "shipping_address": {
+                "line1": "1 Saga St",
+                "city": "Fuzz",
+                "postal_code": "1000",
+                "country": "US",
+            },
+        }
+        r = self._call(
+            "place",
+            "POST",
+            self.stack.ep.order("/orders"),
+            201,
+            json=body,
+            headers=self.stack.headers["customer"],
+        )
+        order_id = r.json()["id"]
+        order = self._until(
+            lambda: (o := self._order(order_id))["status"] != "PENDING" and o, "stock decided"
+        )
+        assert order["status"] == "AWAITING_PAYMENT", order  # plenty of stock
+        self._payment(order_id, "REQUIRES_PAYMENT")
+        self.orders[order_id] = "AWAITING_PAYMENT"
+
+    def _pay(self, order_id: str, outcome: str) -> None:
+        payment = self._payment(order_id, "REQUIRES_PAYMENT")
+        url = self.stack.ep.payment(f"/payments/{payment['id']}/simulate")
+        self._call(
+            f"pay {outcome}",
+            "POST",
+            url,
+            202,
+            json={"outcome": outcome},
+            headers=self.stack.headers["customer"],
+        )
+        wanted = "PAID" if outcome == "succeeded" else "CANCELLED"
+        self._until(lambda: self._order(order_id)["status"] == wanted, f"{order_id} {wanted}")
+        self.orders[order_id] = wanted
+
+    @precondition(lambda self: self._with("AWAITING_PAYMENT"))
+    @rule(data=st.data())
+    def pay(self, data: st.DataObject) -> None:
+        self._pay(data.draw(st.sampled_from(self._with("AWAITING_PAYMENT"))), "succeeded")
+
+    @precondition(lambda self: self._with("AWAITING_PAYMENT"))
+    @rule(data=st.data())
+    def fail_payment(self, data: st.DataObject) -> None:
+        self._pay(data.draw(st.sampled_from(self._with("AWAITING_PAYMENT"))), "failed")
+
+    @precondition(lambda self: self._with("AWAITING_PAYMENT", "PAID"))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        order_id = data.draw(st.sampled_from(self._with("AWAITING_PAYMENT", "PAID")))
+        before = self.orders[order_id]
+        url = self.stack.ep.order(f"/orders/{order_id}/cancel")
+        self._call(f"cancel {before}", "POST", url, 200, headers=self.stack.headers["customer"])
+        self.orders[order_id] = "CANCELLED"
+        if before == "PAID":  # refunded, once
+            self._payment(order_id, "REFUNDED")
+            self.calls["refund reached"] += 1
+
+    @precondition(lambda self: self._with("PAID"))
+    @rule(data=st.data())
+    def ship(self, data: st.DataObject) -> None:
+        order_id = data.draw(st.sampled_from(self._with("PAID")))
+        self._call(
+            "ship",
+            "POST",
+            self.stack.ep.order(f"/orders/{order_id}/ship"),
+            200,
+            headers=self.stack.headers["admin"],
+        )
+        self.orders[order_id] = "SHIPPED"
+
+    @precondition(lambda self: self._with("SHIPPED"))
+    @rule(data=st.data())
+    def deliver(self, data: st.DataObject) -> None:
+        order_id = data.draw(st.sampled_from(self._with("SHIPPED")))
+        url = self.stack.ep.order(f"/orders/{order_id}/deliver")
+        self._call("deliver", "POST", url, 200, headers=self.stack.headers["admin"])
+        self.orders[order_id] = "DELIVERED"
+
+    @precondition(lambda self: self.orders)
+    @rule(data=st.data(), transition=st.sampled_from(["ship", "deliver", "cancel"]))
+    def forbidden(self, data: st.DataObject, transition: str) -> None:
+        """A transition the order's state machine forbids (ship what is not paid, deliver what is not shipped,
+        cancel what is shipped, delivered or cancelled): 409, and the order unchanged."""
+        allowed_from = {"ship": {"PAID"}, "deliver": {"SHIPPED"}, "cancel": {"AWAITING_PAYMENT", "PAID"}}
+        candidates = [o for o, now in sorted(self.orders.items()) if now not in allowed_from[transition]]
+        if not candidates:
+            return
+        order_id = data.draw(st.sampled_from(candidates))
+        url = self.stack.ep.order(f"/orders/{order_id}/{transition}")
+        self._call(f"{transition} refused", "POST", url, 409, headers=self.stack.headers["admin"])
+
+    @precondition(lambda self: not self.reviewed)
+    @rule(rating=st.integers(1, 5))
+    def review(self, rating: int) -> None:
+        """Once per customer and product: 201, then 409 already-reviewed."""
+        url = self.stack.ep.product(f"/products/{self.stack.ids['product']}/reviews")
+        body = {"rating": rating, "comment": "ok"}
+        self._call("review", "POST", url, 201, json=body, headers=self.reviewer)
+        self._call("review again", "POST", url, 409, json=body, headers=self.reviewer)
+        self.reviewed.add(self.stack.ids["product"])
+
+
+@pytest.mark.timeout(900)
+def test_stateful_fuzzing_reaches_every_step_of_the_saga_with_real_ids(stack: Stack) -> None:
+    calls: Counter = Counter()
+    Saga.stack, Saga.calls = stack, calls
+    started = time.monotonic()
+    run_state_machine_as_test(
+        Saga,
+        settings=settings(
+            max_examples=STATEFUL_RUNS,
+            stateful_step_count=40,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    print(f"\n[fuzz-dist] stateful: {dict(sorted(calls.items()))}, {time.monotonic() - started:.1f}s")  # noqa: T201
+    reached = {
+        "place": calls["place 201"],
+        "pay": calls["pay succeeded 202"],
+        "fail a payment": calls["pay failed 202"],
+        "a forbidden transition refused": sum(
+            calls[f"{t} refused 409"] for t in ("ship", "deliver", "cancel")
+        ),
+        "cancel": calls["cancel AWAITING_PAYMENT 200"] + calls["cancel PAID 200"],
+        "refund (cancel of a paid order)": calls["refund reached"],
+        "ship": calls["ship 200"],
+        "deliver": calls["deliver 200"],
+        "review": calls["review 201"],
+    }
+    assert all(n >= REACHED_AT_LEAST for n in reached.values()), reached

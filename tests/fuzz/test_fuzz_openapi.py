@@ -20,7 +20,7 @@ for _pkg in ("payment_service", "notification_service"):
 import os
 import tempfile
 import time
-import uuid
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -128,18 +128,37 @@ def _check_problem(response: Any, label: str) -> str | None:
     return None
 
 
+def documented_operations(package: str) -> set[str]:
+    """``METHOD /path`` of every operation in the service's OpenAPI document (but ``/metrics``)."""
+    paths = app_of(package).openapi()["paths"]
+    return {
+        f"{method.upper()} {path}"
+        for path, item in paths.items()
+        if path != "/metrics"
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+
+
+def has_inputs(operation: Any) -> bool:
+    """Whether the operation takes parameters or a body (else there is nothing to make invalid)."""
+    definition = operation.definition.raw
+    return bool(definition.get("parameters") or definition.get("requestBody"))
+
+
 def run_operation(
     operation: Any, headers: dict[str, str], failures: list[str], max_examples: int = MAX_EXAMPLES
-) -> int:
-    calls = 0
+) -> Counter[str]:
+    """Fuzz one operation; returns the requests sent per generation mode (``positive``/``negative``)."""
+    calls: Counter[str] = Counter()
+    # Valid data, and invalid data too (wrong types, missing fields, out-of-range values), each case tagged
+    # with the mode that made it.
+    strategies = [
+        operation.as_strategy(mode).map(lambda case, mode=mode: (mode.value, case))
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ]
 
-    strategies = [operation.as_strategy(GenerationMode.POSITIVE)]
-    try:  # invalid data too (wrong types, missing fields, out-of-range values), where it can be made
-        strategies.append(operation.as_strategy(GenerationMode.NEGATIVE))
-    except Exception:  # noqa: S110 - an operation without inputs has nothing to negate
-        pass
-
-    @given(case=st.one_of(*strategies))
+    @given(tagged=st.one_of(*strategies))
     @settings(
         max_examples=max_examples,
         deadline=None,
@@ -148,12 +167,12 @@ def run_operation(
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    def _one(case: Any) -> None:
-        nonlocal calls
+    def _one(tagged: tuple[str, Any]) -> None:
+        mode, case = tagged
         if headers:
             case.headers = {**(case.headers or {}), **headers}
         response = case.call()
-        calls += 1
+        calls[mode] += 1
         label = f"{operation.method.upper()} {operation.path} -> {case.formatted_path}"
         try:
             case.validate_response(response, checks=CHECKS)
@@ -182,18 +201,23 @@ def test_no_5xx_and_problem_json_on_every_4xx(package: str, caller: str) -> None
     schema = schema_of(package)
     headers = tokens()[caller]
     failures: list[str] = []
-    started, calls, operations = time.monotonic(), 0, 0
+    started, per_operation, unexercised = time.monotonic(), {}, []
     for result in schema.get_all_operations():
         operation = result.ok()
         if operation.path == "/metrics":
             continue  # Prometheus text; covered by the service tests
-        operations += 1
-        calls += run_operation(operation, headers, failures)
+        label = f"{operation.method.upper()} {operation.path}"
+        calls = per_operation[label] = run_operation(operation, headers, failures)
+        # Every documented operation is exercised, with invalid input too wherever it takes any.
+        wanted = ("positive", "negative") if has_inputs(operation) else ("positive",)
+        unexercised += [f"{label}: no {mode} request" for mode in wanted if not calls[mode]]
+    total = sum(sum(c.values()) for c in per_operation.values())
     print(
-        f"\n[fuzz] {package} as {caller}: {operations} operations, {calls} requests, "  # noqa: T201
+        f"\n[fuzz] {package} as {caller}: {len(per_operation)} operations, {total} requests, "  # noqa: T201
         f"{time.monotonic() - started:.1f}s"
     )
-    assert operations > 0
+    assert set(per_operation) == documented_operations(package)
+    assert not unexercised, unexercised
     assert not failures, "\n".join(failures[:20])
 
 
@@ -203,4 +227,3 @@ def test_tokens_are_real() -> None:
         assert client.get("/orders", headers=tokens()["customer"]).status_code == 200
         assert client.get("/orders", headers=tokens()["admin"]).status_code == 200
         assert client.get("/orders").status_code == 401
-    assert uuid.UUID  # keep the import (ids in generated paths)

@@ -53,13 +53,13 @@ class StripeMart:
         self.stack = AsyncExitStack()
         self.runtimes: dict[str, Any] = {}
 
-    async def start(self, api_base: str) -> StripeMart:
+    async def start(self, api_base: str, **order_settings: Any) -> StripeMart:
         self.bus = self.make_bus("inprocess")
         await self.bus.start()
         self.stack.push_async_callback(self.bus.stop)
         self.products = await self._start("product", product_app, ProductSettings)
         self.inventory = await self._start("inventory", inventory_app, InventorySettings)
-        self.orders = await self._start("order", order_app, OrderSettings)
+        self.orders = await self._start("order", order_app, OrderSettings, **order_settings)
         provider = StripeProvider(
             "sk_test_saga", SECRET, api_base=api_base, timeout_s=0.5, max_network_retries=0
         )

@@ -1,6 +1,7 @@
-"""No secret or private key is committed (or about to be): the files git tracks plus the untracked files
-it does not ignore are scanned for PEM private keys, Stripe secret keys and webhook secrets, AWS access
-keys and high-entropy password literals.
+"""No secret or private key is committed, was ever committed, or is about to be: the files git tracks plus
+the untracked files it does not ignore, and every version of every file in the history of HEAD (a secret
+deleted later is still in every clone), are scanned for PEM private keys, Stripe secret keys and webhook
+secrets, AWS access keys and high-entropy password literals.
 
 Allowed: test code and examples may carry obviously fake credentials (``tests/``, ``*/tests/``,
 ``*.example``); a line may opt out with ``# secret-scan: allow`` when it is a documented placeholder.
@@ -125,6 +126,80 @@ def test_scanner_detects_what_it_should() -> None:
     assert not scan_text("svc/src/settings.py", 'password = "changeme-please-1"')
     assert not scan_text("svc/tests/test_x.py", assignment)  # tests may hold fake credentials
     assert scan_text("svc/tests/test_x.py", pem)  # ...but never a private key
+
+
+def history_files(repo: Path) -> list[tuple[str, bytes]]:
+    """Every version of every file reachable from HEAD, each blob once: ``(path, content)``. Binary and
+    oversized blobs are left out, as in the working-tree scan."""
+    listing = subprocess.run(
+        "git rev-list --objects HEAD"
+        " | git cat-file --batch-check='%(objecttype) %(objectname) %(objectsize) %(rest)'",
+        shell=True,  # noqa: S602 - a fixed pipeline, no input
+        cwd=repo,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode()
+    wanted: dict[str, str] = {}  # blob -> the first path it was seen under
+    for line in listing.splitlines():
+        kind, sha, size, *rest = line.split(" ", 3)
+        path = rest[0] if rest else ""
+        if kind != "blob" or not path or sha in wanted or int(size) > MAX_FILE_BYTES:
+            continue
+        if Path(path).suffix.lower() not in BINARY_SUFFIXES:
+            wanted[sha] = path
+    data = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        input="".join(f"{sha}\n" for sha in wanted).encode(),
+        cwd=repo,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    out, at = [], 0
+    while at < len(data):
+        header_end = data.index(b"\n", at)
+        sha, _kind, size = data[at:header_end].decode().split(" ")
+        start = header_end + 1
+        out.append((wanted[sha], data[start : start + int(size)]))
+        at = start + int(size) + 1  # the content, then a newline
+    return out
+
+
+def scan_history(repo: Path) -> list[str]:
+    findings = []
+    for rel, content in history_files(repo):
+        if b"\0" not in content[:4096]:
+            findings += scan_text(rel, content.decode("utf-8", "replace"))
+    return findings
+
+
+def test_the_history_scan_finds_a_key_committed_then_deleted(tmp_path: Path) -> None:
+    """A private key committed and removed in the next commit is not in the working tree, but in the
+    history every clone carries: the history scan reports it."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, timeout=30)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "deploy.txt").write_text("-----BEGIN " + "PRIVATE KEY-----\nMIIE\n")
+    git("add", "deploy.txt")
+    git("commit", "-q", "-m", "add")
+    (tmp_path / "deploy.txt").unlink()
+    (tmp_path / "README").write_text("nothing here\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "remove")
+    assert not (tmp_path / "deploy.txt").exists()
+    assert scan_history(tmp_path) == ["deploy.txt:1: pem-private-key"]
+
+
+def test_no_secret_or_private_key_in_the_history() -> None:
+    files = history_files(REPO)
+    assert len(files) > len(repository_files()), "the history holds fewer file versions than the tree"
+    findings = scan_history(REPO)
+    assert not findings, "possible secrets in the git history:\n" + "\n".join(sorted(set(findings)))
 
 
 def test_no_secret_or_private_key_in_the_repository() -> None:

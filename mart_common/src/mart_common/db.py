@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import MetaData, Table, event, text
@@ -20,6 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 class Database:
@@ -138,6 +142,26 @@ class Database:
             return True
         except Exception:
             return False
+
+    async def retry_while_unreachable(self, work: Callable[[], Awaitable[T]], *, what: str) -> T:
+        """``await work()``; when it fails while this database does not answer ``SELECT 1``, wait until it
+        answers (backoff 0.5 s doubling to 5 s, logged as ``database_unreachable_waiting``) and run it
+        again. A failure with the database up is raised: it is not the outage's.
+
+        For work that must not be lost to a short outage: an event's handler (its retries would run out and
+        dead-letter a good event), the record of what a provider already did (unrecorded, it is done again).
+        """
+        while True:
+            try:
+                return await work()
+            except Exception:
+                if await self.ping():
+                    raise
+                log.warning("database_unreachable_waiting", what=what)
+                delay = 0.5
+                while not await self.ping():
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
 
     async def create_all(self, metadatas: Iterable[MetaData]) -> None:
         """Create tables directly (internal stores such as the in-process bus log)."""

@@ -3,22 +3,30 @@ effects, so a redelivered event changes nothing.
 
 A service declares its handlers as a table ``{MessageClass: handler}``; :class:`Subscriber` decodes the
 record, checks the inbox, and runs the handler inside one transaction.
+
+What a subscriber does with a record it cannot apply (docs/events.md, "Records a consumer cannot apply"):
+
+- a ``ce_type`` it has no handler for, known to this build's contracts or not (a newer producer's new
+  event type during a rolling deploy): skipped, counted in ``mart_consumer_events_skipped_total``;
+- no CloudEvents headers, or a type it handles whose payload does not decode: dead-lettered at once;
+- a handler that raises: retried, then dead-lettered.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from google.protobuf.message import Message
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common import contracts
 from mart_common.bus.base import EventBus, PermanentError
 from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
+from mart_common.faults import CONSUMER_CRASH_AFTER_COMMIT, CrashPoint
 from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table
 from mart_common.observability.tracing import event_context
 
@@ -27,6 +35,13 @@ log = structlog.get_logger(__name__)
 # ``handler(context, session, event, envelope)``: the service's typed context (ServiceDefinition.context),
 # a session inside the inbox transaction (the handler never commits), the decoded event, its envelope.
 EventHandler = Callable[[Any, AsyncSession, Any, Envelope], Awaitable[None]]
+
+SKIPPED = Counter(
+    "mart_consumer_events_skipped_total",
+    "Records a consumer group passed over because it has no handler for their ce_type"
+    " (known=false: a type this build's contracts do not list, e.g. from a newer producer)",
+    ["group", "ce_type", "known"],
+)
 
 
 class Subscriber:
@@ -53,6 +68,9 @@ class Subscriber:
         self.handlers = {contracts.ce_type(cls): fn for cls, fn in handlers.items()}
         self.context: Any = None  # the service's context, set by the runtime before it attaches
         self.topics = sorted({contracts.topic_for(cls) for cls in handlers})
+        self._unknown_seen: set[str] = set()  # unknown types already logged (once each)
+        # The fault suite's crash between the handler's commit and the offset's (mart_common.faults).
+        self._crash_after_commit = CrashPoint(CONSUMER_CRASH_AFTER_COMMIT, "consumer_crash_after_commit", 87)
 
     def attach(self, bus: EventBus) -> None:
         if self.topics:
@@ -65,30 +83,19 @@ class Subscriber:
             raise PermanentError(str(exc)) from exc
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            try:
-                contracts.message_class(envelope.type)
-            except contracts.UnknownEventType as exc:
-                raise PermanentError(f"unknown event type {envelope.type!r}") from exc
-            return  # A known event this service does not care about.
+            self._skipped(envelope)
+            return
         try:
             event = contracts.decode(envelope.type, envelope.payload)
         except contracts.MalformedEvent as exc:
             raise PermanentError(f"malformed {envelope.type}: {exc}") from exc
-        while True:
-            try:
-                await self._apply(envelope, handler, event)
-                return
-            except Exception:
-                # A failure while the service's own database is unreachable is not the event's fault: wait
-                # for the database instead of spending the bus's retries (which would dead-letter a good
-                # event during a short outage). With the database up, the error goes to the bus as usual.
-                if await self.db.ping():
-                    raise
-                log.warning("database_unreachable_waiting", group=self.group, event_id=envelope.id)
-                delay = 0.5
-                while not await self.db.ping():
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+        # A failure while the service's own database is unreachable is not the event's fault: wait for the
+        # database instead of spending the bus's retries (which would dead-letter a good event during a short
+        # outage). With the database up, the error goes to the bus as usual.
+        await self.db.retry_while_unreachable(
+            lambda: self._apply(envelope, handler, event), what=f"{self.group} event {envelope.id}"
+        )
+        self._crash_after_commit.passed(group=self.group, event_id=envelope.id)
 
     async def handle_batch(self, msgs: Sequence[BusMessage]) -> None:
         """Apply several records (each partition's in order) in ONE transaction, each with its inbox row.
@@ -98,19 +105,36 @@ class Subscriber:
         own retries and dead-lettering). Records of events this service does not handle are skipped.
         """
         work: list[tuple[Envelope, EventHandler, Message]] = []
+        skipped: list[Envelope] = []
         for msg in msgs:
             envelope = Envelope.from_bus(msg)
             handler = self.handlers.get(envelope.type)
             if handler is None:
-                contracts.message_class(envelope.type)  # unknown types: the one-by-one path dead-letters
+                skipped.append(envelope)
                 continue
             work.append((envelope, handler, contracts.decode(envelope.type, envelope.payload)))
-        if not work:
-            return
-        async with self.db.transaction() as session:
-            for envelope, handler, event in work:
-                with event_context(envelope, self.group):
-                    await self._apply_in(session, envelope, handler, event)
+        if work:
+            async with self.db.transaction() as session:
+                for envelope, handler, event in work:
+                    with event_context(envelope, self.group):
+                        await self._apply_in(session, envelope, handler, event)
+            for envelope, _handler, _event in work:
+                self._crash_after_commit.passed(group=self.group, event_id=envelope.id)
+        for envelope in skipped:  # counted once the batch is through (a failed batch is delivered again)
+            self._skipped(envelope)
+
+    def _skipped(self, envelope: Envelope) -> None:
+        """A record of a type this group has no handler for: passed over, counted; an unknown type (not in
+        this build's contracts: a newer producer's) is logged once per type."""
+        try:
+            contracts.message_class(envelope.type)
+            known = True
+        except contracts.UnknownEventType:
+            known = False
+        SKIPPED.labels(self.group, envelope.type[:200], "true" if known else "false").inc()
+        if not known and envelope.type not in self._unknown_seen:
+            self._unknown_seen.add(envelope.type)
+            log.warning("unknown_event_type_skipped", group=self.group, ce_type=envelope.type[:200])
 
     async def _apply(self, envelope: Envelope, handler: EventHandler, event: Message) -> None:
         with event_context(envelope, self.group):

@@ -9,6 +9,10 @@ answer), and records every request. Failures are scripted per operation:
 - ``server.script("create", "drop", 500, "hang", 402)``: the next answers, in order, then success;
 - ``server.fail("refund", 500)``: every answer fails until ``server.heal("refund")``.
 
+What it holds afterwards, for checks on the money: ``created_intents()`` and ``created_refunds()`` (every
+object a successful request created; an idempotent replay creates nothing), and the charges a test made
+with ``charge(intent_id)`` (a customer paying an intent, which Stripe would then report by webhook).
+
 Answers: ``"ok"``; an HTTP status (``500`` api_error, ``402`` card_declined, ``429`` rate limit, ``400``
 invalid request); ``"drop"`` (the connection closes without an answer); ``"hang"`` (no answer until the
 client gives up; the server lets go when the test ends). Loopback only.
@@ -65,6 +69,8 @@ class FakeStripeAPI:
         self._scripts: dict[str, deque[Answer]] = {}
         self._failing: dict[str, Answer] = {}
         self._idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._created: list[dict[str, Any]] = []  # intents and refunds, in creation order
+        self._charges: list[str] = []  # intent ids, once per charge(...)
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -98,6 +104,23 @@ class FakeStripeAPI:
     def sent(self, operation: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.operation == operation]
+
+    def charge(self, intent_id: str) -> None:
+        """A customer pays ``intent_id`` (the money moves to the merchant)."""
+        with self._lock:
+            self._charges.append(intent_id)
+
+    def charges(self) -> list[str]:
+        with self._lock:
+            return list(self._charges)
+
+    def created_intents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [o for o in self._created if o["object"] == "payment_intent"]
+
+    def created_refunds(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [o for o in self._created if o["object"] == "refund"]
 
     def _next_answer(self, operation: str) -> Answer:
         with self._lock:
@@ -144,16 +167,16 @@ class FakeStripeAPI:
                 if isinstance(answer, int):
                     self._send(answer, {"error": _ERRORS.get(answer, _ERRORS[500])})
                     return
-                with api._lock:
+                with api._lock:  # one key, one object, however many requests race with it
                     cached = api._idempotent.get(f"{operation}:{key}") if key else None
-                if cached is not None:  # like Stripe: a retried request gets the first answer
-                    self._send(*cached)
-                    return
-                status, body = api._success(operation, path, form)
-                if key is not None:
-                    with api._lock:
-                        api._idempotent[f"{operation}:{key}"] = (status, body)
-                self._send(status, body)
+                    if cached is None:
+                        cached = api._success(operation, path, form)
+                        if key is not None:
+                            api._idempotent[f"{operation}:{key}"] = cached
+                        if operation in ("create", "refund") and cached[0] == 200:
+                            api._created.append(cached[1])
+                # like Stripe: a retried request gets the first answer
+                self._send(*cached)
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()

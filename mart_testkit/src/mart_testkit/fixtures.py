@@ -4,6 +4,8 @@
   server (a throwaway database created through the ``mart_test`` role, dropped afterwards).
 - ``bus_kind`` / ``make_bus``: the in-process bus (temp SQLite log) or the real Kafka broker (topics and
   groups isolated by a per-test namespace).
+- ``database_unavailable(url)``: one service's PostgreSQL database down for a while (connections refused,
+  its clients' connections cut), the rest of the server up.
 - ``jwt_keys``: an RSA key pair that mints access/refresh tokens for any role, and a verifier for them.
 - ``running(app)``: an ``httpx.AsyncClient`` over ASGI with the app's lifespan running (a service's own
   tests: ``service_client`` in its conftest, built on ``mart_testkit.service``).
@@ -66,6 +68,38 @@ async def drop_postgres_database(url: str) -> None:
     conn = await asyncpg.connect(POSTGRES_ADMIN_DSN)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def database_unavailable(url: str) -> AsyncIterator[int]:
+    """While inside: the PostgreSQL database at ``url`` refuses new connections and the connections its
+    clients held are cut (yields how many): one service's database down, the server and the other
+    databases up.
+
+    Only client backends of the URL's role are terminated, never autovacuum workers or other background
+    processes (terminating one of those needs superuser rights, and they are not the service's clients).
+    """
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    name, role = target.database, target.username
+    conn = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            cut = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND usename = $2 AND backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid()",
+                name,
+                role,
+            )
+            yield int(cut)
+        finally:
+            await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await conn.close()
 

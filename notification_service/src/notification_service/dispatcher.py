@@ -221,7 +221,9 @@ class Dispatcher:
                 async with asyncio.timeout(2):
                     await self._release(claimed)
             raise
-        await self._record(outcomes)
+        # What the providers took must be recorded even through a database outage: unrecorded, it would be
+        # sent again once its lease ran out (a second mail of the same message).
+        await self.db.retry_while_unreachable(lambda: self._record(outcomes), what="delivery outcomes")
 
     async def _claim(self, delivery_ids: list[uuid.UUID]) -> list[Claimed]:
         """One conditional UPDATE takes a lease on those still due (two dispatchers never both get one)."""

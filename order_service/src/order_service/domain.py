@@ -75,13 +75,12 @@ def next_status(status: OrderStatus | str, trigger: Trigger) -> OrderStatus:
         raise TransitionNotAllowed(OrderStatus(status), trigger) from None
 
 
-def rejection_reason(lines: Iterable[tuple[str, bool, int, int]]) -> str:
-    """Why inventory rejected an order, line by line: (product id, the product is unknown, requested,
-    available) each."""
+def rejection_reason(lines: Iterable[tuple[str, str, int, int]]) -> str:
+    """Why inventory rejected an order, line by line: (product id, why in words, requested, available)
+    each."""
     parts = [
-        f"{product_id}: {'unknown product' if unknown else 'insufficient stock'} "
-        f"(requested {requested}, available {available})"
-        for product_id, unknown, requested, available in lines
+        f"{product_id}: {why} (requested {requested}, available {available})"
+        for product_id, why, requested, available in lines
     ]
     return "stock rejected: " + "; ".join(parts)
 

@@ -52,12 +52,20 @@ async def on_stock_reserved(
     )
 
 
+_REJECTION_REASONS = {
+    stock_pb2.REJECTION_REASON_INSUFFICIENT_STOCK: "insufficient stock",
+    stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT: "unknown product",
+}
+
+
 async def on_stock_rejected(
     _ctx: OrderContext, session: AsyncSession, event: stock_pb2.StockRejected, _: Envelope
 ) -> None:
-    unknown = stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT
+    # A reason this build does not know (a newer inventory's) or none: the line is still rejected.
+    words = _REJECTION_REASONS.get
     reason = rejection_reason(
-        (line.product_id, line.reason == unknown, line.requested, line.available) for line in event.lines
+        (line.product_id, words(line.reason, "not available"), line.requested, line.available)
+        for line in event.lines
     )
     await services.move(session, uuid.UUID(event.order_id), Trigger.STOCK_REJECTED, reason)
 

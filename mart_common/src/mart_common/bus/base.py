@@ -38,7 +38,7 @@ DELIVERIES = Counter("mart_bus_deliveries_total", "Records handled by subscriber
 
 
 class PermanentError(Exception):
-    """Retrying cannot help (malformed record, unknown event type): dead-letter it at once."""
+    """Retrying cannot help (no CloudEvents headers, a payload that does not decode): dead-letter it now."""
 
 
 @dataclass(frozen=True)
