@@ -1,4 +1,4 @@
-"""Message content: money formatting, templates of every kind, autoescaping, backoff."""
+"""Message content: money formatting, templates of every kind, autoescaping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 from mart.orders.v1 import orders_pb2
 from mart_testkit.fixtures import eventually, running
-from notification_service.domain import Kind, format_money, retry_delay_s
+from notification_service.domain import Kind, format_money
 from notification_service.rendering import order_context, render
 
 from .conftest import deliveries, envelope_of, user_registered
@@ -29,10 +29,6 @@ from .conftest import deliveries, envelope_of, user_registered
 )
 def test_money_is_formatted_from_minor_units(cents, currency, text):
     assert format_money(cents, currency) == text
-
-
-def test_backoff_doubles_and_is_capped():
-    assert [retry_delay_s(n, initial_s=5, max_s=30) for n in range(1, 6)] == [5, 10, 20, 30, 30]
 
 
 @pytest.mark.parametrize("kind", list(Kind))

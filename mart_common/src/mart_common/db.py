@@ -9,7 +9,6 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -21,11 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
-
-HANDOVER_LEASE = timedelta(seconds=60)
-"""The lease a use-case takes, inside its transaction, on work it hands to its own process after the commit
-(:meth:`Database.after_commit`: a provider call, a notification delivery): if the process dies before doing
-it, the work's search (any replica) takes it once the lease runs out."""
 
 
 class Database:
@@ -79,8 +73,9 @@ class Database:
     def after_commit(self, key: str, listener: Callable[[Any], None]) -> None:
         """Hand ``session.info[key]`` to ``listener`` after a commit of a session that set it.
 
-        A rolled-back transaction hands over nothing (its ``info[key]`` is dropped). The outbox relay
-        receives the rows a transaction wrote this way; notification-service its new deliveries.
+        A rolled-back transaction hands over nothing (its ``info[key]`` is dropped). The work loops of
+        ``mart_common.work`` (the outbox relay, notification deliveries, payment provider calls) receive
+        their work this way.
         """
         self._handovers[key] = listener
 

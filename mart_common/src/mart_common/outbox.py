@@ -40,7 +40,7 @@ from mart_common.clock import utcnow
 from mart_common.db import Database
 from mart_common.messaging import BusMessage, Envelope, outbox_table
 from mart_common.observability import current_correlation_id, producer_traceparent
-from mart_common.tasks import stop_gracefully
+from mart_common.work import Handover, WorkLoop, hand_over
 
 log = structlog.get_logger(__name__)
 
@@ -117,9 +117,8 @@ async def record_event(
             "attempts": 0,
         },
     )
-    session.info.setdefault(_HANDOVER, []).append(
-        _Row(envelope.id, _bus_message(envelope.topic, envelope.key, envelope.payload, headers))
-    )
+    row = _Row(envelope.id, _bus_message(envelope.topic, envelope.key, envelope.payload, headers))
+    hand_over(session, _HANDOVER, row)
     return envelope
 
 
@@ -154,29 +153,27 @@ class OutboxRelay:
         self.retention = retention
         self.mark_interval_s = mark_interval_s
         self.role_check_interval_s = role_check_interval_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._mutex = asyncio.Lock()  # one publisher at a time inside this process
-        self._queue: list[_Row] = []  # committed here, not yet published (fast path)
+        self._loop = WorkLoop(
+            f"outbox-relay-{service}",
+            self._round,
+            in_hand=lambda: bool(self._handed),  # stopping: publish what was committed here first
+            backoff_max_s=max_backoff_s,  # at most 5 s: within the stop's grace period
+            on_failure=self._failed,
+        )
+        # committed here, not yet published (fast path): kept only while this relay runs and is alone
+        self._handed: Handover[_Row] = Handover(
+            db, _HANDOVER, self._loop.wake, accept=lambda: self._loop.running and self._exclusive
+        )
         self._unmarked: list[str] = []  # published, published_at not yet written
+        self._due: dict[str, float] | None = None  # loop time at which each periodic part is due next
         self._unmarked_since = 0.0
         # SQLite is one process's file: its relay is always the sole publisher.
         self._leader = self._exclusive = not db.is_postgres
         self._roles: AsyncConnection | None = None  # PostgreSQL: the connection holding the session locks
         self._crash_after_batches = _positive_int(os.environ.get(FAULT_CRASH_AFTER_PUBLISH))
-        db.after_commit(_HANDOVER, self._handover)
 
     # --- lifecycle ---------------------------------------------------------------------------------
-
-    def notify(self) -> None:
-        """Wake the relay (something was committed that it should look at)."""
-        self._wake.set()
-
-    def _handover(self, rows: list[_Row]) -> None:
-        if self._task is not None and self._exclusive:
-            self._queue.extend(rows)
-        self._wake.set()
 
     async def join(self) -> None:
         """Take this process's place among the database's relays before the service writes anything.
@@ -192,17 +189,13 @@ class OutboxRelay:
             await asyncio.sleep(2.5 * self.role_check_interval_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+        if not self._loop.running:
+            self._due = None
+        self._loop.start()
 
     async def stop(self) -> None:
         """Publish what is in hand and mark it (bounded), then stop."""
-        if self._task is not None:
-            self._stopping = True
-            self._wake.set()
-            await stop_gracefully([self._task])
-            self._task = None
+        await self._loop.stop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self._flush_marks()
@@ -265,21 +258,21 @@ class OutboxRelay:
                 update(outbox_table).where(outbox_table.c.seq.in_(seqs)).values(published_at=utcnow())
             )
         swept = {r.event_id for r in rows}
-        if self._queue:
-            self._queue = [row for row in self._queue if row.event_id not in swept]
+        if self._handed:
+            self._handed.items[:] = [row for row in self._handed.items if row.event_id not in swept]
         return len(rows)
 
     async def _publish_queue(self) -> None:
         """Fast path: publish what this process committed, in commit order; marked later in batches."""
         async with self._mutex:
-            while self._queue:
-                batch = self._queue[: self.batch_size]
+            while self._handed:
+                batch = self._handed.items[: self.batch_size]
                 try:
                     await self.bus.publish_many([row.message for row in batch])
                 except Exception:
                     OUTBOX_ERRORS.labels(self.service).inc()
                     raise
-                del self._queue[: len(batch)]
+                del self._handed.items[: len(batch)]
                 if not self._unmarked:
                     self._unmarked_since = asyncio.get_running_loop().time()
                 self._unmarked.extend(row.event_id for row in batch)
@@ -349,7 +342,7 @@ class OutboxRelay:
                 await self._roles.invalidate()
         self._roles = None
         self._leader = self._exclusive = False
-        self._queue.clear()  # the rows are in the table: the next leader's sweep publishes them
+        self._handed.take()  # the rows are in the table: the next leader's sweep publishes them
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -381,8 +374,14 @@ class OutboxRelay:
             )
         return int(result.rowcount or 0)
 
-    async def _step(self, now: float, due: dict[str, float]) -> bool:
-        """One round of work; True when a full batch was swept (more may wait)."""
+    async def _round(self) -> float | None:
+        """One round of the relay's loop: roles, sweep, fast path, marks, and now and then the lag figures
+        and the purge. Returns the seconds until the next round (0: a full batch was swept, or rows are in
+        hand)."""
+        now = asyncio.get_running_loop().time()
+        due = self._due
+        if due is None:
+            due = self._due = {"roles": 0.0, "sweep": 0.0, "stats": 0.0, "purge": now + 60}
         if self.db.is_postgres and now >= due["roles"]:
             due["roles"] = now + self.role_check_interval_s
             was_exclusive = self._exclusive
@@ -401,59 +400,41 @@ class OutboxRelay:
             full = swept >= self.batch_size
             if not full:
                 due["sweep"] = now + max(2.0, self.poll_interval_s)
-        if self._queue and (not self._exclusive or len(self._queue) > 20 * self.batch_size):
+        if self._handed and (not self._exclusive or len(self._handed) > 20 * self.batch_size):
             # No longer alone, or the broker has been away for long: the rows are in the table, and the
             # sweep publishes them in seq order.
-            self._queue.clear()
-        if self._queue:
+            self._handed.take()
+        if self._handed:
             await self._publish_queue()
+        stopping = self._loop.stopping
         if self._unmarked and (
-            self._stopping
+            stopping
             or len(self._unmarked) >= self.batch_size
             or now - self._unmarked_since >= self.mark_interval_s
         ):
             async with self._mutex:
                 await self._flush_marks()
-        return full
+        if stopping:
+            return 0 if self._handed else None
+        if now >= due["stats"]:
+            with contextlib.suppress(Exception):
+                count, age = await self.unpublished()
+                OUTBOX_LAG.labels(self.service).set(count)
+                OUTBOX_AGE.labels(self.service).set(age)
+            due["stats"] = now + 5.0
+        if now >= due["purge"]:
+            with contextlib.suppress(Exception):
+                await self.purge_published()
+            due["purge"] = now + 3600
+        if full or self._handed:
+            return 0
+        timeout = self.poll_interval_s
+        if self._unmarked:
+            timeout = min(timeout, max(0.0, self._unmarked_since + self.mark_interval_s - now))
+        return timeout
 
-    async def _run(self) -> None:
-        backoff = 0.1
-        loop = asyncio.get_running_loop()
-        due = {"roles": 0.0, "sweep": 0.0, "stats": 0.0, "purge": loop.time() + 60}
-        while True:
-            self._wake.clear()
-            now = loop.time()
-            try:
-                full = await self._step(now, due)
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._stopping:
-                    return
-                log.warning("outbox_publish_failed", service=self.service, error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)  # at most 5 s: within the stop grace period
-                backoff = min(self.max_backoff_s, backoff * 2)
-                continue
-            if self._stopping and not self._queue:
-                return
-            if now >= due["stats"]:
-                with contextlib.suppress(Exception):
-                    count, age = await self.unpublished()
-                    OUTBOX_LAG.labels(self.service).set(count)
-                    OUTBOX_AGE.labels(self.service).set(age)
-                due["stats"] = now + 5.0
-            if now >= due["purge"]:
-                with contextlib.suppress(Exception):
-                    await self.purge_published()
-                due["purge"] = now + 3600
-            if full or self._queue:
-                continue
-            timeout = self.poll_interval_s
-            if self._unmarked:
-                timeout = min(timeout, max(0.0, self._unmarked_since + self.mark_interval_s - now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+    def _failed(self, exc: Exception, retry_in: float) -> None:
+        log.warning("outbox_publish_failed", service=self.service, error=str(exc), retry_in=retry_in)
 
 
 def _positive_int(value: str | None) -> int:

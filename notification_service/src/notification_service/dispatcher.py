@@ -1,11 +1,11 @@
 """Sending deliveries after the commit, with leases and retries: the dispatcher.
 
 The use-cases (``services.py``) record a delivery per outside channel inside the event's transaction,
-already claimed for its first attempt (attempt 1, leased for ``mart_common.db.HANDOVER_LEASE``), and hand
-it over, with what sending it needs, under :data:`NEW_DELIVERIES`; right after that commit
-(``Database.after_commit``) the dispatcher sends it, with no query. Deliveries due again (retries, an
-admin's retry, leases that ran out) are found by the search every few seconds and claimed by a conditional
-UPDATE (attempt count + a lease), so two dispatchers (or two replicas) never send the same attempt; a
+already claimed for its first attempt (attempt 1, leased for ``mart_common.work.HANDOVER_LEASE``), and hand
+it over, with what sending it needs, under :data:`NEW_DELIVERIES`; right after that commit the dispatcher's
+loop sends it, with no query (``mart_common.work``). Deliveries due again (retries, an admin's retry,
+leases that ran out) are found by the search every few seconds and claimed by a conditional UPDATE (attempt
+count + a lease: ``claim_due``), so two dispatchers (or two replicas) never send the same attempt; a
 dispatcher that dies mid-send (or before sending what was handed over) leaves a lease that expires and the
 delivery is retried, so a crash never loses one. Failures back off exponentially; a delivery that fails
 permanently or runs out of attempts is marked FAILED, with every attempt in ``delivery_attempts``
@@ -26,12 +26,12 @@ from typing import Any
 import structlog
 from mart_common.clock import as_utc, utcnow
 from mart_common.db import Database
-from mart_common.tasks import stop_gracefully
+from mart_common.work import Handover, WorkLoop, backoff_s, claim_due
 from prometheus_client import Counter
 from sqlalchemy import Update, bindparam, insert, select, update
 
 from notification_service.channels import DeliveryError, OutgoingMessage, Sender
-from notification_service.domain import Channel, DeliveryStatus, retry_delay_s
+from notification_service.domain import Channel, DeliveryStatus
 from notification_service.models import Contact, Delivery, DeliveryAttempt, Notification
 from notification_service.settings import NotificationSettings
 
@@ -118,11 +118,16 @@ class Dispatcher:
         self.batch_size = batch_size
         self.gather_s = gather_s
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
-        self._fresh: list[uuid.UUID | Claimed] = []
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        db.after_commit(NEW_DELIVERIES, self._handover)
+        self._loop = WorkLoop(
+            "notification-dispatcher",
+            self._round,
+            backoff_initial_s=1.0,
+            backoff_max_s=1.0,
+            on_failure=self._failed,
+        )
+        self._fresh: Handover[uuid.UUID | Claimed] = Handover(db, NEW_DELIVERIES, self._loop.wake)
+        # Deliveries left from before a restart, or behind a failed round, are picked up by a search.
+        self._search = True
 
     @classmethod
     def from_settings(
@@ -142,54 +147,37 @@ class Dispatcher:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _handover(self, deliveries: list[uuid.UUID | Claimed]) -> None:
-        self._fresh.extend(deliveries)
-        self._wake.set()
-
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
+        if not self._loop.running:
+            self._search = True
+        self._loop.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand (bounded), then stop; deliveries not taken yet stay PENDING and due,
         for the first search after a restart."""
-        if self._task is not None:
-            self._stopping = True
-            self._wake.set()
-            await stop_gracefully([self._task])
-            self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        # Deliveries left from before a restart are picked up by the first pass.
-        search = True
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                if search:
-                    await self.dispatch_due()
-                while self._fresh and not self._stopping:
-                    # A moment for the deliveries of concurrent handlers to join this batch.
-                    await asyncio.sleep(self.gather_s)
-                    fresh, self._fresh = self._fresh[: self.batch_size], self._fresh[self.batch_size :]
-                    taken = [d for d in fresh if isinstance(d, Claimed)]
-                    to_claim = [d for d in fresh if not isinstance(d, Claimed)]
-                    if taken:
-                        await self._send_all(taken)
-                    if to_claim:
-                        await self._dispatch(to_claim)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("notification_dispatch_failed")
-                search = True  # what failed here is found again by the search for due deliveries
-                await asyncio.sleep(1.0)
-                continue
-            if self._stopping:
-                return
-            await self._wake.wait()
-            # What is due later (retries, expired leases) is the retry job's search: a wake only hands over.
-            search = False
+    async def _round(self) -> None:
+        """Send what was handed over (and, after a start or a failure, search for what is due). What is due
+        later (retries, expired leases) is the retry job's search: a wake only hands over."""
+        if self._search:
+            await self.dispatch_due()
+            self._search = False
+        while self._fresh and not self._loop.stopping:
+            # A moment for the deliveries of concurrent handlers to join this batch.
+            await asyncio.sleep(self.gather_s)
+            fresh = self._fresh.take(self.batch_size)
+            taken = [d for d in fresh if isinstance(d, Claimed)]
+            to_claim = [d for d in fresh if not isinstance(d, Claimed)]
+            if taken:
+                await self._send_all(taken)
+            if to_claim:
+                await self._dispatch(to_claim)
+        return None
+
+    def _failed(self, exc: Exception, retry_in: float) -> None:
+        log.error("notification_dispatch_failed", error=repr(exc), retry_in=retry_in, exc_info=exc)
+        self._search = True  # what failed here is found again by the search for due deliveries
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -237,23 +225,17 @@ class Dispatcher:
 
     async def _claim(self, delivery_ids: list[uuid.UUID]) -> list[Claimed]:
         """One conditional UPDATE takes a lease on those still due (two dispatchers never both get one)."""
-        now = utcnow()
         async with self.db.transaction() as session:
-            taken = (
-                await session.execute(
-                    update(Delivery)
-                    .where(
-                        Delivery.id.in_(delivery_ids),
-                        Delivery.status == DeliveryStatus.PENDING,
-                        Delivery.next_attempt_at <= now,
-                    )
-                    .values(
-                        attempts=Delivery.attempts + 1, next_attempt_at=now + timedelta(seconds=self.lease_s)
-                    )
-                    .returning(Delivery.id, Delivery.attempts)
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
+            taken = await claim_due(
+                session,
+                _DELIVERIES,
+                lease=timedelta(seconds=self.lease_s),
+                now=utcnow(),
+                where=[_DELIVERIES.c.status == DeliveryStatus.PENDING],
+                ids=delivery_ids,
+                count_attempt=True,
+                returning=[_DELIVERIES.c.id, _DELIVERIES.c.attempts],
+            )
             if not taken:
                 return []
             numbers = {row.id: row.attempts for row in taken}
@@ -349,9 +331,7 @@ class Dispatcher:
         if o.error.permanent or o.claimed.number >= self.max_attempts:
             values["status"] = DeliveryStatus.FAILED
         else:
-            delay = retry_delay_s(
-                o.claimed.number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s
-            )
+            delay = backoff_s(o.claimed.number, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
             values["next_attempt_at"] = now + timedelta(seconds=delay)
         return "ERROR", values
 

@@ -54,11 +54,6 @@ def channels_for(preferences: Preferences) -> list[Channel]:
     return wanted
 
 
-def retry_delay_s(attempts: int, *, initial_s: float, max_s: float) -> float:
-    """Exponential backoff after ``attempts`` failed attempts: initial, 2x, 4x ... capped at ``max_s``."""
-    return min(max_s, initial_s * (2 ** max(0, attempts - 1)))
-
-
 # ISO 4217 minor units that differ from the usual two decimals.
 _ZERO_DECIMALS = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split())
 _THREE_DECIMALS = frozenset("BHD IQD JOD KWD LYD OMR TND".split())

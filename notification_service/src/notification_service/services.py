@@ -15,10 +15,11 @@ from typing import Any
 
 import structlog
 from mart_common.clock import utcnow
-from mart_common.db import HANDOVER_LEASE, insert_ignoring_duplicates, upsert
+from mart_common.db import insert_ignoring_duplicates, upsert
 from mart_common.deps import Page
 from mart_common.messaging import Envelope
 from mart_common.problems import Conflict, NotFound
+from mart_common.work import HANDOVER_LEASE, hand_over
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -214,7 +215,7 @@ async def _record_deliveries(
 def _hand_over(session: AsyncSession, delivery: uuid.UUID | Claimed) -> None:
     """The dispatcher sends ``delivery`` (an id: after claiming it) right after this transaction commits
     (never if it rolls back)."""
-    session.info.setdefault(NEW_DELIVERIES, []).append(delivery)
+    hand_over(session, NEW_DELIVERIES, delivery)
 
 
 # --- the user's notifications and preferences ----------------------------------------------------------

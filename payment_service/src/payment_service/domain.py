@@ -95,11 +95,6 @@ def failure_reason(event_type: str, provider_message: str | None) -> str:
     return "payment canceled" if event_type == "payment_intent.canceled" else "payment failed"
 
 
-def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
-    """Exponential backoff before provider attempt ``attempts + 1``: base, 2×base, 4×base, … capped."""
-    return min(max_s, base_s * (2 ** max(0, attempts - 1)))
-
-
 _PAYMENT_ID_NAMESPACE = uuid.UUID("6f1b3a52-2f0e-4d8c-9a57-0c6a3c1f7e11")
 
 

@@ -18,31 +18,31 @@ window. A refund is never given up: it stays ``REFUND_PENDING`` with ``attempts`
 visible and ``mart_payment_refunds_pending`` / ``mart_payment_provider_errors_total`` exported.
 
 The work survives restarts: it is rows. A committing use-case hands its work to this process's loop in
-memory (the database's after-commit hook), with a lease already taken in its own transaction, so the call
-starts at once without a claiming transaction; the search for due rows (every ``provider_poll_interval_s``
-and at start) picks up retries and whatever a crash left once its lease has run out.
+memory (``mart_common.work``), with a lease already taken in its own transaction, so the call starts at once
+without a claiming transaction; the search for due rows (every ``provider_poll_interval_s`` and at start)
+claims retries and whatever a crash left once its lease has run out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from mart_common.clock import utcnow
-from mart_common.db import HANDOVER_LEASE, Database
+from mart_common.db import Database
 from mart_common.outbox import record_event
-from mart_common.tasks import stop_gracefully
+from mart_common.work import HANDOVER_LEASE, Handover, WorkLoop, backoff_s, claim_due, hand_over
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service import events
-from payment_service.domain import PaymentStatus, retry_delay_s
+from payment_service.domain import PaymentStatus
 from payment_service.models import Payment
 from payment_service.providers import Intent, PaymentProvider, ProviderError
 from payment_service.settings import PaymentSettings
@@ -79,12 +79,12 @@ def work_recorded(session: AsyncSession, payment: Payment) -> None:
     trace (docs/tracing.md).
     """
     payment.next_attempt_at = utcnow() + HANDOVER_LEASE
-    session.info.setdefault(_WORK, []).append(_Claimed.of(payment, contextvars.copy_context()))
+    hand_over(session, _WORK, _Claimed.of(payment, contextvars.copy_context()))
 
 
 def void_after_commit(session: AsyncSession, provider_payment_id: str, payment_id: uuid.UUID) -> None:
     """Cancel a provider intent (best effort) once ``session``'s transaction commits."""
-    session.info.setdefault(_VOIDS, []).append((provider_payment_id, payment_id))
+    hand_over(session, _VOIDS, (provider_payment_id, payment_id))
 
 
 def schedule_refund(session: AsyncSession, payment: Payment) -> None:
@@ -109,10 +109,18 @@ class _Claimed:
     context: contextvars.Context | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, p: Payment, context: contextvars.Context | None = None) -> _Claimed:
+    def of(cls, p: Any, context: contextvars.Context | None = None) -> _Claimed:
+        """From a payment, or a row of its columns."""
         return cls(
             p.id, p.status, p.order_id, p.user_id, p.amount_cents, p.currency, p.provider_payment_id, context
         )
+
+
+_PAYMENTS = Payment.__table__  # type: ignore[attr-defined]
+_CLAIMED_COLUMNS = [
+    _PAYMENTS.c[name]
+    for name in ("id", "status", "order_id", "user_id", "amount_cents", "currency", "provider_payment_id")
+]
 
 
 async def _intent_created(session: AsyncSession, p: Payment, intent: Intent) -> None:
@@ -148,60 +156,47 @@ class ProviderCalls:
         timeout, retries = settings.stripe_timeout_s, settings.stripe_max_network_retries
         # An attempt still running after this long is presumed dead (crash): the payment is due again.
         self.lease = timedelta(seconds=timeout * (retries + 1) + 10)
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._voids: list[tuple[str, uuid.UUID]] = []
-        self._fresh: list[_Claimed] = []
-        self._task: asyncio.Task[None] | None = None
-        db.after_commit(_WORK, self._handover)
-        db.after_commit(_VOIDS, self._handover_voids)
+        self._loop = WorkLoop(
+            "payment-service:provider-calls",
+            self._round,
+            backoff_initial_s=1.0,
+            backoff_max_s=max(1.0, self.poll_s),
+            on_failure=self._failed,
+        )
+        self._fresh: Handover[_Claimed] = Handover(db, _WORK, self._loop.wake)
+        self._voids: Handover[tuple[str, uuid.UUID]] = Handover(db, _VOIDS, self._loop.wake)
+        self._next_search = 0.0  # loop time; at start: whatever a restart left
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="payment-service:provider-calls")
+        if not self._loop.running:
+            self._next_search = 0.0
+        self._loop.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._task is not None:
-            await stop_gracefully([self._task])
-            self._task = None
+        await self._loop.stop()
 
-    def _handover(self, work: list[_Claimed]) -> None:
-        self._fresh.extend(work)
-        self._wake.set()
-
-    def _handover_voids(self, voids: list[tuple[str, uuid.UUID]]) -> None:
-        self._voids.extend(voids)
-        self._wake.set()
-
-    async def _loop(self) -> None:
+    async def _round(self) -> float:
+        """The calls handed over, then the search for due ones when it is time; returns the seconds until
+        the next search (0 while calls are handed over meanwhile)."""
         loop = asyncio.get_running_loop()
-        next_search = 0.0  # at start: whatever a restart left
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                await self._run_fresh()
-                if loop.time() >= next_search:
-                    await self.run_once()
-                    next_search = loop.time() + self.poll_s
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("payment_provider_calls_failed")
-            if self._fresh or self._voids:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_search - loop.time()))
+        await self._run_fresh()
+        if loop.time() >= self._next_search:
+            await self.run_once()
+            self._next_search = loop.time() + self.poll_s
+        if self._fresh or self._voids:
+            return 0
+        return max(0.0, self._next_search - loop.time())
+
+    def _failed(self, exc: Exception, retry_in: float) -> None:
+        log.error("payment_provider_calls_failed", error=repr(exc), retry_in=retry_in, exc_info=exc)
 
     async def _run_fresh(self) -> None:
         """The calls handed over by this process's committed use-cases (their lease is already taken)."""
-        voids, self._voids = self._voids, []
-        for provider_payment_id, payment_id in voids:
+        for provider_payment_id, payment_id in self._voids.take():
             await self.provider.cancel_intent(provider_payment_id, payment_id=payment_id)
-        fresh, self._fresh = self._fresh, []
+        fresh = self._fresh.take()
         if fresh:
             await asyncio.gather(*(asyncio.create_task(self._attempt(c), context=c.context) for c in fresh))
 
@@ -212,7 +207,7 @@ class ProviderCalls:
         payments were attempted."""
         await self._run_fresh()
         attempted = 0
-        while not self._stopping.is_set():
+        while not self._loop.stopping:
             claimed = await self._claim()
             if not claimed:
                 break
@@ -222,23 +217,18 @@ class ProviderCalls:
         return attempted
 
     async def _claim(self) -> list[_Claimed]:
-        now = utcnow()
+        """The oldest due payments, under a lease (another replica's search skips them)."""
         async with self.db.transaction() as session:
-            rows = (
-                await session.scalars(
-                    select(Payment)
-                    .where(
-                        Payment.status.in_([PaymentStatus.CREATING, PaymentStatus.REFUND_PENDING]),
-                        Payment.next_attempt_at <= now,
-                    )
-                    .order_by(Payment.next_attempt_at)
-                    .limit(_BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            for p in rows:
-                p.next_attempt_at = now + self.lease
-            return [_Claimed.of(p) for p in rows]
+            rows = await claim_due(
+                session,
+                _PAYMENTS,
+                lease=self.lease,
+                now=utcnow(),
+                where=[_PAYMENTS.c.status.in_([PaymentStatus.CREATING, PaymentStatus.REFUND_PENDING])],
+                limit=_BATCH,
+                returning=_CLAIMED_COLUMNS,
+            )
+        return [_Claimed.of(row) for row in rows]
 
     async def _attempt(self, c: _Claimed) -> None:
         if c.status == PaymentStatus.CREATING:
@@ -280,7 +270,7 @@ class ProviderCalls:
         p.last_error = error.message[:500]
         p.updated_at = now
         if error.transient and p.attempts < self.max_attempts:
-            delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
+            delay = backoff_s(p.attempts, initial_s=self.base_s, max_s=self.max_s)
             p.next_attempt_at = now + timedelta(seconds=delay)
             log.warning(
                 "payment_intent_retry",
@@ -333,7 +323,7 @@ class ProviderCalls:
                 await record_event(session, events.payment_refunded(p), key=str(p.order_id))
                 return
             # Never given up: the money must go back. Retried (capped backoff) and visible until it does.
-            delay = retry_delay_s(p.attempts, base_s=self.base_s, max_s=self.max_s)
+            delay = backoff_s(p.attempts, initial_s=self.base_s, max_s=self.max_s)
             p.next_attempt_at = now + timedelta(seconds=delay)
             p.last_error = error.message[:500]
             log.error(
