@@ -37,7 +37,7 @@ from mart_common.observability import (
 from mart_common.outbox import OutboxRelay
 from mart_common.problems import document_problems, install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
-from mart_common.tasks import stop_gracefully
+from mart_common.work import WorkLoop
 
 log = structlog.get_logger(__name__)
 
@@ -97,11 +97,9 @@ class ServiceRuntime:
     owns_bus: bool
     context: Any = None
     _context_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
-    _jobs: list[asyncio.Task[None]] = field(default_factory=list)
-    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _jobs: list[WorkLoop] = field(default_factory=list)
 
     async def start(self) -> None:
-        self._stopping.clear()
         await self.db.migrate(self.definition.migrations_package)
         if self.definition.context is not None:
             self.context = await self._context_stack.enter_async_context(self.definition.context(self))
@@ -114,13 +112,12 @@ class ServiceRuntime:
         for hook in self.definition.on_startup:
             await hook(self)
         for job in self.definition.periodic:
-            self._jobs.append(
-                asyncio.create_task(self._run_job(job), name=f"{self.definition.name}:{job.name}")
-            )
+            loop = self._job_loop(job)
+            self._jobs.append(loop)
+            loop.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        await stop_gracefully(self._jobs)
+        await asyncio.gather(*(loop.stop() for loop in self._jobs))
         self._jobs.clear()
         for hook in self.definition.on_shutdown:
             with contextlib.suppress(Exception):
@@ -134,18 +131,28 @@ class ServiceRuntime:
             log.exception("service_context_close_failed", service=self.definition.name)
         await self.db.dispose()
 
-    async def _run_job(self, job: PeriodicJob) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=job.interval_s)
-            if self._stopping.is_set():
-                return
-            try:
+    def _job_loop(self, job: PeriodicJob) -> WorkLoop:
+        """``job`` every ``interval_s``, the first time one interval after the start; a failure is logged and
+        the job runs again one interval later."""
+        first = True
+
+        async def round() -> float:
+            nonlocal first
+            if not first:
                 await job.run(self)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("periodic_job_failed", service=self.definition.name, job=job.name)
+            first = False
+            return job.interval_s
+
+        def failed(exc: Exception, _retry_in: float) -> None:
+            log.error("periodic_job_failed", service=self.definition.name, job=job.name, exc_info=exc)
+
+        return WorkLoop(
+            f"{self.definition.name}:{job.name}",
+            round,
+            backoff_initial_s=job.interval_s,
+            backoff_max_s=job.interval_s,
+            on_failure=failed,
+        )
 
 
 def create_service_app(
