@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from mart_common.body_limit import BodySizeLimitMiddleware
 from mart_common.messaging import Envelope
-from mart_common.observability import (
-    BodySizeLimitMiddleware,
-    HttpMetrics,
-    RequestContextMiddleware,
+from mart_common.observability import logs
+from mart_common.observability import tracing as traces
+from mart_common.observability.logs import current_correlation_id
+from mart_common.observability.metrics import HttpMetrics
+from mart_common.observability.middleware import RequestContextMiddleware
+from mart_common.observability.tracing import (
     ServiceTracing,
-    current_correlation_id,
     current_trace_id,
     current_traceparent,
     event_context,
@@ -34,8 +36,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mart_common import observability
-
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -48,7 +48,7 @@ def build_app(tracing: ServiceTracing, registry: CollectorRegistry | None = None
 
     @app.get("/items/{item_id}")
     async def item(item_id: str) -> dict[str, Any]:
-        ctx = observability.merge_log_context(None, "info", {})  # what a log line gets
+        ctx = logs.merge_log_context(None, "info", {})  # what a log line gets
         return {
             "item": item_id,
             "traceparent": current_traceparent(),
@@ -81,7 +81,7 @@ def recording_tracing(service: str) -> tuple[ServiceTracing, InMemorySpanExporte
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing = ServiceTracing(service, provider, exporters=("memory",))
-    observability._tracings[service] = tracing  # what tracing_for() does when OTEL_TRACES_EXPORTER is set
+    traces._tracings[service] = tracing  # what tracing_for() does when OTEL_TRACES_EXPORTER is set
     return tracing, exporter
 
 
@@ -167,14 +167,14 @@ async def test_an_event_continues_its_producers_trace_and_correlation_id() -> No
     with event_context(envelope(TRACEPARENT), "svc-b"):
         assert current_trace_id() == TRACE_ID
         assert current_correlation_id() == "corr-1"
-        line = observability.merge_log_context(None, "info", {"event": "x"})
+        line = logs.merge_log_context(None, "info", {"event": "x"})
         assert line["trace_id"] == TRACE_ID and line["event_type"] == "mart.orders.v1.OrderPlaced"
         assert line["service"] == "svc-b" and line["correlation_id"] == "corr-1"
         assert not trace.get_current_span().is_recording()
         # what the handler writes to its outbox continues the same trace
         assert producer_traceparent("mart.stock.v1.StockReserved", "mart.stock.v1").split("-")[1] == TRACE_ID
     assert current_trace_id() is None  # nothing leaks out of the handler's context
-    assert observability.log_context() == {}
+    assert logs.log_context() == {}
     with event_context(envelope(None), "svc-b"):
         assert HEX32.match(current_trace_id() or "")
 

@@ -20,7 +20,7 @@ from mart_common.bus.base import EventBus, PermanentError
 from mart_common.clock import utcnow
 from mart_common.db import Database, insert_ignoring_duplicates
 from mart_common.messaging import BusMessage, Envelope, MissingHeaders, inbox_table
-from mart_common.observability import event_context
+from mart_common.observability.tracing import event_context
 
 log = structlog.get_logger(__name__)
 

@@ -39,7 +39,8 @@ from mart_common.bus.base import EventBus
 from mart_common.clock import utcnow
 from mart_common.db import Database
 from mart_common.messaging import BusMessage, Envelope, outbox_table
-from mart_common.observability import current_correlation_id, producer_traceparent
+from mart_common.observability.logs import current_correlation_id
+from mart_common.observability.tracing import producer_traceparent
 from mart_common.work import Handover, WorkLoop, hand_over
 
 log = structlog.get_logger(__name__)

@@ -22,18 +22,16 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mart_common.auth import TokenVerifier
+from mart_common.body_limit import BodySizeLimitMiddleware
 from mart_common.bus import EventBus, create_bus
 from mart_common.db import Database
 from mart_common.docs import install_docs
 from mart_common.heap import freeze_startup_heap
 from mart_common.inbox import EventHandler, Subscriber
-from mart_common.observability import (
-    BodySizeLimitMiddleware,
-    HttpMetrics,
-    RequestContextMiddleware,
-    configure_logging,
-    tracing_for,
-)
+from mart_common.observability.logs import configure_logging
+from mart_common.observability.metrics import HttpMetrics
+from mart_common.observability.middleware import RequestContextMiddleware
+from mart_common.observability.tracing import tracing_for
 from mart_common.outbox import OutboxRelay
 from mart_common.problems import document_problems, install_problem_handlers, problem_response
 from mart_common.settings import ServiceSettings
