@@ -168,6 +168,7 @@ class KafkaObserver(Observer):
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
+        from mart_common.bus.kafka import partitions_of
 
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -178,11 +179,7 @@ class KafkaObserver(Observer):
         await self.consumer.start()
         tps = []
         for topic in (self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"):
-            parts = self.consumer.partitions_for_topic(topic)
-            if not parts:
-                await self.consumer._client.force_metadata_update()
-                parts = self.consumer.partitions_for_topic(topic) or set()
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            tps += [TopicPartition(topic, p) for p in sorted(await partitions_of(self.consumer, topic))]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from mart_common.bus.kafka import PRODUCER_SETTINGS
+from mart_common.bus.kafka import PRODUCER_SETTINGS, refresh_metadata
 from mart_common.polling import PollTimeout, wait_until, wait_until_sync
 from mart_common.settings import default_data_dir
 from mart_testkit.ports import free_port
@@ -485,7 +485,7 @@ async def _kafka_roundtrip(n: int, burst: int) -> dict[str, Any]:
         async def known() -> bool:
             if consumer.partitions_for_topic(topic):
                 return True
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             return False
 
         with contextlib.suppress(PollTimeout):  # as before: after ~5 s go on regardless

@@ -50,6 +50,29 @@ _PRODUCER_STATE_ERRORS = (
 )
 
 
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Make ``consumer`` fetch the cluster's metadata now.
+
+    A consumer that *assigns* itself partitions (no group subscription) learns of topics and partitions only
+    on its metadata interval (``metadata_max_age_ms``): right after a topic was created (by
+    ``ensure_topics``, another process, a test) ``partitions_for_topic`` answers ``None`` and the consumer
+    would read nothing. aiokafka has no public call for this; its client's ``force_metadata_update`` is
+    private (checked against the locked aiokafka 0.14), so it is called here and nowhere else: an upgrade
+    that changes it breaks in one place.
+    """
+    await consumer._client.force_metadata_update()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` (a physical name), refreshing the consumer's metadata once if it does not
+    know the topic yet; empty when the broker does not list it."""
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await refresh_metadata(consumer)
+        parts = consumer.partitions_for_topic(topic)
+    return set(parts or ())
+
+
 PRODUCER_SETTINGS: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 0}
 """Every event is durably stored once published (idempotent, all in-sync replicas), sent at once: no linger.
 The relay already hands the producer everything one wake-up publishes before the sender runs, so a linger
@@ -294,11 +317,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         try:
             physical = self.namespace + topic
-            parts = consumer.partitions_for_topic(physical) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(physical) or set()
-            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
             if not tps:
                 return []
             consumer.assign(tps)
@@ -322,11 +341,7 @@ class KafkaBus(EventBus):
         count = 0
         try:
             physical = self.namespace + topic
-            parts = consumer.partitions_for_topic(physical) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(physical) or set()
-            tps = [TopicPartition(physical, p) for p in sorted(parts)]
+            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
             for tp in tps:
@@ -362,7 +377,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         try:
             physical = await self._physical_topics(admin)
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             tps = [
                 TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())
             ]
@@ -428,7 +443,7 @@ class _KafkaTail(EventTail):
         consumer = bus._consumer(None)
         await consumer.start()
         self._consumer = consumer
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         tps = [TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(tps)
         if tps:
