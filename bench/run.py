@@ -1,4 +1,4 @@
-"""One bounded benchmark run: ``uv run python -m bench.run [--quick]``.
+"""One bounded benchmark run: ``./mart bench [--quick]`` (or ``python -m bench.run``).
 
 Measures, on this machine and in this one run: the machine's limits (a bare uvicorn+FastAPI endpoint,
 pgbench on the same PostgreSQL, a raw Kafka round trip), catalog reads, checkout throughput and latency in
@@ -1313,9 +1313,9 @@ def _strip(obj: Any) -> Any:
     return obj
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "bench.run") -> int:
     global RESULTS
-    args = _parse_args(argv)
+    args = _parse_args(argv, prog)
     renicer = None
     if args.nice:
         # inherited by everything the bench starts (services, hello server, wrk, load generator);
@@ -1345,8 +1345,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
+def _parse_args(argv: list[str] | None, prog: str = "bench.run") -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a ~2 minute smoke run (shorter phases)")
     ap.add_argument(
         "--skip",

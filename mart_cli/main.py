@@ -25,6 +25,8 @@ events_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
+keys_app = typer.Typer(help="The user service's signing keys under the data dir (docs/api.md, Signing keys).")
+app.add_typer(keys_app, name="keys")
 
 DataDir = Annotated[
     Path | None,
@@ -389,6 +391,55 @@ def migrate(
     else:
         _fail("--target is embedded or dist")
     asyncio.run(do_migrate(urls, say=typer.echo))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Measure throughput and latency next to the machine's own limits (docs/performance.md); its options:
+    ./mart bench --help."""
+    from bench.run import main as run_bench
+
+    raise typer.Exit(run_bench(ctx.args, prog="mart bench"))
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDir = None) -> None:
+    """Make a new signing key; the current one becomes the previous key, still published (restart every
+    user-service replica afterwards)."""
+    from user_service.keys import rotate_key_files
+
+    try:
+        store = rotate_key_files(_data_dir(data_dir))
+    except FileNotFoundError as exc:
+        _fail(f"{exc} (the user service makes it at its first start)")
+    typer.echo(f"new signing key {store.kid}; restart every user-service replica")
+
+
+@keys_app.command("retire")
+def keys_retire(data_dir: DataDir = None) -> None:
+    """Stop publishing the previous key, once the longest token lifetime has passed since the rotation
+    (restart every user-service replica afterwards)."""
+    from user_service.keys import retire_previous_key_file
+
+    retired = retire_previous_key_file(_data_dir(data_dir))
+    typer.echo("previous key removed; restart every user-service replica" if retired else "no previous key")
+
+
+@keys_app.command("show")
+def keys_show(data_dir: DataDir = None) -> None:
+    """The public keys the user service publishes (its JWKS), from the key files or the settings."""
+    from user_service.keys import KEY_FILE, existing_keys
+    from user_service.settings import UserSettings
+
+    settings = UserSettings(data_dir=_data_dir(data_dir))
+    keys = existing_keys(settings)
+    if keys is None:
+        where = settings.data_dir / KEY_FILE
+        _fail(f"no signing key at {where} (the user service makes it at its first start)")
+    typer.echo(json.dumps(keys.jwks(), indent=2))
 
 
 def main() -> None:  # pragma: no cover

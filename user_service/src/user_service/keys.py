@@ -7,8 +7,8 @@ survive restarts. The ``kid`` is the key's RFC 7638 thumbprint.
 Rotation (docs/adr/0019-signing-key-rotation.md): the previous key (``MART_JWT_PREVIOUS_KEY_PEM``, or
 ``<data_dir>/keys/user-service-jwt.previous.pem``) is published next to the current one, so tokens signed
 before the rotation keep verifying everywhere until they expire; new tokens are signed with the current
-key only. ``python -m user_service.keys rotate`` moves the current key file to the previous one and
-generates a new current key; ``python -m user_service.keys retire`` removes the previous key (once the
+key only. ``./mart keys rotate`` (or ``python -m user_service.keys rotate``) moves the current key file to
+the previous one and generates a new current key; ``./mart keys retire`` removes the previous key (once the
 longest token lifetime has passed). Each takes effect when the service (every replica) restarts.
 """
 
@@ -122,24 +122,37 @@ def rfc7638_thumbprint(jwk: dict[str, Any]) -> str:
 def load_or_create_keys(settings: ServiceSettings) -> KeyStore:
     """The signing keys: from settings, else from the key file, else generated once and written to it;
     with the previous key (settings, else the previous key file) when a rotation is in progress."""
-    store = _current_key(settings)
-    previous_pem = getattr(settings, "jwt_previous_key_pem", None)
-    previous_path = settings.data_dir / PREVIOUS_KEY_FILE
-    if not previous_pem and previous_path.exists():
-        previous_pem = previous_path.read_bytes()
-    if previous_pem:
-        store = store.with_previous(load_public_key(previous_pem))
+    store = _with_previous(settings, existing_key(settings) or _create_key(settings))
+    if store.previous_kid:
         log.info("jwt_previous_key_published", kid=store.kid, previous_kid=store.previous_kid)
     return store
 
 
-def _current_key(settings: ServiceSettings) -> KeyStore:
+def existing_keys(settings: ServiceSettings) -> KeyStore | None:
+    """The signing keys as :func:`load_or_create_keys` finds them, without creating one: ``None`` before the
+    user service's first start (``./mart keys show``)."""
+    store = existing_key(settings)
+    return _with_previous(settings, store) if store is not None else None
+
+
+def existing_key(settings: ServiceSettings) -> KeyStore | None:
     pem = getattr(settings, "jwt_private_key_pem", None)
     if pem:
         return KeyStore.from_pem(pem)
     path = settings.data_dir / KEY_FILE
-    if path.exists():
-        return KeyStore.from_pem(path.read_bytes())
+    return KeyStore.from_pem(path.read_bytes()) if path.exists() else None
+
+
+def _with_previous(settings: ServiceSettings, store: KeyStore) -> KeyStore:
+    previous_pem = getattr(settings, "jwt_previous_key_pem", None)
+    previous_path = settings.data_dir / PREVIOUS_KEY_FILE
+    if not previous_pem and previous_path.exists():
+        previous_pem = previous_path.read_bytes()
+    return store.with_previous(load_public_key(previous_pem)) if previous_pem else store
+
+
+def _create_key(settings: ServiceSettings) -> KeyStore:
+    path = settings.data_dir / KEY_FILE
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = KeyStore.generate()
     # Replicas starting together (docs/scaling.md) must neither overwrite each other's key nor read a

@@ -14,7 +14,7 @@ class UserSettings(ServiceSettings):
     # Key rotation: the previous signing key (private or public PEM). Its public half stays in the JWKS
     # and keeps verifying the tokens it signed; remove it once the longest token lifetime (refresh
     # tokens: refresh_token_ttl_s) has passed since the rotation. Unset: <data_dir>/keys/
-    # user-service-jwt.previous.pem if present (`python -m user_service.keys rotate|retire`).
+    # user-service-jwt.previous.pem if present (`./mart keys rotate|retire`).
     jwt_previous_key_pem: str | None = None
     access_token_ttl_s: int = Field(default=15 * 60, ge=30)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
