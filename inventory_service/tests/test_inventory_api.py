@@ -5,45 +5,20 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from inventory_service.main import create_app
-from inventory_service.settings import InventorySettings
 from mart.products.v1 import products_pb2
-from mart_common.messaging import Envelope
-from mart_testkit.fixtures import running
-
-from mart_common import contracts
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-async def api(database_url, tmp_path, jwt_keys, make_bus):
-    bus = make_bus("inprocess")
-    await bus.start()
-    app = create_app(
-        InventorySettings(database_url=database_url, data_dir=tmp_path),
-        bus=bus,
-        token_verifier=jwt_keys.verifier(),
-    )
-    try:
-        async with running(app) as client:
-            client.runtime = app.state.runtime  # type: ignore[attr-defined]
-            yield client
-    finally:
-        await bus.stop()
+async def api(service_client):
+    async with service_client() as client:
+        yield client
 
 
 async def new_product(api) -> uuid.UUID:
     pid = uuid.uuid4()
-    msg = products_pb2.ProductCreated(product=products_pb2.Product(product_id=str(pid), version=1))
-    env = Envelope.new(
-        type=contracts.ce_type(msg),
-        source="t",
-        topic=contracts.topic_for(msg),
-        key=str(pid),
-        payload=msg.SerializeToString(),
-    )
-    await api.runtime.subscriber(env.to_bus())
+    await api.feed(products_pb2.ProductCreated(product=products_pb2.Product(product_id=str(pid), version=1)))
     return pid
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the notification service's tests: an in-process SMTP server, an app factory, events."""
+"""Fixtures of the notification service's tests: the service on a fresh database (SQLite and PostgreSQL), an
+in-process SMTP server, the events it is fed, and what it recorded (deliveries, attempts)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
-from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart.users.v1 import users_pb2
 from mart_common.messaging import Envelope, inbox_table
+from mart_testkit.service import envelope_of, service_fixtures
 from notification_service.domain import DeliveryStatus
 from notification_service.main import create_app
 from notification_service.models import Delivery, DeliveryAttempt
 from notification_service.settings import NotificationSettings
 from sqlalchemy import func, select
-
-from mart_common import contracts
 
 
 class RecordingSmtpHandler:
@@ -68,37 +66,18 @@ def smtp_server() -> Iterator[tuple[RecordingSmtpHandler, int]]:
         controller.stop()
 
 
-@pytest.fixture
-def make_app(database_url: str, tmp_path: Path, jwt_keys: Any) -> Callable[..., FastAPI]:
-    """``make_app(smtp_port=..., **settings)`` → the service wired to the test database and keys."""
-
-    def _make(*, senders: Any = None, **overrides: Any) -> FastAPI:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "event_bus": "inprocess",
-            "inprocess_bus_url": f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}",
-            "data_dir": tmp_path,
-            "log_json": False,
-            "email_backend": "file",
-            "delivery_backoff_initial_s": 0.05,
-            "delivery_backoff_max_s": 0.2,
-            "delivery_retry_interval_s": 0.05,
-        }
-        values.update(overrides)
-        return create_app(NotificationSettings(**values), token_verifier=jwt_keys.verifier(), senders=senders)
-
-    return _make
-
-
-def envelope_of(message: Message, key: str) -> Envelope:
-    """The envelope a producer's outbox would publish for ``message``."""
-    return Envelope.new(
-        type=contracts.ce_type(message),
-        source="test-producer",
-        topic=contracts.topic_for(message),
-        key=key,
-        payload=message.SerializeToString(),
-    )
+# service_settings(**overrides), service_client(**overrides): the running notification service, mail to .eml
+# files, retries fast; senders={Channel.SMS: ...} replaces a channel's provider
+service_settings, service_client = service_fixtures(
+    create_app,
+    NotificationSettings,
+    settings={
+        "email_backend": "file",
+        "delivery_backoff_initial_s": 0.05,
+        "delivery_backoff_max_s": 0.2,
+        "delivery_retry_interval_s": 0.05,
+    },
+)
 
 
 def user_registered(user_id: uuid.UUID, email: str = "ada@example.com", **kw: Any) -> Envelope:

@@ -5,29 +5,26 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from mart_testkit.fixtures import running
 
 from .conftest import order_paid, user_registered
 
 
-async def test_notifications_need_a_token(make_app):
-    async with running(make_app()) as client:
+async def test_notifications_need_a_token(service_client):
+    async with service_client() as client:
         for method, path in [("GET", "/notifications"), ("GET", "/preferences"), ("PUT", "/preferences")]:
             response = await client.request(method, path, json={"email": True, "sms": False})
             assert response.status_code == 401
             assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_each_user_sees_only_their_notifications_newest_first(make_app, jwt_keys):
-    app = make_app()
+async def test_each_user_sees_only_their_notifications_newest_first(service_client, jwt_keys):
     ada, bob = uuid.uuid4(), uuid.uuid4()
-    async with running(app) as client:
-        subscriber = app.state.runtime.subscriber
-        await subscriber(user_registered(ada, "ada@example.com").to_bus())
-        await subscriber(user_registered(bob, "bob@example.com", full_name="Bob").to_bus())
+    async with service_client() as client:
+        await client.feed(user_registered(ada, "ada@example.com"))
+        await client.feed(user_registered(bob, "bob@example.com", full_name="Bob"))
         orders = [order_paid(ada) for _ in range(3)]
         for envelope in orders:
-            await subscriber(envelope.to_bus())
+            await client.feed(envelope)
 
         page = (await client.get("/notifications", headers=jwt_keys.headers(ada))).json()
         assert page["total"] == 4 and page["limit"] == 20 and page["offset"] == 0
@@ -58,9 +55,9 @@ async def test_each_user_sees_only_their_notifications_newest_first(make_app, jw
         ).status_code == 422
 
 
-async def test_preferences_default_then_update(make_app, jwt_keys):
+async def test_preferences_default_then_update(service_client, jwt_keys):
     user = uuid.uuid4()
-    async with running(make_app()) as client:
+    async with service_client() as client:
         headers = jwt_keys.headers(user)
         assert (await client.get("/preferences", headers=headers)).json() == {"email": True, "sms": False}
         response = await client.put("/preferences", json={"email": False, "sms": True}, headers=headers)
@@ -81,15 +78,15 @@ async def test_preferences_default_then_update(make_app, jwt_keys):
         [],
     ],
 )
-async def test_put_preferences_refuses_anything_but_booleans(make_app, jwt_keys, body):
-    async with running(make_app()) as client:
+async def test_put_preferences_refuses_anything_but_booleans(service_client, jwt_keys, body):
+    async with service_client() as client:
         response = await client.put("/preferences", json=body, headers=jwt_keys.headers(uuid.uuid4()))
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_health_ready_and_metrics(make_app):
-    async with running(make_app()) as client:
+async def test_health_ready_and_metrics(service_client):
+    async with service_client() as client:
         assert (await client.get("/health")).json()["service"] == "notification-service"
         assert (await client.get("/ready")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200

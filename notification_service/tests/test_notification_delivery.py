@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from mart.users.v1 import users_pb2
 from mart_common.clock import utcnow
-from mart_testkit.fixtures import eventually, running
+from mart_testkit.fixtures import eventually
 from notification_service.channels import DeliveryError, OutgoingMessage, SmsSender
 from notification_service.channels.sms import TwilioSmsSender
 from notification_service.domain import Channel, DeliveryStatus
@@ -46,14 +46,16 @@ async def _enable_sms(client, jwt_keys, user_id):
     assert response.status_code == 200
 
 
-async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_recorded(make_app, jwt_keys):
+async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_recorded(
+    service_client, jwt_keys
+):
     broken = BrokenSms()
-    app = make_app(senders={Channel.SMS: broken}, delivery_max_attempts=3)
     user_id = uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: broken}, delivery_max_attempts=3) as client:
+        app = client.app
         await _enable_sms(client, jwt_keys, user_id)
         envelope = user_registered(user_id, phone="+15550100")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def failed():
             [row] = await deliveries(app, event_id=envelope.id)
@@ -62,9 +64,9 @@ async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_r
         row = await eventually(failed)
         # A full dispatcher pass after FAILED attempts nothing, even once its lease and backoff are long
         # past (time moved on by an hour): a FAILED delivery is never due again.
-        async with app.state.runtime.db.transaction() as session:
+        async with client.runtime.db.transaction() as session:
             await session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(hours=1)))
-        assert await app.state.runtime.context.dispatcher.dispatch_due() == 0
+        assert await client.runtime.context.dispatcher.dispatch_due() == 0
         assert broken.calls == 3
         assert row.attempts == 3 and row.last_error == "gateway says no"
         attempts = await attempts_of(app, row.id)
@@ -79,14 +81,14 @@ async def test_a_provider_that_keeps_failing_ends_in_failed_with_every_attempt_r
         assert listed["total"] == 1
 
 
-async def test_a_permanent_error_fails_at_once(make_app, jwt_keys):
+async def test_a_permanent_error_fails_at_once(service_client, jwt_keys):
     broken = BrokenSms(permanent=True)
-    app = make_app(senders={Channel.SMS: broken})
     user_id = uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: broken}) as client:
+        app = client.app
         await _enable_sms(client, jwt_keys, user_id)
         envelope = user_registered(user_id, phone="+15550100")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def failed():
             [row] = await deliveries(app, event_id=envelope.id)
@@ -96,13 +98,15 @@ async def test_a_permanent_error_fails_at_once(make_app, jwt_keys):
         assert row.attempts == 1 and broken.calls == 1
 
 
-async def test_smtp_rejecting_the_recipient_permanently_marks_the_delivery_failed(make_app, smtp_server):
+async def test_smtp_rejecting_the_recipient_permanently_marks_the_delivery_failed(
+    service_client, smtp_server
+):
     handler, port = smtp_server
     handler.refuse_always = "550 5.1.1 No such user"
-    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
-    async with running(app):
+    async with service_client(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port) as client:
+        app = client.app
         envelope = user_registered(uuid.uuid4(), "nobody@example.com")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def failed():
             [row] = await deliveries(app, event_id=envelope.id)
@@ -112,15 +116,15 @@ async def test_smtp_rejecting_the_recipient_permanently_marks_the_delivery_faile
         assert row.attempts == 1 and "550" in row.last_error
 
 
-async def test_pending_deliveries_survive_a_restart(make_app, smtp_server):
+async def test_pending_deliveries_survive_a_restart(service_client, smtp_server):
     handler, port = smtp_server
-    down = make_app(
-        email_backend="smtp", smtp_host="127.0.0.1", smtp_port=_free_port(), delivery_backoff_initial_s=0.3
-    )
     user_id = uuid.uuid4()
     envelope = user_registered(user_id, "ada@example.com")
-    async with running(down):
-        await down.state.runtime.subscriber(envelope.to_bus())
+    async with service_client(
+        email_backend="smtp", smtp_host="127.0.0.1", smtp_port=_free_port(), delivery_backoff_initial_s=0.3
+    ) as client:
+        down = client.app
+        await client.feed(envelope)
 
         async def tried():
             [row] = await deliveries(down, event_id=envelope.id)
@@ -128,8 +132,8 @@ async def test_pending_deliveries_survive_a_restart(make_app, smtp_server):
 
         await eventually(tried)
     # The service comes back with a reachable mail server: the pending delivery goes out.
-    up = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
-    async with running(up):
+    async with service_client(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port) as client:
+        up = client.app
 
         async def sent():
             [row] = await deliveries(up, event_id=envelope.id)
@@ -140,18 +144,17 @@ async def test_pending_deliveries_survive_a_restart(make_app, smtp_server):
         assert [rcpt for rcpt, _ in handler.messages] == [["ada@example.com"]]
 
 
-async def test_sms_goes_to_the_phone_on_file_and_is_skipped_without_one(make_app, jwt_keys):
+async def test_sms_goes_to_the_phone_on_file_and_is_skipped_without_one(service_client, jwt_keys):
     sms = RecordingSms()
-    app = make_app(senders={Channel.SMS: sms})
     with_phone, without_phone = uuid.uuid4(), uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: sms}) as client:
+        app = client.app
         for user_id in (with_phone, without_phone):
             await _enable_sms(client, jwt_keys, user_id)
-        subscriber = app.state.runtime.subscriber
-        await subscriber(user_registered(with_phone, "a@example.com", phone="+15550100").to_bus())
-        await subscriber(user_registered(without_phone, "b@example.com").to_bus())
+        await client.feed(user_registered(with_phone, "a@example.com", phone="+15550100"))
+        await client.feed(user_registered(without_phone, "b@example.com"))
         paid = order_paid(with_phone)
-        await subscriber(paid.to_bus())
+        await client.feed(paid)
 
         async def settled():
             rows = await deliveries(app)
@@ -169,18 +172,16 @@ async def test_sms_goes_to_the_phone_on_file_and_is_skipped_without_one(make_app
         assert "$45.48" in receipt.sms
 
 
-async def test_contact_updates_are_used_for_later_deliveries(make_app, smtp_server):
+async def test_contact_updates_are_used_for_later_deliveries(service_client, smtp_server):
     handler, port = smtp_server
-    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
     user_id = uuid.uuid4()
-    async with running(app):
-        subscriber = app.state.runtime.subscriber
-        await subscriber(user_registered(user_id, "old@example.com").to_bus())
+    async with service_client(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port) as client:
+        await client.feed(user_registered(user_id, "old@example.com"))
         updated = users_pb2.UserUpdated(
             user_id=str(user_id), email="new@example.com", full_name="Ada L.", is_active=True
         )
-        await subscriber(envelope_of(updated, str(user_id)).to_bus())
-        await subscriber(order_paid(user_id).to_bus())
+        await client.feed(envelope_of(updated, str(user_id)))
+        await client.feed(order_paid(user_id))
 
         async def two():
             return len(handler.messages) == 2
@@ -220,15 +221,15 @@ async def test_twilio_sender_uses_the_client_off_the_loop():
     assert calls == [{"to": "+15550100", "from_": "+15550000", "body": "Welcome!"}]
 
 
-async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app, jwt_keys):
+async def test_operators_see_failed_deliveries_and_can_send_them_again(service_client, jwt_keys):
     broken = BrokenSms()
-    app = make_app(senders={Channel.SMS: broken}, delivery_max_attempts=2)
     user_id = uuid.uuid4()
     admin = jwt_keys.headers(uuid.uuid4(), "admin")
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: broken}, delivery_max_attempts=2) as client:
+        app = client.app
         await _enable_sms(client, jwt_keys, user_id)
         envelope = user_registered(user_id, phone="+15550100")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def failed():
             page = (await client.get("/deliveries?status=FAILED", headers=admin)).json()
@@ -239,7 +240,7 @@ async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app,
         assert (await client.get("/deliveries", headers=jwt_keys.headers(user_id))).status_code == 403
 
         working = RecordingSms()
-        app.state.runtime.context.senders[Channel.SMS] = working
+        client.runtime.context.senders[Channel.SMS] = working
         retried = await client.post(f"/deliveries/{row['id']}/retry", headers=admin)
         assert retried.status_code == 202 and retried.json()["status"] == "PENDING"
 
@@ -255,23 +256,25 @@ async def test_operators_see_failed_deliveries_and_can_send_them_again(make_app,
         assert missing.status_code == 404
 
 
-async def test_a_delivery_handed_over_but_never_sent_goes_out_when_its_lease_runs_out(make_app, jwt_keys):
+async def test_a_delivery_handed_over_but_never_sent_goes_out_when_its_lease_runs_out(
+    service_client, jwt_keys
+):
     """The event's transaction claims the first attempt and hands it to the dispatcher in memory; a process
     that stops before sending it loses nothing: once the lease runs out, the search sends it."""
     sms = RecordingSms()
-    app = make_app(senders={Channel.SMS: sms})
     user_id = uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: sms}) as client:
+        app = client.app
         await _enable_sms(client, jwt_keys, user_id)
-        dispatcher = app.state.runtime.context.dispatcher
+        dispatcher = client.runtime.context.dispatcher
         await dispatcher.stop()  # the hand-over below is never sent by this process
         envelope = user_registered(user_id, phone="+15550100")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
         [row] = await deliveries(app, event_id=envelope.id)
         assert row.status == DeliveryStatus.PENDING and row.attempts == 1
         assert await dispatcher.dispatch_due() == 0  # leased: not due yet
         assert sms.sent == []
-        async with app.state.runtime.db.transaction() as session:  # the lease ran out
+        async with client.runtime.db.transaction() as session:  # the lease ran out
             await session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         assert await dispatcher.dispatch_due() == 1
         [row] = await deliveries(app, event_id=envelope.id)
@@ -280,20 +283,20 @@ async def test_a_delivery_handed_over_but_never_sent_goes_out_when_its_lease_run
 
 
 async def test_the_email_and_the_sms_of_one_event_are_both_sent_with_their_attempts_on_record(
-    make_app, jwt_keys
+    service_client, jwt_keys
 ):
     """Two deliveries handed over by one transaction go out together, and each attempt is recorded with
     its delivery's new state (one transaction for the batch)."""
     sms = RecordingSms()
-    app = make_app(senders={Channel.SMS: sms})
     user_id = uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(senders={Channel.SMS: sms}) as client:
+        app = client.app
         response = await client.put(
             "/preferences", json={"email": True, "sms": True}, headers=jwt_keys.headers(user_id)
         )
         assert response.status_code == 200
         envelope = user_registered(user_id, "ada@example.com", phone="+15550100")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def both_sent():
             rows = await deliveries(app, event_id=envelope.id)

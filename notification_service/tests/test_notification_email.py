@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from mart_testkit.fixtures import KAFKA_BOOTSTRAP, eventually, running
+from mart_testkit.fixtures import KAFKA_BOOTSTRAP, eventually
 from notification_service.domain import DeliveryStatus
 
 from .conftest import (
@@ -20,17 +20,20 @@ from .conftest import (
 )
 
 
-async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(make_app, smtp_server, jwt_keys):
+async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(
+    service_client, smtp_server, jwt_keys
+):
     handler, port = smtp_server
     # A retry loop that never runs during the test: the dispatcher, woken by the handler's commit, sends.
-    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_retry_interval_s=600)
     user_id = uuid.uuid4()
-    async with running(app) as client:
-        subscriber = app.state.runtime.subscriber
-        await subscriber(user_registered(user_id, "ada@example.com").to_bus())
+    async with service_client(
+        email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_retry_interval_s=600
+    ) as client:
+        app = client.app
+        await client.feed(user_registered(user_id, "ada@example.com"))
         paid = order_paid(user_id)
-        await subscriber(paid.to_bus())
-        await subscriber(paid.to_bus())  # redelivered by the broker
+        await client.feed(paid)
+        await client.feed(paid)  # redelivered by the broker
 
         async def receipt_arrived():
             return [m for _, m in handler.messages if "receipt" in m["Subject"].lower()]
@@ -71,20 +74,20 @@ async def test_receipt_arrives_once_even_when_the_event_is_delivered_twice(make_
 
 
 async def test_publishing_the_same_envelope_twice_on_the_bus_sends_one_email(
-    make_app, smtp_server, bus_kind, kafka_namespace
+    service_client, smtp_server, bus_kind, kafka_namespace
 ):
     handler, port = smtp_server
-    app = make_app(
+    user_id = uuid.uuid4()
+    async with service_client(
         email_backend="smtp",
         smtp_host="127.0.0.1",
         smtp_port=port,
         event_bus=bus_kind,
         kafka_namespace=kafka_namespace,
         kafka_bootstrap_servers=KAFKA_BOOTSTRAP,
-    )
-    user_id = uuid.uuid4()
-    async with running(app):
-        bus = app.state.runtime.bus
+    ) as client:
+        app = client.app
+        bus = client.runtime.bus
         await bus.publish(user_registered(user_id, "grace@example.com").to_bus())
         paid = order_paid(user_id)
         await bus.publish(paid.to_bus())
@@ -105,14 +108,16 @@ async def test_publishing_the_same_envelope_twice_on_the_bus_sends_one_email(
         assert sorted(rcpt[0] for rcpt, _ in handler.messages) == ["grace@example.com"] * 3
 
 
-async def test_a_refusing_server_gets_the_email_after_retries(make_app, smtp_server):
+async def test_a_refusing_server_gets_the_email_after_retries(service_client, smtp_server):
     handler, port = smtp_server
     handler.refuse_first = 3
-    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_max_attempts=8)
     user_id = uuid.uuid4()
-    async with running(app):
+    async with service_client(
+        email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port, delivery_max_attempts=8
+    ) as client:
+        app = client.app
         envelope = user_registered(user_id, "linus@example.com")
-        await app.state.runtime.subscriber(envelope.to_bus())
+        await client.feed(envelope)
 
         async def sent():
             [row] = await deliveries(app, event_id=envelope.id)
@@ -128,23 +133,23 @@ async def test_a_refusing_server_gets_the_email_after_retries(make_app, smtp_ser
 
 
 async def test_email_preference_off_sends_no_email_but_keeps_the_in_app_notification(
-    make_app, smtp_server, jwt_keys
+    service_client, smtp_server, jwt_keys
 ):
     handler, port = smtp_server
-    app = make_app(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port)
     user_id = uuid.uuid4()
-    async with running(app) as client:
+    async with service_client(email_backend="smtp", smtp_host="127.0.0.1", smtp_port=port) as client:
+        app = client.app
         response = await client.put(
             "/preferences", json={"email": False, "sms": False}, headers=jwt_keys.headers(user_id)
         )
         assert response.status_code == 200
-        await app.state.runtime.subscriber(user_registered(user_id).to_bus())
+        await client.feed(user_registered(user_id))
         paid = order_paid(user_id)
-        await app.state.runtime.subscriber(paid.to_bus())
+        await client.feed(paid)
         # The handler calls have returned: the dispatcher only sends recorded deliveries, and there are
         # none, so nothing can be sent later either.
         assert await deliveries(app) == []
-        assert await app.state.runtime.context.dispatcher.dispatch_due() == 0
+        assert await client.runtime.context.dispatcher.dispatch_due() == 0
         assert handler.messages == []
         listed = (await client.get("/notifications", headers=jwt_keys.headers(user_id))).json()
         assert [n["kind"] for n in listed["items"]] == ["payment_receipt", "welcome"]

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 from googleapiclient.http import HttpMockSequence, RequestMockBuilder
-from mart_testkit.fixtures import eventually, running
+from mart_testkit.fixtures import eventually
 from notification_service.channels import DeliveryError, OutgoingMessage, build_senders
 from notification_service.channels.gmail import GmailEmailSender, build_gmail_service
 from notification_service.domain import Channel, DeliveryStatus
@@ -109,18 +109,18 @@ def test_settings_choose_the_gmail_provider(tmp_path):
     assert sender.credentials_file == tmp_path / "credentials.json"
 
 
-async def test_receipt_goes_through_gmail_end_to_end(make_app):
+async def test_receipt_goes_through_gmail_end_to_end(service_client):
     ok = json.dumps({"id": "m1", "labelIds": ["SENT"]})
     http = HttpMockSequence([({"status": "200"}, ok), ({"status": "200"}, ok)])
     gmail = GmailEmailSender(
         credentials_file=None, token_file=None, from_address="Online Mart <shop@example.com>", http=http
     )
-    app = make_app(email_backend="gmail", senders={Channel.EMAIL: gmail})
     user_id = uuid.uuid4()
-    async with running(app):
-        await app.state.runtime.subscriber(user_registered(user_id, "ada@example.com").to_bus())
+    async with service_client(email_backend="gmail", senders={Channel.EMAIL: gmail}) as client:
+        app = client.app
+        await client.feed(user_registered(user_id, "ada@example.com"))
         paid = order_paid(user_id)
-        await app.state.runtime.subscriber(paid.to_bus())
+        await client.feed(paid)
 
         async def all_sent():
             rows = await deliveries(app)

@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from mart.orders.v1 import orders_pb2
-from mart_testkit.fixtures import eventually, running
+from mart_testkit.fixtures import eventually
 from notification_service.domain import Kind, format_money
 from notification_service.rendering import order_context, render
 
@@ -56,12 +56,11 @@ def test_html_is_autoescaped_and_text_is_not():
     assert "<b>Bold</b> & co" in message.text
 
 
-async def test_file_backend_writes_one_eml_per_delivery(make_app, tmp_path):
-    app = make_app(email_backend="file")
+async def test_file_backend_writes_one_eml_per_delivery(service_client, tmp_path):
     user_id = uuid.uuid4()
-    async with running(app):
-        subscriber = app.state.runtime.subscriber
-        await subscriber(user_registered(user_id, "ada@example.com").to_bus())
+    async with service_client(email_backend="file") as client:
+        app = client.app
+        await client.feed(user_registered(user_id, "ada@example.com"))
         rejected = orders_pb2.OrderRejected(
             order_id=str(uuid.uuid4()),
             user_id=str(user_id),
@@ -71,8 +70,8 @@ async def test_file_backend_writes_one_eml_per_delivery(make_app, tmp_path):
             reason="out of stock",
         )
         envelope = envelope_of(rejected, rejected.order_id)
-        await subscriber(envelope.to_bus())
-        await subscriber(envelope.to_bus())
+        await client.feed(envelope)
+        await client.feed(envelope)
 
         async def two_files():
             files = sorted((tmp_path / "mail").glob("*.eml"))

@@ -6,104 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
 from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
 from mart.products.v1 import products_pb2
 from mart.stock.v1 import stock_pb2
-from mart_common.messaging import Envelope, outbox_table
-from mart_testkit.fixtures import running
-from order_service.main import create_app
 from order_service.services import cancel_unpaid_orders
-from order_service.settings import OrderSettings
-from sqlalchemy import select
 
-from mart_common import contracts
+from .conftest import ADDRESS
 
-ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "us"}
 PROBLEM = "application/problem+json"
-
-
-def envelope_of(message) -> Envelope:
-    return Envelope.new(
-        type=contracts.ce_type(message),
-        source="test",
-        topic=contracts.topic_for(message),
-        key="k",
-        payload=message.SerializeToString(),
-    )
-
-
-class Orders:
-    def __init__(self, app, client, jwt_keys) -> None:
-        self.runtime = app.state.runtime
-        self.client = client
-        self.jwt = jwt_keys
-        self.customer_id = uuid.uuid4()
-        self.customer = jwt_keys.headers(self.customer_id, "customer")
-        self.admin = jwt_keys.headers(uuid.uuid4(), "admin")
-
-    async def feed(self, message) -> None:
-        await self.runtime.subscriber(envelope_of(message).to_bus())
-
-    async def product(
-        self,
-        price: int = 1000,
-        currency: str = "USD",
-        *,
-        version: int = 1,
-        pid=None,
-        cls=None,
-        archived=False,
-    ):
-        pid = pid or uuid.uuid4()
-        cls = cls or products_pb2.ProductCreated
-        await self.feed(
-            cls(
-                product=products_pb2.Product(
-                    product_id=str(pid),
-                    name=f"p-{pid.hex[:6]}",
-                    price_cents=price,
-                    currency=currency,
-                    version=version,
-                    archived=archived,
-                )
-            )
-        )
-        return pid
-
-    async def place(self, *lines, headers=None, key=None, address=ADDRESS):
-        h = dict(headers or self.customer)
-        if key:
-            h["Idempotency-Key"] = key
-        body = {
-            "items": [{"product_id": str(p), "quantity": q} for p, q in lines],
-            "shipping_address": address,
-        }
-        return await self.client.post("/orders", json=body, headers=h)
-
-    async def published(self, cls) -> list:
-        async with self.runtime.db.session() as s:
-            rows = (await s.execute(select(outbox_table).order_by(outbox_table.c.seq))).all()
-        return [contracts.decode(r.ce_type, r.payload) for r in rows if r.ce_type == contracts.ce_type(cls)]
-
-    async def status(self, order_id) -> str:
-        return (await self.client.get(f"/orders/{order_id}", headers=self.admin)).json()["status"]
-
-
-@pytest.fixture
-async def orders(database_url, tmp_path, jwt_keys, make_bus):
-    settings = OrderSettings(
-        database_url=database_url, data_dir=tmp_path, payment_window_s=900, payment_check_interval_s=3600
-    )
-    bus = make_bus("inprocess")
-    await bus.start()
-    app = create_app(settings, bus=bus, token_verifier=jwt_keys.verifier())
-    try:
-        async with running(app) as client:
-            yield Orders(app, client, jwt_keys)
-    finally:
-        await bus.stop()
 
 
 async def test_place_order_prices_from_the_read_model(orders):

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart_common.bus.inprocess import InProcessBus
-from mart_common.messaging import Envelope, inbox_table, outbox_table
-from mart_testkit.fixtures import FAST_RETRY, JwtKeys, eventually, running
+from mart_common.messaging import inbox_table, outbox_table
+from mart_testkit.fixtures import FAST_RETRY, JwtKeys, eventually
+from mart_testkit.service import ServiceClient, envelope_of, service_fixtures
 from payment_service.main import create_app
 from payment_service.models import Payment
 from payment_service.providers import PaymentProvider
@@ -29,8 +30,7 @@ WEBHOOK_SECRET = "whsec_test_" + "0" * 24
 
 @dataclass
 class Harness:
-    app: FastAPI
-    client: httpx.AsyncClient
+    client: ServiceClient
     bus: InProcessBus
     jwt_keys: JwtKeys
     provider: PaymentProvider
@@ -38,8 +38,12 @@ class Harness:
     sent: list[str] = field(default_factory=list)  # ids of the events sent, in order
 
     @property
+    def app(self) -> FastAPI:
+        return self.client.app
+
+    @property
     def db(self) -> Any:
-        return self.app.state.runtime.db
+        return self.client.db
 
     def auth(self, user: uuid.UUID | None = None, role: str = "customer") -> dict[str, str]:
         return self.jwt_keys.headers(user or self.customer, role)
@@ -49,13 +53,7 @@ class Harness:
         return self.jwt_keys.headers(uuid.uuid4(), "admin")
 
     async def send(self, message: Message, *, key: str) -> str:
-        env = Envelope.new(
-            type=contracts.ce_type(message),
-            source="order-service",
-            topic=contracts.topic_for(message),
-            key=key,
-            payload=message.SerializeToString(),
-        )
+        env = envelope_of(message, key, source="order-service")
         await self.bus.publish(env.to_bus())
         self.sent.append(env.id)
         return env.id
@@ -142,37 +140,26 @@ class Harness:
         return [r[0].rsplit(".", 1)[1] for r in rows]
 
 
-def make_settings(database_url: str, tmp_path: Any, **overrides: Any) -> PaymentSettings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "event_bus": "inprocess",
-        "data_dir": tmp_path,
-        "log_json": False,
-        "outbox_poll_interval_s": 0.05,
-        "stripe_webhook_secret": WEBHOOK_SECRET,
-    }
-    values.update(overrides)
-    return PaymentSettings(**values)
+# service_settings(**overrides), service_client(**overrides): the running payment service
+service_settings, service_client = service_fixtures(
+    create_app,
+    PaymentSettings,
+    settings={"outbox_poll_interval_s": 0.05, "stripe_webhook_secret": WEBHOOK_SECRET},
+)
 
 
 @pytest.fixture
-async def harness_factory(database_url: str, tmp_path: Any, jwt_keys: JwtKeys) -> AsyncIterator[Any]:
-    """``async with harness_factory(provider=None, **settings) as h``: the running service."""
-    from contextlib import asynccontextmanager
+async def harness_factory(service_client: Any, tmp_path: Any, jwt_keys: JwtKeys) -> AsyncIterator[Any]:
+    """``async with harness_factory(provider=None, **settings) as h``: the running service, fed through a
+    real in-process bus (``h.send``: what the order service would publish)."""
 
     @asynccontextmanager
     async def _make(provider: PaymentProvider | None = None, **overrides: Any) -> AsyncIterator[Harness]:
         bus = InProcessBus(f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}", partitions=3, retry=FAST_RETRY)
         await bus.start()
         try:
-            app = create_app(
-                make_settings(database_url, tmp_path, **overrides),
-                bus=bus,
-                token_verifier=jwt_keys.verifier(),
-                provider=provider,
-            )
-            async with running(app) as client:
-                yield Harness(app, client, bus, jwt_keys, app.state.runtime.context.provider)
+            async with service_client(bus=bus, provider=provider, **overrides) as client:
+                yield Harness(client, bus, jwt_keys, client.context.provider)
         finally:
             await bus.stop()
 

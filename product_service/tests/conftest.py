@@ -1,44 +1,20 @@
-"""Fixtures of the product service's tests: an app on a fresh database (SQLite and PostgreSQL)."""
+"""Fixtures of the product service's tests: the service on a fresh database (SQLite and PostgreSQL), and
+helpers that make products and categories as an admin."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from mart_common.bus import EventBus
-from mart_testkit.fixtures import running
+from mart_testkit.service import service_fixtures
 from product_service.main import create_app
 from product_service.settings import ProductSettings
 
-
-@pytest.fixture
-def catalog_client(
-    database_url: str, tmp_path: Path, jwt_keys: Any
-) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """``async with catalog_client() as client`` — the running product service (tokens: ``jwt_keys``)."""
-
-    @asynccontextmanager
-    async def _client(*, bus: EventBus | None = None, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "event_bus": "inprocess",
-            "inprocess_bus_url": f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}",
-            "data_dir": tmp_path,
-            "log_json": False,
-        }
-        settings = ProductSettings(**{**values, **overrides})
-        app = create_app(settings, bus=bus, token_verifier=jwt_keys.verifier())
-        async with running(app) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-
-    return _client
+# service_settings(**overrides), service_client(**overrides): the running product service (tokens: jwt_keys)
+service_settings, service_client = service_fixtures(create_app, ProductSettings)
 
 
 @pytest.fixture

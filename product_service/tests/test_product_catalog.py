@@ -12,13 +12,13 @@ from mart_common import contracts
 
 
 async def _events(client) -> list:
-    async with client.app.state.runtime.db.session() as session:
+    async with client.runtime.db.session() as session:
         rows = (await session.execute(select(outbox_table).order_by(outbox_table.c.seq))).all()
     return [contracts.decode(r.ce_type, r.payload) for r in rows]
 
 
-async def test_admin_creates_reads_updates_and_archives_a_product(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_admin_creates_reads_updates_and_archives_a_product(service_client, catalog) -> None:
+    async with service_client() as client:
         books = await catalog.category(client, "Books")
         created = await client.post(
             "/products",
@@ -88,8 +88,8 @@ async def test_admin_creates_reads_updates_and_archives_a_product(catalog_client
         assert events[3].product.archived is True
 
 
-async def test_customers_get_403_and_anonymous_401_on_writes(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_customers_get_403_and_anonymous_401_on_writes(service_client, catalog) -> None:
+    async with service_client() as client:
         product = await catalog.product(client)
         customer = catalog.customer()
         writes = [
@@ -108,8 +108,8 @@ async def test_customers_get_403_and_anonymous_401_on_writes(catalog_client, cat
         assert (await client.get(f"/products/{product['id']}")).json()["version"] == 1
 
 
-async def test_duplicate_sku_and_unknown_references(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_duplicate_sku_and_unknown_references(service_client, catalog) -> None:
+    async with service_client() as client:
         first = await catalog.product(client, sku="DUP-1")
         second = await catalog.product(client, sku="DUP-2")
         dup = await client.post(
@@ -159,15 +159,15 @@ async def test_duplicate_sku_and_unknown_references(catalog_client, catalog) -> 
         {"name": "x", "price_cents": 100},
     ],
 )
-async def test_bad_product_input_is_422_never_500(catalog_client, catalog, body) -> None:
-    async with catalog_client() as client:
+async def test_bad_product_input_is_422_never_500(service_client, catalog, body) -> None:
+    async with service_client() as client:
         response = await client.post("/products", json=body, headers=catalog.admin)
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_search_filters_and_sort_orders(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_search_filters_and_sort_orders(service_client, catalog) -> None:
+    async with service_client() as client:
         books = await catalog.category(client, "Books")
         toys = await catalog.category(client, "Toys")
         a = await catalog.product(
@@ -234,8 +234,8 @@ async def test_search_filters_and_sort_orders(catalog_client, catalog) -> None:
             assert bad.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_pagination_totals(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_pagination_totals(service_client, catalog) -> None:
+    async with service_client() as client:
         for i in range(7):
             await catalog.product(client, name=f"Widget {i}", price_cents=100 + i)
         await catalog.product(client, name="Gadget", price_cents=50)
@@ -256,9 +256,9 @@ async def test_pagination_totals(catalog_client, catalog) -> None:
 
 
 async def test_catalog_reads_carry_an_etag_and_answer_304_until_the_catalog_changes(
-    catalog_client, catalog
+    service_client, catalog
 ) -> None:
-    async with catalog_client() as client:
+    async with service_client() as client:
         product = await catalog.product(client, name="Lamp", price_cents=900)
         for path in ("/products", f"/products/{product['id']}"):
             first = await client.get(path)
@@ -286,8 +286,8 @@ async def test_catalog_reads_carry_an_etag_and_answer_304_until_the_catalog_chan
         assert archived.status_code == 200 and archived.headers["cache-control"] == "private, no-store"
 
 
-async def test_categories(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_categories(service_client, catalog) -> None:
+    async with service_client() as client:
         await catalog.category(client, "Toys", "Fun things")
         await catalog.category(client, "books")
         dup = await client.post("/categories", json={"name": "TOYS"}, headers=catalog.admin)
@@ -305,8 +305,8 @@ async def test_categories(catalog_client, catalog) -> None:
         assert set(listed["items"][0]) == {"id", "name", "description"}
 
 
-async def test_openapi_documents_auth_and_error_responses(catalog_client) -> None:
-    async with catalog_client() as client:
+async def test_openapi_documents_auth_and_error_responses(service_client) -> None:
+    async with service_client() as client:
         spec = (await client.get("/openapi.json")).json()
     expected = {
         ("get", "/products"): {"422"},
@@ -330,8 +330,8 @@ async def test_openapi_documents_auth_and_error_responses(catalog_client) -> Non
     assert set(sort["schema"]["enum"]) == {"name", "-name", "price", "-price", "-created_at"}
 
 
-async def test_weird_input_never_yields_500(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_weird_input_never_yields_500(service_client, catalog) -> None:
+    async with service_client() as client:
         product = await catalog.product(client)
         pid = product["id"]
         requests = [

@@ -9,9 +9,9 @@ from mart_testkit.fixtures import eventually
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_a_write_on_one_replica_reaches_the_other_replicas_cached_catalog(
-    catalog_client, catalog
+    service_client, catalog
 ) -> None:
-    async with catalog_client() as first, catalog_client() as second:
+    async with service_client() as first, service_client() as second:
         product = await catalog.product(first, name="Kettle", price_cents=2500)
         path = f"/products/{product['id']}"
         # The second replica answers (and keeps) the current price, list and item alike.
@@ -41,8 +41,8 @@ async def test_a_write_on_one_replica_reaches_the_other_replicas_cached_catalog(
         await eventually(first_sees_archive, timeout=10)
 
 
-async def test_the_writing_replica_reads_its_own_write_at_once(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_the_writing_replica_reads_its_own_write_at_once(service_client, catalog) -> None:
+    async with service_client() as client:
         product = await catalog.product(client, name="Mug", price_cents=500)
         path = f"/products/{product['id']}"
         assert (await client.get(path)).json()["price_cents"] == 500

@@ -13,12 +13,12 @@ from mart_common import contracts
 
 @pytest.mark.kafka
 async def test_each_product_change_publishes_exactly_one_event_on_kafka(
-    catalog_client, catalog, make_bus
+    service_client, catalog, make_bus
 ) -> None:
     bus = make_bus("kafka")
     await bus.start()
     try:
-        async with catalog_client(bus=bus, event_bus="kafka") as client:
+        async with service_client(bus=bus, event_bus="kafka") as client:
             product = await catalog.product(client, sku="KAFKA-1", name="Kafka mug", price_cents=1500)
             key = product["id"]
 
@@ -38,7 +38,7 @@ async def test_each_product_change_publishes_exactly_one_event_on_kafka(
             await eventually(lambda: records(3), timeout=30)
             # A second archive changes nothing and publishes nothing.
             assert (await client.delete(f"/products/{key}", headers=catalog.admin)).status_code == 204
-            relay = client.app.state.runtime.relay
+            relay = client.runtime.relay
             assert await relay.publish_pending() == 0
 
             messages = [m for m in await bus.read_topic("mart.products.v1") if m.key == key]

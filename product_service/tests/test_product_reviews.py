@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 
-async def test_reviews_keep_rating_avg_and_count(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_reviews_keep_rating_avg_and_count(service_client, catalog) -> None:
+    async with service_client() as client:
         product = await catalog.product(client)
         url = f"/products/{product['id']}/reviews"
         ann, bob = uuid.uuid4(), uuid.uuid4()
@@ -57,8 +57,8 @@ async def test_reviews_keep_rating_avg_and_count(catalog_client, catalog) -> Non
         assert (await client.get(url)).status_code == 404
 
 
-async def test_concurrent_reviews_do_not_drift(catalog_client, catalog) -> None:
-    async with catalog_client() as client:
+async def test_concurrent_reviews_do_not_drift(service_client, catalog) -> None:
+    async with service_client() as client:
         product = await catalog.product(client)
         url = f"/products/{product['id']}/reviews"
         ratings = [1, 2, 3, 4, 5] * 4

@@ -1,16 +1,13 @@
-"""Fixtures of the user service's tests: an app on a fresh database (SQLite and PostgreSQL)."""
+"""Fixtures of the user service's tests: the service on a fresh database (SQLite and PostgreSQL), its signing
+keys, and helpers that register and log in."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from mart_common.bus import EventBus
-from mart_testkit.fixtures import running
+from mart_testkit.service import service_fixtures
 from user_service.keys import KeyStore
 from user_service.main import create_app
 from user_service.settings import UserSettings
@@ -28,41 +25,14 @@ def user_keys() -> KeyStore:
     return KeyStore.generate()
 
 
-@pytest.fixture
-def user_settings(database_url: str, tmp_path: Path) -> Callable[..., UserSettings]:
-    def _make(**overrides: Any) -> UserSettings:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "event_bus": "inprocess",
-            "inprocess_bus_url": f"sqlite+aiosqlite:///{tmp_path / 'bus.sqlite'}",
-            "data_dir": tmp_path,
-            "admin_email": ADMIN_EMAIL,
-            "admin_password": ADMIN_PASSWORD,
-            "log_json": False,
-            **FAST_ARGON2,
-        }
-        values.update(overrides)
-        return UserSettings(**values)
-
-    return _make
-
-
-@pytest.fixture
-def user_client(
-    user_settings: Callable[..., UserSettings], user_keys: KeyStore
-) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """``async with user_client(**settings_overrides) as client`` — the running user service."""
-
-    @asynccontextmanager
-    async def _client(
-        *, bus: EventBus | None = None, keys: KeyStore | None = None, **overrides: Any
-    ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(user_settings(**overrides), bus=bus, keys=keys or user_keys)
-        async with running(app) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-
-    return _client
+# service_settings(**overrides), service_client(**overrides): the running user service, signing (and
+# verifying its own access tokens) with the session's user_keys unless a test passes keys=...
+service_settings, service_client = service_fixtures(
+    create_app,
+    UserSettings,
+    settings={"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD, **FAST_ARGON2},
+    injected=lambda request: {"keys": request.getfixturevalue("user_keys")},
+)
 
 
 async def register(

@@ -17,13 +17,13 @@ async def _admin(client, api) -> dict[str, str]:
 
 
 async def _outbox(client) -> list:
-    async with client.app.state.runtime.db.session() as session:
+    async with client.runtime.db.session() as session:
         rows = (await session.execute(select(outbox_table).order_by(outbox_table.c.seq))).all()
     return [contracts.decode(r.ce_type, r.payload) for r in rows]
 
 
-async def test_customers_get_403_on_admin_endpoints_and_404_for_other_users(user_client, api) -> None:
-    async with user_client() as client:
+async def test_customers_get_403_on_admin_endpoints_and_404_for_other_users(service_client, api) -> None:
+    async with service_client() as client:
         ann = await api.register(client, "ann@example.com")
         bob = await api.register(client, "bob@example.com")
         ann_h = api.bearer(await api.login(client, "ann@example.com"))
@@ -39,8 +39,8 @@ async def test_customers_get_403_on_admin_endpoints_and_404_for_other_users(user
         assert (await client.get("/users")).status_code == 401
 
 
-async def test_admin_lists_users_with_totals_and_search(user_client, api) -> None:
-    async with user_client() as client:
+async def test_admin_lists_users_with_totals_and_search(service_client, api) -> None:
+    async with service_client() as client:
         for i in range(5):
             await api.register(client, f"shopper{i}@example.com")
         await api.register(client, "other@example.com", full_name="Percent 100%_")
@@ -57,8 +57,8 @@ async def test_admin_lists_users_with_totals_and_search(user_client, api) -> Non
             assert (await client.get("/users", params=params, headers=admin)).status_code == 422, params
 
 
-async def test_admin_changes_role_and_deactivation_ends_sessions(user_client, api) -> None:
-    async with user_client() as client:
+async def test_admin_changes_role_and_deactivation_ends_sessions(service_client, api) -> None:
+    async with service_client() as client:
         user = await api.register(client, "carl@example.com")
         tokens = await api.login(client, "carl@example.com")
         admin = await _admin(client, api)
@@ -98,8 +98,8 @@ async def test_admin_changes_role_and_deactivation_ends_sessions(user_client, ap
         ]
 
 
-async def test_update_me_contact_details_and_password(user_client, api) -> None:
-    async with user_client() as client:
+async def test_update_me_contact_details_and_password(service_client, api) -> None:
+    async with service_client() as client:
         user = await api.register(client, "dora@example.com")
         await api.register(client, "taken@example.com")
         tokens = await api.login(client, "dora@example.com")
@@ -161,8 +161,8 @@ async def test_update_me_contact_details_and_password(user_client, api) -> None:
         assert events[-1].email == "dora2@example.com" and events[-1].phone == "+44 20 7946 0000"
 
 
-async def test_registration_records_exactly_one_event(user_client, api) -> None:
-    async with user_client() as client:
+async def test_registration_records_exactly_one_event(service_client, api) -> None:
+    async with service_client() as client:
         before = len(await _outbox(client))
         user = await api.register(client, "eve@example.com", phone="+1 555 0101")
         await client.post(
@@ -180,8 +180,8 @@ async def test_registration_records_exactly_one_event(user_client, api) -> None:
         )
 
 
-async def test_openapi_documents_auth_and_error_responses(user_client) -> None:
-    async with user_client() as client:
+async def test_openapi_documents_auth_and_error_responses(service_client) -> None:
+    async with service_client() as client:
         spec = (await client.get("/openapi.json")).json()
     expected = {
         ("post", "/auth/register"): {"409", "422"},

@@ -22,8 +22,8 @@ def _no_secrets(body: object) -> None:
     assert "password" not in text and "$argon2" not in text, text
 
 
-async def test_register_returns_the_user_without_any_hash(user_client, api) -> None:
-    async with user_client() as client:
+async def test_register_returns_the_user_without_any_hash(service_client, api) -> None:
+    async with service_client() as client:
         response = await client.post(
             "/auth/register",
             json={
@@ -59,10 +59,10 @@ async def test_register_returns_the_user_without_any_hash(user_client, api) -> N
             assert dup.json()["status"] == 409
 
 
-async def test_concurrent_registrations_of_one_email_make_one_account(user_client) -> None:
+async def test_concurrent_registrations_of_one_email_make_one_account(service_client) -> None:
     """The loser of a race past the email check still answers 409 (the unique key, surfaced by the
     use-case before the commit), never a 500."""
-    async with user_client() as client:
+    async with service_client() as client:
         body = {"email": "race@example.com", "password": "correct-horse", "full_name": "R"}
         answers = await asyncio.gather(*(client.post("/auth/register", json=body) for _ in range(4)))
         assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
@@ -84,15 +84,15 @@ async def test_concurrent_registrations_of_one_email_make_one_account(user_clien
         {"email": "a@example.com", "password": "correct-horse", "full_name": "A", "role": "admin"},
     ],
 )
-async def test_register_rejects_bad_input_with_422(user_client, body) -> None:
-    async with user_client() as client:
+async def test_register_rejects_bad_input_with_422(service_client, body) -> None:
+    async with service_client() as client:
         response = await client.post("/auth/register", json=body)
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_login_issues_rs256_tokens_with_the_documented_claims(user_client, user_keys, api) -> None:
-    async with user_client() as client:
+async def test_login_issues_rs256_tokens_with_the_documented_claims(service_client, user_keys, api) -> None:
+    async with service_client() as client:
         user = await api.register(client, "bob@example.com")
         response = await client.post(
             "/auth/login", data={"username": "BOB@example.com", "password": "correct-horse"}
@@ -118,8 +118,8 @@ async def test_login_issues_rs256_tokens_with_the_documented_claims(user_client,
         _no_secrets(me.json())
 
 
-async def test_bad_credentials_answer_401(user_client, api) -> None:
-    async with user_client() as client:
+async def test_bad_credentials_answer_401(service_client, api) -> None:
+    async with service_client() as client:
         await api.register(client, "carol@example.com")
         for username, password in [
             ("carol@example.com", "wrong-password"),
@@ -136,8 +136,8 @@ async def test_bad_credentials_answer_401(user_client, api) -> None:
         assert missing.status_code == 422
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_whole_family(user_client, api) -> None:
-    async with user_client() as client:
+async def test_refresh_rotates_and_reuse_revokes_the_whole_family(service_client, api) -> None:
+    async with service_client() as client:
         await api.register(client, "dave@example.com")
         first = await api.login(client, "dave@example.com")
         other_session = await api.login(client, "dave@example.com")
@@ -164,8 +164,8 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_family(user_client, a
         assert other.status_code == 200
 
 
-async def test_logout_ends_the_session(user_client, api) -> None:
-    async with user_client() as client:
+async def test_logout_ends_the_session(service_client, api) -> None:
+    async with service_client() as client:
         await api.register(client, "erin@example.com")
         tokens = await api.login(client, "erin@example.com")
         out = await client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
@@ -182,8 +182,8 @@ def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-async def test_invalid_access_tokens_are_rejected_with_401(user_client, user_keys, jwt_keys, api) -> None:
-    async with user_client() as client:
+async def test_invalid_access_tokens_are_rejected_with_401(service_client, user_keys, jwt_keys, api) -> None:
+    async with service_client() as client:
         user = await api.register(client, "frank@example.com")
         tokens = await api.login(client, "frank@example.com")
         good = tokens["access_token"]
@@ -221,19 +221,19 @@ async def test_invalid_access_tokens_are_rejected_with_401(user_client, user_key
         assert (await client.get("/users/me", headers={"Authorization": f"Bearer {good}"})).status_code == 200
 
 
-async def test_expired_refresh_token_is_rejected(user_client, api) -> None:
-    async with user_client(refresh_token_ttl_s=60) as client:
+async def test_expired_refresh_token_is_rejected(service_client, api) -> None:
+    async with service_client(refresh_token_ttl_s=60) as client:
         await api.register(client, "gina@example.com")
         tokens = await api.login(client, "gina@example.com")
-        keys = client.app.state.runtime.context.keys
+        keys = client.runtime.context.keys
         claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
         expired = keys.sign({**claims, "exp": claims["iat"] - 10, "iat": claims["iat"] - 100})
         response = await client.post("/auth/refresh", json={"refresh_token": expired})
         assert response.status_code == 401
 
 
-async def test_repeated_failures_are_throttled_with_429(user_client, api) -> None:
-    async with user_client(login_max_failures_per_account=3, login_max_failures_per_client=8) as client:
+async def test_repeated_failures_are_throttled_with_429(service_client, api) -> None:
+    async with service_client(login_max_failures_per_account=3, login_max_failures_per_client=8) as client:
         await api.register(client, "hank@example.com")
         await api.register(client, "ivy@example.com")
         # Success resets the account's count.
@@ -264,8 +264,8 @@ async def test_repeated_failures_are_throttled_with_429(user_client, api) -> Non
         assert client_blocked.status_code == 429
 
 
-async def test_jwks_publishes_the_signing_key(user_client, user_keys, api) -> None:
-    async with user_client() as client:
+async def test_jwks_publishes_the_signing_key(service_client, user_keys, api) -> None:
+    async with service_client() as client:
         await api.register(client, "jack@example.com")
         tokens = await api.login(client, "jack@example.com")
         jwks = (await client.get("/.well-known/jwks.json")).json()
@@ -300,14 +300,14 @@ def test_keys_are_generated_once_and_kept(tmp_path) -> None:
         KeyStore.from_pem(pem)
 
 
-async def test_admin_is_created_from_settings(user_client, api) -> None:
+async def test_admin_is_created_from_settings(service_client, api) -> None:
     email, password = api.admin
-    async with user_client() as client:
+    async with service_client() as client:
         tokens = await api.login(client, email, password)
         me = (await client.get("/users/me", headers=api.bearer(tokens))).json()
         assert me["role"] == "admin" and me["email"] == email
     # A restart does not create a second one nor change the password.
-    async with user_client(admin_password="something-else") as client:
+    async with service_client(admin_password="something-else") as client:
         await api.login(client, email, password)
 
 
@@ -321,8 +321,8 @@ def _logged_password(line: str) -> str:
     return re.search(r"password=(\S+)", line).group(1).strip("'\"")
 
 
-async def test_admin_without_password_gets_a_generated_one_logged_once(user_client, api, capsys) -> None:
-    async with user_client(admin_password=None, admin_email="boss@example.com", log_json=True) as client:
+async def test_admin_without_password_gets_a_generated_one_logged_once(service_client, api, capsys) -> None:
+    async with service_client(admin_password=None, admin_email="boss@example.com", log_json=True) as client:
         await api.register(client, "someone@example.com")
         await api.login(client, "someone@example.com")
         out = capsys.readouterr()
@@ -331,7 +331,7 @@ async def test_admin_without_password_gets_a_generated_one_logged_once(user_clie
         assert len(lines) == 1, text
         await api.login(client, "boss@example.com", _logged_password(lines[0]))
         assert "correct-horse" not in text  # other passwords never reach the logs
-    async with user_client(admin_password=None, admin_email="boss@example.com", log_json=True):
+    async with service_client(admin_password=None, admin_email="boss@example.com", log_json=True):
         out = capsys.readouterr()
         assert "generated_password" not in out.out + out.err
 
@@ -341,8 +341,8 @@ def test_access_token_lifetime_is_a_setting() -> None:
     assert UserSettings().refresh_token_ttl_s == int(timedelta(days=7).total_seconds())
 
 
-async def test_weird_input_never_yields_500(user_client, api) -> None:
-    async with user_client() as client:
+async def test_weird_input_never_yields_500(service_client, api) -> None:
+    async with service_client() as client:
         admin = api.bearer(await api.login(client, *api.admin))
         requests = [
             (

@@ -12,11 +12,11 @@ from mart_common import contracts
 
 
 @pytest.mark.kafka
-async def test_registration_publishes_one_user_registered_on_kafka(user_client, make_bus, api) -> None:
+async def test_registration_publishes_one_user_registered_on_kafka(service_client, make_bus, api) -> None:
     bus = make_bus("kafka")
     await bus.start()
     try:
-        async with user_client(bus=bus, event_bus="kafka") as client:
+        async with service_client(bus=bus, event_bus="kafka") as client:
             user = await api.register(client, "kafka.user@example.com", phone="+1 555 0199")
 
             async def published() -> list:

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from mart_common.auth import InvalidToken, TokenVerifier
-from mart_testkit.fixtures import running
+from mart_testkit.service import run_service
 from user_service.keys import KeyStore, load_or_create_keys, main
 from user_service.main import create_app
 from user_service.settings import UserSettings
@@ -35,20 +35,20 @@ async def attempt(client: Any, email: str, password: str) -> int:
     return r.status_code
 
 
-async def test_failures_on_one_replica_count_on_the_other_and_survive_a_restart(user_client, api) -> None:
-    async with user_client(**THROTTLE) as a, user_client(**THROTTLE) as b:
+async def test_failures_on_one_replica_count_on_the_other_and_survive_a_restart(service_client, api) -> None:
+    async with service_client(**THROTTLE) as a, service_client(**THROTTLE) as b:
         await api.register(a, "kim@example.com")
         # 2 failures on each replica: 4 in all, the account's limit (each replica alone saw only 2).
         assert [await attempt(c, "kim@example.com", "wrong-pass") for c in (a, b, a, b)] == [401] * 4
         assert await attempt(a, "kim@example.com", "correct-horse") == 429
         assert await attempt(b, "kim@example.com", "correct-horse") == 429
-    async with user_client(**THROTTLE) as restarted:  # a new process on the same database
+    async with service_client(**THROTTLE) as restarted:  # a new process on the same database
         assert await attempt(restarted, "kim@example.com", "correct-horse") == 429
 
 
-async def test_client_limit_and_success_reset_hold_across_replicas(user_client, api) -> None:
+async def test_client_limit_and_success_reset_hold_across_replicas(service_client, api) -> None:
     limits = {"login_max_failures_per_account": 3, "login_max_failures_per_client": 5}
-    async with user_client(**limits) as a, user_client(**limits) as b:
+    async with service_client(**limits) as a, service_client(**limits) as b:
         await api.register(a, "lou@example.com")
         await api.register(a, "max@example.com")
         # A success on one replica clears the account's failures made on the other.
@@ -126,11 +126,11 @@ def forged(kid: str) -> str:
     return jwt.encode(claims, other.private_key, algorithm="RS256", headers={"kid": kid})
 
 
-async def test_rotation_publishes_both_keys_then_retires_the_old_one(user_settings, api) -> None:
+async def test_rotation_publishes_both_keys_then_retires_the_old_one(service_settings, api) -> None:
     old, new = KeyStore.generate(), KeyStore.generate()
-    before = user_settings(jwt_private_key_pem=pem(old))
-    during = user_settings(jwt_private_key_pem=pem(new), jwt_previous_key_pem=pem(old, public=True))
-    after = user_settings(jwt_private_key_pem=pem(new))
+    before = service_settings(jwt_private_key_pem=pem(old))
+    during = service_settings(jwt_private_key_pem=pem(new), jwt_previous_key_pem=pem(old, public=True))
+    after = service_settings(jwt_private_key_pem=pem(new))
     front, clock = SwitchableJwks(), Clock()
     interval, max_age = 30.0, 300.0
 
@@ -143,18 +143,16 @@ async def test_rotation_publishes_both_keys_then_retires_the_old_one(user_settin
             clock=clock,
         )
         # Before: one key.
-        app = create_app(before, keys=load_or_create_keys(before))
-        async with running(app) as client:
-            front.app = app
+        async with run_service(create_app, before, keys=load_or_create_keys(before)) as client:
+            front.app = client.app
             await api.register(client, "ned@example.com")
             old_tokens = await api.login(client, "ned@example.com")
             assert (await remote.verify(old_tokens["access_token"]))["typ"] == "access"
             assert front.jwks_fetches == 1
 
         # During the rotation: new tokens are signed with the new key, the JWKS publishes both.
-        app = create_app(during, keys=load_or_create_keys(during))
-        async with running(app) as client:
-            front.app = app
+        async with run_service(create_app, during, keys=load_or_create_keys(during)) as client:
+            front.app = client.app
             jwks = (await client.get("/.well-known/jwks.json")).json()
             assert [k["kid"] for k in jwks["keys"]] == [new.kid, old.kid]
             new_tokens = await api.login(client, "ned@example.com")
@@ -188,9 +186,8 @@ async def test_rotation_publishes_both_keys_then_retires_the_old_one(user_settin
             assert front.jwks_fetches == 3
 
         # After: the previous key is retired; its tokens stop verifying.
-        app = create_app(after, keys=load_or_create_keys(after))
-        async with running(app) as client:
-            front.app = app
+        async with run_service(create_app, after, keys=load_or_create_keys(after)) as client:
+            front.app = client.app
             assert [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]] == [
                 new.kid
             ]

@@ -5,7 +5,8 @@
 - ``bus_kind`` / ``make_bus``: the in-process bus (temp SQLite log) or the real Kafka broker (topics and
   groups isolated by a per-test namespace).
 - ``jwt_keys``: an RSA key pair that mints access/refresh tokens for any role, and a verifier for them.
-- ``running(app)``: an ``httpx.AsyncClient`` over ASGI with the app's lifespan running.
+- ``running(app)``: an ``httpx.AsyncClient`` over ASGI with the app's lifespan running (a service's own
+  tests: ``service_client`` in its conftest, built on ``mart_testkit.service``).
 - ``eventually(check)``: poll until an eventually-consistent effect shows up.
 
 Nothing here skips: when PostgreSQL or Kafka is unreachable, the tests that need them fail.
@@ -218,12 +219,18 @@ def jwt_keys() -> JwtKeys:
 # --- apps ------------------------------------------------------------------------------------
 
 
+C = TypeVar("C", bound=httpx.AsyncClient)
+
+
 @asynccontextmanager
-async def running(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for ``app`` with its lifespan (migrations, bus, relay, jobs) running."""
+async def running(
+    app: FastAPI, base_url: str = "http://testserver", client_cls: type[C] = httpx.AsyncClient
+) -> AsyncIterator[C]:
+    """An HTTP client (of ``client_cls``) for ``app`` with its lifespan (migrations, bus, relay, jobs)
+    running. A service's own tests build it with ``service_client`` (``mart_testkit.service``)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        async with client_cls(transport=transport, base_url=base_url) as client:
             yield client
 
 
