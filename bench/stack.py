@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,6 @@ from bench.probes import DATA, ROOT, free_port, wait_http
 
 BENCH_DATA = DATA / "bench"
 ADMIN_EMAIL = "bench-admin@example.com"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class Bases:
@@ -69,11 +59,9 @@ class DistStack:
 
         self.say = say
         self.services = SERVICES
-        spec_ports = {s.package: s.port for s in SERVICES}
-        ports = dict(spec_ports)
-        if not all(_port_free(p) for p in spec_ports.values()):
-            ports = {s.package: free_port() for s in SERVICES}
-            say(f"  ports 8006-8011 are taken: using free ports {sorted(ports.values())}")
+        # free ports, never the conventional ones: a developer's `mart dist up` (or another bench) may be
+        # using those, and the bench's services are reached only through the URLs it prints
+        ports = {s.package: free_port() for s in SERVICES}
         self.ports = ports
         self.dbs = {s.package: f"bench_{s.package}" for s in SERVICES}
         self.namespace = new_namespace("bench")
@@ -240,7 +228,7 @@ class EmbeddedStack:
         from mart_cli.services import SERVICES
 
         self.say = say
-        self.port = 8000 if _port_free(8000) else free_port()
+        self.port = free_port()
         self.data_dir = BENCH_DATA / "embedded"
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir, ignore_errors=True)
