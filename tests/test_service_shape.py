@@ -1,7 +1,9 @@
 """Every service has the same modules with the same meanings (docs/conventions.md, "Where things go";
 docs/architecture.md, "The one service shape"): a newcomer who has read one service knows where everything
-is in the other five. A missing module, a stray one, a route that holds a transaction, an events module
-that writes to the outbox or a per-service object passed around untyped fails here."""
+is in the other five. A missing module, a stray one, a route that holds a transaction or reaches into
+``app.state``, an events module that writes to the outbox, a domain module that imports a framework, a
+bootstrap that names its service itself, a handler that is more than a call, or a per-service object
+passed around untyped fails here."""
 
 from __future__ import annotations
 
@@ -182,3 +184,101 @@ def test_every_route_dependency_runs_on_the_event_loop(svc: str) -> None:
         if isinstance(route, APIRoute):
             walk(route.dependant)
     assert not sync, f"dependencies run in the thread pool: {sorted(sync)}"
+
+
+#: What domain.py may not import: frameworks, the database, the bus, the HTTP layer (docs/conventions.md).
+FRAMEWORKS = ("fastapi", "starlette", "sqlalchemy", "sqlmodel", "pydantic", "aiokafka", "asyncpg", "httpx")
+FRAMEWORK_MODULES = ("mart_common.db", "mart_common.bus", "mart_common.deps", "mart_common.service")
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_domain_imports_no_framework(svc: str) -> None:
+    """domain.py holds rules a unit test runs without a database, a bus or an app."""
+    path = package_dir(svc) / "domain.py"
+    offenders = [
+        f"line {n}: {module}"
+        for n, module in _imported_modules(ast.parse(path.read_text()))
+        if module.split(".")[0] in FRAMEWORKS or module.startswith(FRAMEWORK_MODULES)
+    ]
+    assert not offenders, f"{path.relative_to(ROOT)} imports frameworks: {offenders}"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_routes_do_not_reach_into_app_state(svc: str) -> None:
+    """Routes get the runtime and the context through mart_common.deps (RuntimeDep, runtime_of) and their
+    service's ContextDep, never from ``request.app.state``."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in python_files(package_dir(svc) / "routes")
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\bapp\.state\b", line)
+    ]
+    assert not offenders, f"routes that reach into app.state: {offenders}"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_the_bootstrap_takes_the_service_name_from_its_settings(svc: str) -> None:
+    """One name per service, in its settings (``service_name``, also the events' source): the
+    ServiceDefinition's ``name`` is ``settings.service_name``, never a literal."""
+    path = package_dir(svc) / "bootstrap.py"
+    names = [
+        keyword.value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ServiceDefinition"
+        for keyword in node.keywords
+        if keyword.arg == "name"
+    ]
+    assert len(names) == 1, f"{path.relative_to(ROOT)}: one ServiceDefinition(name=...) expected"
+    assert ast.unparse(names[0]) == "settings.service_name", (
+        f"{path.relative_to(ROOT)} names the service {ast.unparse(names[0])}; use settings.service_name"
+    )
+
+
+#: At most this many statements in a handler (its docstring aside): decode, then one use-case call.
+HANDLER_STATEMENTS = 3
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_handlers_are_thin(svc: str) -> None:
+    """Every handler of HANDLERS decodes the event and calls ONE use-case of services.py: no loops, no
+    structures built (a template context, a list of lines), a few statements at most. Formatting, tables
+    and rules belong in domain.py, the rendering or the use-case."""
+    path = package_dir(svc) / "handlers.py"
+    tree = ast.parse(path.read_text())
+    handlers = [
+        node for node in tree.body if isinstance(node, ast.AsyncFunctionDef) and node.name.startswith("on_")
+    ]
+    problems = []
+    for fn in handlers:
+        body = fn.body[1:] if ast.get_docstring(fn) else fn.body
+        calls = [
+            node
+            for node in ast.walk(fn)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "services"
+        ]
+        loops = [node.lineno for node in ast.walk(fn) if isinstance(node, ast.For | ast.While | ast.AsyncFor)]
+        built = [
+            node.lineno for node in ast.walk(fn) if isinstance(node, ast.Dict | ast.DictComp | ast.ListComp)
+        ]
+        if len(calls) != 1:
+            problems.append(f"{fn.name} calls {len(calls)} use-cases (one expected)")
+        if loops:
+            problems.append(f"{fn.name} loops (line {loops[0]})")
+        if built:
+            problems.append(f"{fn.name} builds a dict or list (line {built[0]}): a table or a use-case's job")
+        if len(body) > HANDLER_STATEMENTS:
+            problems.append(f"{fn.name} has {len(body)} statements (at most {HANDLER_STATEMENTS})")
+    assert not problems, f"{path.relative_to(ROOT)}: handlers that are not thin: {problems}"

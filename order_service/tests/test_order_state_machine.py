@@ -13,6 +13,8 @@ from order_service.domain import (
     Trigger,
     merge_quantities,
     next_status,
+    payment_failure_reason,
+    rejection_reason,
 )
 
 S, T = OrderStatus, Trigger
@@ -82,3 +84,12 @@ def test_every_status_is_reachable_from_pending():
 def test_duplicate_lines_are_merged_in_first_seen_order():
     assert merge_quantities([("b", 1), ("a", 2), ("b", 3)]) == {"b": 4, "a": 2}
     assert list(merge_quantities([("b", 1), ("a", 2), ("b", 3)])) == ["b", "a"]
+
+
+def test_the_reasons_say_what_went_wrong_line_by_line():
+    assert rejection_reason([("p1", False, 3, 1), ("p2", True, 1, 0)]) == (
+        "stock rejected: p1: insufficient stock (requested 3, available 1); "
+        "p2: unknown product (requested 1, available 0)"
+    )
+    assert payment_failure_reason("card declined") == "payment failed: card declined"
+    assert payment_failure_reason("") == "payment failed"

@@ -17,8 +17,14 @@ from mart_common.service import ServiceRuntime
 # pool, a thread hop per request for a line of code.
 
 
-async def get_runtime(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The running service a request reached. Routes take ``RuntimeDep``; the hottest reads (the public
+    catalog) call this instead and take no dependency at all."""
     return request.app.state.runtime
+
+
+async def get_runtime(request: Request) -> ServiceRuntime:
+    return runtime_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -132,4 +138,5 @@ __all__ = [
     "RuntimeDep",
     "SessionDep",
     "TransactionDep",
+    "runtime_of",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notification_service.dispatcher import NEW_DELIVERIES, Claimed, Recipient
 from notification_service.domain import DEFAULT_PREFERENCES, DeliveryStatus, Kind, Preferences, channels_for
 from notification_service.models import Contact, Delivery, Notification, Preference
-from notification_service.rendering import render
+from notification_service.rendering import NOTICES, render
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +98,19 @@ async def welcome_user(
         kind=Kind.WELCOME,
         name=full_name or None,
         context={"email": email},
+    )
+
+
+async def notify_customer(session: AsyncSession, envelope: Envelope, event: Any) -> Notification | None:
+    """Record the notification an order or payment event becomes (its kind and context: ``NOTICES``)."""
+    notice = NOTICES[type(event)]
+    return await record_notification(
+        session,
+        envelope,
+        user_id=event.user_id,
+        kind=notice.kind,
+        order_id=event.order_id,
+        context=notice.context(event),
     )
 
 

@@ -75,6 +75,22 @@ def next_status(status: OrderStatus | str, trigger: Trigger) -> OrderStatus:
         raise TransitionNotAllowed(OrderStatus(status), trigger) from None
 
 
+def rejection_reason(lines: Iterable[tuple[str, bool, int, int]]) -> str:
+    """Why inventory rejected an order, line by line: (product id, the product is unknown, requested,
+    available) each."""
+    parts = [
+        f"{product_id}: {'unknown product' if unknown else 'insufficient stock'} "
+        f"(requested {requested}, available {available})"
+        for product_id, unknown, requested, available in lines
+    ]
+    return "stock rejected: " + "; ".join(parts)
+
+
+def payment_failure_reason(reason: str) -> str:
+    """Why an order was cancelled when its payment failed."""
+    return f"payment failed: {reason}" if reason else "payment failed"
+
+
 def history_entry(status: OrderStatus, at: datetime, reason: str) -> dict[str, str]:
     return {"status": status.value, "at": at.isoformat().replace("+00:00", "Z"), "reason": reason}
 

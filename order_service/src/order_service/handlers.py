@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_service import services
 from order_service.context import OrderContext
-from order_service.domain import Trigger
+from order_service.domain import Trigger, payment_failure_reason, rejection_reason
 
 
 async def on_product_created(
@@ -55,15 +55,10 @@ async def on_stock_reserved(
 async def on_stock_rejected(
     _ctx: OrderContext, session: AsyncSession, event: stock_pb2.StockRejected, _: Envelope
 ) -> None:
-    parts = []
-    for line in event.lines:
-        why = (
-            "unknown product"
-            if line.reason == stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT
-            else "insufficient stock"
-        )
-        parts.append(f"{line.product_id}: {why} (requested {line.requested}, available {line.available})")
-    reason = "stock rejected: " + "; ".join(parts)
+    unknown = stock_pb2.REJECTION_REASON_UNKNOWN_PRODUCT
+    reason = rejection_reason(
+        (line.product_id, line.reason == unknown, line.requested, line.available) for line in event.lines
+    )
     await services.move(session, uuid.UUID(event.order_id), Trigger.STOCK_REJECTED, reason)
 
 
@@ -82,7 +77,7 @@ async def on_payment_succeeded(
 async def on_payment_failed(
     _ctx: OrderContext, session: AsyncSession, event: payments_pb2.PaymentFailed, _: Envelope
 ) -> None:
-    reason = f"payment failed: {event.reason}" if event.reason else "payment failed"
+    reason = payment_failure_reason(event.reason)
     await services.move(
         session, uuid.UUID(event.order_id), Trigger.PAYMENT_FAILED, reason, payment_id=event.payment_id
     )

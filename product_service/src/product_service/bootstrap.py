@@ -13,7 +13,7 @@ from product_service.settings import ProductSettings
 
 def definition(settings: ProductSettings) -> ServiceDefinition:
     return ServiceDefinition(
-        name="product-service",
+        name=settings.service_name,
         title="Online Mart — product service",
         description=(
             "The catalog. Reads are public; writes need an admin access token, reviews a signed-in user. "

@@ -27,7 +27,7 @@ def definition(settings: UserSettings, *, keys: KeyStore | None = None) -> Servi
     """``keys``: sign with these (main.py also verifies access tokens with them); by default the keys from
     settings or the key file, loaded when the service starts."""
     return ServiceDefinition(
-        name="user-service",
+        name=settings.service_name,
         title="Online Mart — user service",
         description=(
             "Accounts, login and tokens. Access tokens are RS256 JWTs (15 min) verified by every service "

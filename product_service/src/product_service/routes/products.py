@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from mart_common.auth import OptionalToken, current_principal
-from mart_common.deps import AdminUser, PageDep, Paginated, TransactionDep
+from mart_common.deps import AdminUser, PageDep, Paginated, TransactionDep, runtime_of
 from mart_common.problems import Problem, problem_responses
 from mart_common.responses import PRIVATE, answer, serialise
 from pydantic import TypeAdapter
@@ -51,7 +51,7 @@ async def search_products(
     sort: Annotated[SortOrder, Query(description="Order of the results.")] = "-created_at",
 ) -> Response:
     text = q.strip() if q else ""
-    runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     load = functools.partial(
         services.search_products, runtime.db, page, text, category_id, min_price_cents, max_price_cents, sort
     )
@@ -71,7 +71,7 @@ async def read_product(
     credentials: OptionalToken,
     include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
 ) -> Response:
-    runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     if include_archived:  # an admin's view: neither cached here nor by anyone else
         principal = await current_principal(request, credentials)
         if not principal.is_admin:
