@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
+from mart_testkit.repo import repository_files
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {
@@ -53,17 +53,10 @@ WORK_HISTORY = re.compile(
 
 @cache
 def tracked_text_files() -> tuple[Path, ...]:
-    listed = subprocess.run(  # noqa: S603
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
     files = []
-    for raw in filter(None, listed):
-        rel = raw.decode()
+    for rel in repository_files(ROOT):
         path = ROOT / rel
-        if rel.startswith(SKIPPED) or not path.is_file():
+        if rel.startswith(SKIPPED):
             continue
         if path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES:
             files.append(path)

@@ -27,6 +27,7 @@ import httpx
 import pytest
 from mart_common.polling import wait_until_sync
 from mart_testkit.ports import free_port
+from mart_testkit.repo import repository_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -49,20 +50,10 @@ class Clone:
 
 
 def _fresh_copy(dest: Path) -> None:
-    listed = subprocess.run(  # noqa: S603
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-        cwd=REPO_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in filter(None, listed):
-        rel = raw.decode()
-        src = REPO_ROOT / rel
-        if not src.is_file() or src.is_symlink():
-            continue  # deleted in the working tree, or a link to local state
+    for rel in repository_files(REPO_ROOT):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
+        shutil.copy2(REPO_ROOT / rel, target)
 
 
 def _uv_cache_dir() -> str:
