@@ -1,24 +1,32 @@
-"""Fault injection on the local distributed mode under a steady load of orders.
+"""Fault injection on the local distributed mode under a steady load of orders (docs/reliability.md,
+"The fault suite").
 
 The mart runs as in ``mart dist up`` (the same launcher, ``mart_cli.dist``): six uvicorn processes, one fresh
-PostgreSQL database each, an Apache Kafka broker. While a load generator places orders (~6/s) and pays
-(fake provider ``simulate``), fails or cancels them, the suite:
+PostgreSQL database each, an Apache Kafka broker, a Mailpit. While a load generator places orders (~6/s) and
+pays (fake provider ``simulate``), fails or cancels them, the suite:
 
-1. ``kill -9`` each service in turn and restarts it (same database, same consumer group);
-2. stops the Kafka broker for ~10 s and starts it again;
-3. takes the order-service database away for ~5 s (``ALLOW_CONNECTIONS false`` + terminating its
-   connections: the database of ONE service is down, the others keep running).
+1. crashes order-service's relay between publishing a batch and marking it published;
+2. crashes inventory-service's consumer between its handler's commit and the offset's;
+3. ``kill -9`` each service in turn and restarts it (same database, same consumer group);
+4. cuts the broker off from inventory-service only for ~10 s (a second listener behind a proxy);
+5. stops the Kafka broker for ~10 s and starts it again;
+6. stops the mail server for ~10 s;
+7. takes the database of each service away in turn for ~5 s (``ALLOW_CONNECTIONS false`` + terminating
+   its client connections: the database of ONE service is down, the others keep running).
 
-Then it stops the load, waits (bounded) for the system to settle, and checks from the services' databases
-and the broker: every order is final or visibly awaiting payment; no order charged twice; stock =
-initial - paid quantities, reserved = awaiting quantities; no outbox row unpublished; every event a
-consumer subscribes to is in that consumer's inbox (events lost = 0); dead letters = 0 (expected). The
+Then it stops the load, waits (bounded) for the system to settle, and checks from the services' databases,
+the broker and Mailpit: every order agrees with its customer's intent (AWAITING_PAYMENT only where the
+customer gave up); no order charged twice, no open payment on a closed order; stock = initial - paid
+quantities, reserved = awaiting quantities; no outbox row unpublished; every event a consumer subscribes
+to is in that consumer's inbox (events lost = 0); dead letters = 0; the crashed consumer's event was
+redelivered and ignored; the failed deliveries are visible and retryable, one mail per email delivery. The
 figures are printed (``-s``) and written to ``<tmp>/fault-summary.json``.
 
 Isolation: fresh databases and a fresh Kafka namespace; the broker that is stopped is a PRIVATE broker
 started by ``scripts/infra/kafka.sh`` on free ports (a copy of the script with other ports and data dir),
 so stopping it never disturbs other suites sharing the development broker on 9092. Set
-``MART_FAULTS_KAFKA=shared`` to stop/start the shared broker with ``scripts/infra/kafka.sh`` itself.
+``MART_FAULTS_KAFKA=shared`` to stop/start the shared broker with ``scripts/infra/kafka.sh`` itself (the
+one-service cut, which needs a listener of its own, is then left out).
 """
 
 from __future__ import annotations
