@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from mart_common.bus.kafka import KafkaBus
+from mart_common.bus.kafka import KafkaBus, refresh_metadata
 from mart_testkit.fake_stripe import FakeStripeAPI
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.kafka import delete_namespace, new_namespace
@@ -299,7 +299,7 @@ async def broker_records(cluster: ReplicaCluster, topics: set[str]) -> list[Reco
     await consumer.start()
     out: list[Record] = []
     try:
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         tps = [
             TopicPartition(ns + t, p)
             for t in sorted(topics)

@@ -342,7 +342,7 @@ async def test_a_well_signed_token_is_accepted(mart: Any) -> None:
 
 
 async def test_a_deactivated_users_access_token_works_elsewhere_only_until_it_expires(mart: Any) -> None:
-    """Access tokens are stateless (docs/reliability.md, "Tokens"): once an account is deactivated the user
+    """Access tokens are stateless (docs/reliability.md, "Security"): once an account is deactivated the user
     service refuses it at once (its own endpoints, refresh, login), while the other services accept its
     access token until the token's ``exp``: at most ``access_token_ttl_s`` (15 min) after it was issued,
     plus the verifiers' 5 s leeway. The same claims once that time has passed are refused everywhere."""
