@@ -217,8 +217,14 @@ def infra_up(cfg: DistConfig, say: Callable[[str], None] = print) -> None:
     _infra(cfg, "postgres.sh", "start", say=say)
     _infra(cfg, "kafka.sh", "install", say=say)
     _infra(cfg, "kafka.sh", "start", say=say)
+    mail_up(cfg, say)
+
+
+def mail_up(cfg: DistConfig, say: Callable[[str], None] = print, env: dict[str, str] | None = None) -> None:
+    """Start this mart's Mailpit when mail goes there (installed with ``go install`` the first time);
+    ``env``: Mailpit's settings for scripts/infra/mailpit.sh (e.g. ``MART_MAILPIT_MAX``)."""
     if cfg.mail:
-        _infra(cfg, "mailpit.sh", "start", say=say)  # installs it (go install) the first time
+        _infra(cfg, "mailpit.sh", "start", say=say, env=env)
 
 
 def mail_down(cfg: DistConfig, say: Callable[[str], None] = print) -> None:

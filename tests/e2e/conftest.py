@@ -3,9 +3,9 @@
 - ``embedded``: ``./mart run --port <free> --data-dir <tmp>`` as a subprocess (its own process group, so a
   test can ``kill -9`` it whole), demo data seeded by the mart itself.
 - ``distributed``: the code behind ``mart dist up`` (PostgreSQL + Kafka from scripts/infra, six uvicorn
-  processes) with six fresh databases (created through the ``mart_test`` role, dropped afterwards), a
-  fresh Kafka namespace and free ports, so runs never see each other's data; seeded with ``mart seed``'s
-  code over HTTP. PostgreSQL and Kafka are started if needed and left running (other suites share them).
+  processes, the web front, the gateway, a Mailpit) on fresh databases, a fresh Kafka namespace and free
+  ports (``mart_testkit.stack``), so runs never see each other's data; seeded with ``mart seed``'s code
+  over HTTP. PostgreSQL and Kafka are started if needed and left running (other suites share them).
 - ``containers``: the images built by scripts/containers/build.sh, run by podman-compose from compose.yaml +
   compose.local.yaml in a compose project of its own (tests/e2e/containers.py), the built-in gateway in
   front of the containers' host ports (Kong cannot be had here: docs/docker.md); seeded like ``distributed``.
@@ -27,14 +27,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
-from mart_testkit.kafka import delete_namespace, new_namespace
 from mart_testkit.ports import free_port
+from mart_testkit.stack import distributed_stack
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
 from mart_cli.seed import seed
-from mart_cli.services import PROCESSES, SERVICES, Endpoints
+from mart_cli.services import PROCESSES, Endpoints
 
 from .containers import ContainerStack
 from .mail import Mailbox, debugging_server_log, eml_files, mailpit
@@ -162,64 +161,29 @@ def embedded_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]:
 @pytest.fixture(scope="session")
 def distributed_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mart]:
     data_dir = tmp_path_factory.mktemp("distributed") / "data"
-    data_dir.mkdir(parents=True)
-    cfg = dist.DistConfig(
-        data_dir=data_dir,
-        ports={s.package: free_port() for s in PROCESSES},
-        web=True,
-        kafka_namespace=new_namespace("e2e"),
-        infra_data_dir=dist.default_data_dir(),
-        gateway_port=free_port(),
-        mail=True,  # a Mailpit of its own (state under data_dir/mailpit), stopped at the end
-        mailpit_smtp_port=free_port(),
-        mailpit_http_port=free_port(),
-    )
-    begun = time.monotonic()
-    dist.infra_up(cfg, say=lambda _m: None)
-    infra_s = time.monotonic() - begun
-
-    async def _create() -> dict[str, str]:
-        return {s.package: await create_postgres_database() for s in SERVICES}
-
-    cfg.database_urls = asyncio.run(_create())
-    try:
-        begun = time.monotonic()
-        dist.start_services(cfg, say=lambda _m: None)
-        try:
-            dist.wait_ready(cfg, timeout=START_TIMEOUT, say=lambda _m: None)
-            dist.start_gateway(cfg, say=lambda _m: None)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{_logs(cfg)}") from exc
-        services_s = time.monotonic() - begun
+    # a Mailpit of its own (state under data_dir/mailpit), stopped at the end
+    with distributed_stack(
+        data_dir, namespace="e2e", infra=True, web=True, gateway=True, mail=True, ready_timeout=START_TIMEOUT
+    ) as stack:
         creds = load_or_create(data_dir)
 
         async def _seed() -> None:
             async with httpx.AsyncClient(timeout=60) as client:
-                await seed(client, cfg.direct_endpoints(), creds)
+                await seed(client, stack.direct, creds)
 
         asyncio.run(_seed())
-        print(f"\n[e2e] distributed: infra {infra_s:.1f}s, six services ready in {services_s:.1f}s")  # noqa: T201
+        print(f"\n[e2e] distributed: six services and the web front ready in {stack.ready_s:.1f}s")  # noqa: T201
         yield Mart(
             kind="distributed",
-            ep=cfg.direct_endpoints(),  # the journeys call each service on its own port
-            gateway_url=f"http://127.0.0.1:{cfg.gateway_port}",
+            ep=stack.direct,  # the journeys call each service on its own port
+            gateway_url=stack.gateway_url,
             data_dir=data_dir,
             creds=creds,
             cli_args=["--data-dir", str(data_dir)],
-            startup_s=services_s,
-            mail_api=cfg.mail_api,
-            mailbox=mailpit(cfg.mail_api),
+            startup_s=stack.ready_s,
+            mail_api=stack.cfg.mail_api,
+            mailbox=mailpit(stack.cfg.mail_api),
         )
-    finally:
-        dist.stop_services(cfg, say=lambda _m: None)
-        dist.mail_down(cfg, say=lambda _m: None)
-
-        async def _drop() -> None:
-            for url in cfg.database_urls.values():
-                await drop_postgres_database(url)
-            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
-
-        asyncio.run(_drop())
 
 
 @pytest.fixture(scope="session")
@@ -280,16 +244,6 @@ def containers_mart(container_stack: ContainerStack) -> Iterator[Mart]:
         )
     finally:
         dist.stop_services(cfg, say=lambda _m: None)
-
-
-def _logs(cfg: dist.DistConfig) -> str:
-    out = []
-    for svc in SERVICES:
-        path = cfg.log_dir / f"{svc.package}.log"
-        if path.exists():
-            tail = path.read_text(errors="replace").splitlines()[-15:]
-            out.append(f"--- {svc.name} ---\n" + "\n".join(tail))
-    return "\n".join(out)
 
 
 @pytest.fixture(

@@ -22,10 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from mart_testkit.fixtures import eventually as poll_until
-from mart_testkit.kafka import delete_namespace, new_namespace
-from mart_testkit.ports import free_port
+from mart_testkit.stack import distributed_stack
 
 from mart_cli import dist
 from mart_cli.credentials import Credentials, load_or_create
@@ -66,54 +64,36 @@ class Traced:
 
 @pytest.fixture(scope="module")
 def traced_mart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
-    data_dir = tmp_path_factory.mktemp("traced") / "data"
-    data_dir.mkdir(parents=True)
-    cfg = dist.DistConfig(
-        data_dir=data_dir,
-        ports={s.package: free_port() for s in SERVICES},
-        kafka_namespace=new_namespace("trace"),
-        infra_data_dir=dist.default_data_dir(),
-        trace=True,
-        zipkin_port=ZIPKIN_PORT,
-        extra_env={"OTEL_BSP_SCHEDULE_DELAY": "200"},  # spans reach Zipkin within 0.2 s
-    )
     zipkin_was_up = _zipkin("status").returncode == 0
     # Zipkin's JVM starts while the services do (the script installs the jar when missing, then waits)
     zipkin_result: list[subprocess.CompletedProcess[str]] = []
     starter = threading.Thread(target=lambda: zipkin_result.append(_zipkin("start")), daemon=True)
     starter.start()
-    dist.infra_up(cfg, say=lambda _m: None)
-
-    async def _create() -> dict[str, str]:
-        return {s.package: await create_postgres_database() for s in SERVICES}
-
-    cfg.database_urls = asyncio.run(_create())
     try:
-        dist.start_services(cfg, say=lambda _m: None)
-        dist.wait_ready(cfg, timeout=START_TIMEOUT, say=lambda _m: None)
-        creds = load_or_create(data_dir)
+        with distributed_stack(
+            tmp_path_factory.mktemp("traced") / "data",
+            namespace="trace",
+            infra=True,
+            trace=True,
+            zipkin_port=ZIPKIN_PORT,
+            extra_env={"OTEL_BSP_SCHEDULE_DELAY": "200"},  # spans reach Zipkin within 0.2 s
+            ready_timeout=START_TIMEOUT,
+        ) as stack:
+            creds = load_or_create(stack.cfg.data_dir)
 
-        async def _seed() -> None:
-            async with httpx.AsyncClient(timeout=60) as client:
-                await seed(client, cfg.direct_endpoints(), creds)
+            async def _seed() -> None:
+                async with httpx.AsyncClient(timeout=60) as client:
+                    await seed(client, stack.direct, creds)
 
-        asyncio.run(_seed())
-        starter.join(timeout=300)
-        assert zipkin_result and zipkin_result[0].returncode == 0, (
-            f"zipkin.sh start failed:\n{zipkin_result[0].stdout}{zipkin_result[0].stderr}"
-            if zipkin_result
-            else "zipkin.sh start did not finish"
-        )
-        yield Traced(cfg, creds)
+            asyncio.run(_seed())
+            starter.join(timeout=300)
+            assert zipkin_result and zipkin_result[0].returncode == 0, (
+                f"zipkin.sh start failed:\n{zipkin_result[0].stdout}{zipkin_result[0].stderr}"
+                if zipkin_result
+                else "zipkin.sh start did not finish"
+            )
+            yield Traced(stack.cfg, creds)
     finally:
-        dist.stop_services(cfg, say=lambda _m: None)
-
-        async def _drop() -> None:
-            for url in cfg.database_urls.values():
-                await drop_postgres_database(url)
-            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
-
-        asyncio.run(_drop())
         starter.join(timeout=300)
         if not zipkin_was_up:
             _zipkin("stop")

@@ -53,9 +53,9 @@ import pytest
 from mart_common.bus.kafka import KafkaBus
 from mart_common.faults import CONSUMER_CRASH_AFTER_COMMIT
 from mart_common.outbox import FAULT_CRASH_AFTER_PUBLISH
-from mart_testkit.fixtures import create_postgres_database, database_unavailable, drop_postgres_database
-from mart_testkit.kafka import delete_namespace, new_namespace
+from mart_testkit.fixtures import database_unavailable
 from mart_testkit.ports import free_port
+from mart_testkit.stack import DistributedStack, distributed_stack
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -74,6 +74,8 @@ DB_DOWN_S = 5.0
 MAIL_DOWN_S = 10.0
 BROKER_CUT_S = 10.0
 ISOLATED_SERVICE = "inventory_service"  # the one service that loses the broker while the others keep it
+# Every message kept (Mailpit deletes the oldest beyond 5000 by default): they are counted afterwards.
+MAILPIT_ENV = {"MART_MAILPIT_MAX": "1000000"}
 # Deliveries give up quickly, so the mail server's outage leaves FAILED ones for the admin to retry.
 NOTIFICATION_ENV = {
     "MART_DELIVERY_MAX_ATTEMPTS": "3",
@@ -219,6 +221,7 @@ class Cluster:
     cfg: dist.DistConfig
     broker: Broker
     ep: Endpoints
+    stack: DistributedStack
 
     def db_dsn(self, package: str) -> str:
         return self.cfg.database_urls[package].replace("postgresql+asyncpg://", "postgresql://")
@@ -233,8 +236,7 @@ class Cluster:
             time.sleep(0.05)
 
     def restart_missing(self) -> None:
-        dist.start_services(self.cfg, say=lambda _m: None)
-        dist.wait_ready(self.cfg, timeout=90, say=lambda _m: None)
+        self.stack.restart_missing(timeout=90)
 
 
 @pytest.fixture(scope="module")
@@ -245,65 +247,29 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     broker.start()
     kind = "shared" if broker.shared else "private"
     say(f"broker {broker.bootstrap} ({kind}) up in {time.monotonic() - begun:.1f}s")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    cfg = dist.DistConfig(
-        data_dir=data_dir,
-        ports={s.package: free_port() for s in SERVICES},
-        kafka_bootstrap=broker.bootstrap,
-        kafka_namespace=new_namespace("f"),
-        # Mail goes to a Mailpit of the suite's own (counted there); stopped once as a fault.
-        mail=True,
-        mailpit_smtp_port=free_port(),
-        mailpit_http_port=free_port(),
-        # The fault suite wants quick detection and recovery; same code paths, shorter waits.
-        extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2", **NOTIFICATION_ENV},
-    )
-
-    async def _create() -> dict[str, str]:
-        return {s.package: await create_postgres_database() for s in SERVICES}
-
-    cfg.database_urls = asyncio.run(_create())
     try:
-        begun = time.monotonic()
-        mail_up(cfg)
-        dist.start_services(cfg, say=lambda _m: None)
-        try:
-            dist.wait_ready(cfg, timeout=120, say=lambda _m: None)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{_logs(cfg)}") from exc
-        say(f"six services ready in {time.monotonic() - begun:.1f}s")
-        yield Cluster(cfg=cfg, broker=broker, ep=cfg.endpoints())
+        with distributed_stack(
+            tmp / "data",
+            namespace="f",
+            kafka_bootstrap=broker.bootstrap,
+            own_broker=not broker.shared,  # a private broker is gone with its topics
+            # Mail goes to a Mailpit of the suite's own (counted there); stopped once as a fault.
+            mail=True,
+            mail_env=MAILPIT_ENV,
+            # The fault suite wants quick detection and recovery; same code paths, shorter waits.
+            extra_env={"MART_LOG_JSON": "true", "MART_OUTBOX_POLL_INTERVAL_S": "0.2", **NOTIFICATION_ENV},
+            ready_timeout=120,
+            keep=os.environ.get("MART_FAULTS_KEEP") == "1",
+        ) as stack:
+            say(f"six services ready in {stack.ready_s:.1f}s")
+            yield Cluster(cfg=stack.cfg, broker=broker, ep=stack.cfg.endpoints(), stack=stack)
     finally:
-        dist.stop_services(cfg, say=lambda _m: None)
-        dist.mail_down(cfg, say=lambda _m: None)
         if not broker.shared:
             broker.stop()
 
-        async def _drop() -> None:
-            for url in cfg.database_urls.values():
-                await drop_postgres_database(url)
-            if broker.shared:  # a private broker is gone with its topics
-                await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
-
-        if os.environ.get("MART_FAULTS_KEEP") != "1":
-            asyncio.run(_drop())
-
 
 def mail_up(cfg: dist.DistConfig) -> None:
-    # Every message kept (Mailpit deletes the oldest beyond 5000 by default): they are counted afterwards.
-    dist._infra(cfg, "mailpit.sh", "start", say=lambda _m: None, env={"MART_MAILPIT_MAX": "1000000"})
-
-
-def _logs(cfg: dist.DistConfig, lines: int = 20) -> str:
-    out = []
-    for svc in SERVICES:
-        path = cfg.log_dir / f"{svc.package}.log"
-        if path.exists():
-            out.append(
-                f"--- {svc.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            )
-    return "\n".join(out)
+    dist.mail_up(cfg, say=lambda _m: None, env=MAILPIT_ENV)
 
 
 # --- load ------------------------------------------------------------------------------------------
@@ -977,7 +943,7 @@ async def run_and_check(
     shutil.copytree(cluster.cfg.log_dir, keep / "logs")
     (keep / "fault-summary.json").write_text(text + "\n")
 
-    details = f"\n{text}\nlost: {lost_examples}\nintent: {disagreements[:10]}\n{_logs(cluster.cfg, 8)}"
+    details = f"\n{text}\nlost: {lost_examples}\nintent: {disagreements[:10]}\n{cluster.stack.logs(8)}"
     assert load.stats["placed"] >= 100, "the load generator placed too few orders" + details
     assert snap.cancelled_after_paid >= 5, "the load cancelled too few paid orders" + details
     assert not not_final, details

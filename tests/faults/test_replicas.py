@@ -51,9 +51,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mart_common.bus.kafka import KafkaBus, refresh_metadata
 from mart_testkit.fake_stripe import FakeStripeAPI
-from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
-from mart_testkit.kafka import delete_namespace, new_namespace
-from mart_testkit.ports import free_port
+from mart_testkit.stack import DistributedStack, distributed_stack
 from payment_service.providers import FakeProvider
 
 from mart_cli import dist
@@ -85,6 +83,7 @@ class ReplicaCluster:
     cfg: dist.DistConfig
     broker: SharedBroker
     ep: Endpoints
+    stack: DistributedStack
     kills: Counter = field(default_factory=Counter)  # service name -> kill -9 count
     graceful: Counter = field(default_factory=Counter)
     # service name -> (from, to) wall-clock windows in which a relay of that service may have been killed
@@ -101,76 +100,31 @@ class ReplicaCluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster]:
-    tmp = tmp_path_factory.mktemp("replicas")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    replica_ports = {s.package: [free_port() for _ in range(REPLICAS)] for s in SERVICES}
-    stripe = FakeStripeAPI().__enter__()
-    cfg = dist.DistConfig(
-        data_dir=data_dir,
-        ports={p: ports[0] for p, ports in replica_ports.items()},
-        replica_ports=replica_ports,
-        gateway_port=free_port(),
-        kafka_bootstrap=SharedBroker().bootstrap,
-        kafka_namespace=new_namespace("r"),
-        extra_env={
-            "MART_LOG_JSON": "true",
-            "MART_OUTBOX_POLL_INTERVAL_S": "0.2",
-            # Both payment replicas on the real stripe SDK, pointed at the test's Stripe-like API.
-            "MART_PAYMENT_PROVIDER": "stripe",
-            "STRIPE_API_KEY": "sk_test_replicas",
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "MART_STRIPE_API_BASE": stripe.url,
-            "MART_STRIPE_TIMEOUT_S": "5",
-            "MART_PROVIDER_RETRY_BASE_S": "0.2",
-            "MART_PROVIDER_RETRY_MAX_S": "2",
-        },
-    )
-
-    async def _create() -> dict[str, str]:
-        return {s.package: await create_postgres_database() for s in SERVICES}
-
-    cfg.database_urls = asyncio.run(_create())
-    try:
-        begun = time.monotonic()
-        dist.start_services(cfg, say=lambda _m: None)  # all twelve at once, on empty databases
-        try:
-            dist.wait_ready(cfg, timeout=180, say=lambda _m: None)
-            dist.start_gateway(cfg, say=lambda _m: None)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{_logs(cfg)}") from exc
-        say(f"{len(cfg.instances())} replicas and the gateway ready in {time.monotonic() - begun:.1f}s")
-        yield ReplicaCluster(cfg=cfg, broker=SharedBroker(), ep=cfg.endpoints(), stripe=stripe)
-    finally:
-        dist.stop_services(cfg, say=lambda _m: None)
-        stripe.__exit__(None, None, None)
-
-        async def _drop() -> None:
-            for url in cfg.database_urls.values():
-                await drop_postgres_database(url)
-            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
-
-        if os.environ.get("MART_FAULTS_KEEP") != "1":
-            asyncio.run(_drop())
-
-
-def _logs(cfg: dist.DistConfig, lines: int = 15) -> str:
-    out = []
-    for inst in cfg.instances():
-        path = dist.log_path(cfg, inst)
-        if path.exists():
-            tail = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            out.append(f"--- {inst.label} ---\n{tail}")
-    return "\n".join(out)
-
-
-def _log_lines(cfg: dist.DistConfig, svc: Service) -> list[str]:
-    out: list[str] = []
-    for k in range(1, cfg.replica_count(svc) + 1):
-        path = dist.log_path(cfg, dist.instance(cfg, svc, k))
-        if path.exists():
-            out += path.read_text(errors="replace").splitlines()
-    return out
+    with (
+        FakeStripeAPI() as stripe,
+        distributed_stack(
+            tmp_path_factory.mktemp("replicas") / "data",
+            namespace="r",
+            kafka_bootstrap=SharedBroker().bootstrap,
+            replicas=REPLICAS,  # all twelve started at once, on empty databases
+            gateway=True,
+            extra_env={
+                "MART_LOG_JSON": "true",
+                "MART_OUTBOX_POLL_INTERVAL_S": "0.2",
+                # Both payment replicas on the real stripe SDK, pointed at the test's Stripe-like API.
+                "MART_PAYMENT_PROVIDER": "stripe",
+                "STRIPE_API_KEY": "sk_test_replicas",
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "MART_STRIPE_API_BASE": stripe.url,
+                "MART_STRIPE_TIMEOUT_S": "5",
+                "MART_PROVIDER_RETRY_BASE_S": "0.2",
+                "MART_PROVIDER_RETRY_MAX_S": "2",
+            },
+            keep=os.environ.get("MART_FAULTS_KEEP") == "1",
+        ) as stack,
+    ):
+        say(f"{len(stack.cfg.instances())} replicas and the gateway ready in {stack.ready_s:.1f}s")
+        yield ReplicaCluster(cfg=stack.cfg, broker=SharedBroker(), ep=stack.ep, stack=stack, stripe=stripe)
 
 
 # --- faults ----------------------------------------------------------------------------------------
@@ -277,7 +231,7 @@ async def migrations_once(cluster: ReplicaCluster) -> dict[str, Any]:
     for svc in SERVICES:
         versions = REPO / svc.package / "src" / svc.package / "migrations" / "versions"
         revisions = len([f for f in versions.glob("*.py") if f.name != "__init__.py"])
-        ran = sum(1 for line in _log_lines(cluster.cfg, svc) if "Running upgrade" in line)
+        ran = sum(1 for line in cluster.stack.log_lines(svc) if "Running upgrade" in line)
         rows = await faults._fetch(cluster, svc.package, "SELECT version_num FROM alembic_version")
         out[svc.name] = {"revisions": revisions, "upgrades_run": ran, "alembic_version_rows": len(rows)}
     return out
@@ -419,7 +373,7 @@ async def order_checks(
         " GROUP BY order_id, product_id HAVING count(*) > 1",
     )
     absorbed = {
-        svc.name: sum(1 for line in _log_lines(cluster.cfg, svc) if "duplicate_event_ignored" in line)
+        svc.name: sum(1 for line in cluster.stack.log_lines(svc) if "duplicate_event_ignored" in line)
         for svc in SERVICES
     }
     return {
@@ -571,7 +525,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
 
     details = (
         f"\n{text}\nlost: {lost_examples}\n"
-        f"order: {order['_out_of_order']} {order['_status_twice']}\n{_logs(cluster.cfg, 6)}"
+        f"order: {order['_out_of_order']} {order['_status_twice']}\n{cluster.stack.logs(6)}"
     )
     # The saga invariants of the fault suite.
     assert load.stats["placed"] >= 60, "the load generator placed too few orders" + details

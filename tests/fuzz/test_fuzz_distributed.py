@@ -32,9 +32,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
-from mart_testkit.fixtures import KAFKA_BOOTSTRAP, create_postgres_database, drop_postgres_database
-from mart_testkit.kafka import delete_namespace, new_namespace
-from mart_testkit.ports import free_port
+from mart_testkit.fixtures import KAFKA_BOOTSTRAP
+from mart_testkit.stack import distributed_stack
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -63,38 +62,15 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("fuzz-dist") / "data"
-    data_dir.mkdir(parents=True)
-    cfg = dist.DistConfig(
-        data_dir=data_dir,
-        ports={s.package: free_port() for s in SERVICES},
+    with distributed_stack(
+        tmp_path_factory.mktemp("fuzz-dist") / "data",
+        namespace="fz",
         kafka_bootstrap=KAFKA,
-        kafka_namespace=new_namespace("fz"),
         extra_env={"MART_LOG_LEVEL": "WARNING"},
-    )
-
-    async def _create() -> dict[str, str]:
-        return {s.package: await create_postgres_database() for s in SERVICES}
-
-    cfg.database_urls = asyncio.run(_create())
-    try:
-        dist.start_services(cfg, say=lambda _m: None)
-        try:
-            dist.wait_ready(cfg, timeout=180, say=lambda _m: None)
-        except RuntimeError as exc:
-            raise AssertionError(str(exc)) from exc
-        stack = Stack(cfg=cfg, ep=cfg.direct_endpoints())
+    ) as running:
+        stack = Stack(cfg=running.cfg, ep=running.direct)
         asyncio.run(_prepare(stack))
         yield stack
-    finally:
-        dist.stop_services(cfg, say=lambda _m: None)
-
-        async def _drop() -> None:
-            for url in cfg.database_urls.values():
-                await drop_postgres_database(url)
-            await delete_namespace(cfg.kafka_namespace, cfg.kafka_bootstrap)
-
-        asyncio.run(_drop())
 
 
 async def _prepare(stack: Stack) -> None:
