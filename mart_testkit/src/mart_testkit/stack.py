@@ -139,7 +139,11 @@ def distributed_stack(
     )
     if infra:
         cfg.infra_data_dir = cfg.infra_data_dir or dist.default_data_dir()  # the development infrastructure
-        dist.infra_up(replace(cfg, mail=False), say=_quiet)  # PostgreSQL and Kafka; the Mailpit comes below
+        said: list[str] = []
+        try:
+            dist.infra_up(replace(cfg, mail=False), say=said.append)  # PostgreSQL, Kafka; Mailpit below
+        except RuntimeError as exc:
+            raise AssertionError("\n".join([str(exc), *said])) from exc
 
     async def _create() -> dict[str, str]:
         return {s.package: await create_postgres_database() for s in SERVICES}
