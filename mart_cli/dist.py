@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "scripts" / "infra"
 STATE_FILE = "dist.json"
 REPLICA_PORT_STEP = 100  # replica k of a service listens on its port + 100 * (k - 1)
+PORT_RELEASE_S = 5.0  # how long a replica's start waits for its port to be released before it gives up
 
 
 @dataclass(frozen=True)
@@ -428,7 +429,7 @@ def start_instance(cfg: DistConfig, inst: Instance, say: Callable[[str], None] =
     if pid is not None:
         say(f"  {inst.label:<22} already running (pid {pid})")
         return pid
-    if _port_taken(cfg.host, inst.port):
+    if not _port_released(cfg.host, inst.port, timeout=PORT_RELEASE_S):
         raise RuntimeError(f"port {inst.port} ({inst.label}) is taken by another process; stop it first")
     path = log_path(cfg, inst)
     with open(path, "ab") as log:
@@ -609,12 +610,15 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie child of ours counts as gone
+    # A zombie counts as gone once all its threads have exited: the leader of a killed multi-threaded
+    # process shows as a zombie while its other threads still exit, and the process's sockets (its port)
+    # are closed only when the last of them has.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (FileNotFoundError, IndexError):
         return False
-    if state == "Z":
+    if state == "Z" and threads <= 1:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         return False
@@ -634,6 +638,18 @@ def _port_taken(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex((host, port)) == 0
+
+
+def _port_released(host: str, port: int, *, timeout: float) -> bool:
+    """Wait until nothing listens on ``port``; False if something still does after ``timeout`` seconds.
+
+    A process stopped by another ``mart`` command may still be exiting (``_alive`` waits only for this
+    process's own view of it), so a start gives it a moment instead of failing at once."""
+    try:
+        wait_until_sync(lambda: not _port_taken(host, port), timeout=timeout, interval=0.1)
+    except PollTimeout:
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int = 40) -> str:
