@@ -14,6 +14,7 @@ import ast
 import asyncio
 import email
 import email.policy
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -74,6 +75,7 @@ def mailpit(api: str) -> Mailbox:
 
 
 BEGIN, END = "---------- MESSAGE FOLLOWS ----------", "------------ END MESSAGE ------------"
+BYTES_REPR = re.compile(r"b'(?:[^'\\\n]|\\.)*'" + r'|b"(?:[^"\\\n]|\\.)*"')  # a Python bytes literal
 
 
 def debugging_server_log(log: Callable[[], str]) -> Mailbox:
@@ -83,9 +85,11 @@ def debugging_server_log(log: Callable[[], str]) -> Mailbox:
     def read(to: str) -> list[Mail]:
         out = []
         for chunk in log().split(BEGIN)[1:]:
-            lines = chunk.split(END, 1)[0].split("\n")
-            # each line of the data as the repr of its bytes (b'Subject: ...'); other lines are the server's
-            data = b"\n".join(ast.literal_eval(line) for line in lines if line.startswith(("b'", 'b"')))
+            # Each line of the data is printed as the repr of its bytes (b'Subject: ...'); other lines are the
+            # server's. The reprs are read as tokens, not lines: the container log may join two printed lines
+            # (the server writes a repr and its newline separately), and a line lost that way would be a
+            # MIME boundary lost.
+            data = b"\n".join(ast.literal_eval(token) for token in BYTES_REPR.findall(chunk.split(END, 1)[0]))
             out.append(_mail(_parse(data)))
         return [m for m in out if to in m.to]
 
