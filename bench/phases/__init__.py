@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import probes
 from bench.budget import Budget
+from bench.results import Throughput
 
 
 @dataclass(frozen=True)
@@ -19,3 +21,19 @@ class Context:
     budget: Budget
     out: Path
     admin_password: str
+
+    def wrk(
+        self,
+        url: str,
+        *,
+        path: str,
+        server_pids: list[int] | None,
+        headers: dict[str, str] | None = None,
+    ) -> Throughput:
+        """One ``wrk`` run of the budget's connections and length against ``url``, with the CPU of
+        ``server_pids``; ``path``: how the report names it."""
+        b = self.budget
+        run = probes.wrk(
+            url, connections=b.wrk_conns, duration_s=b.wrk_s, headers=headers, server_pids=server_pids
+        )
+        return Throughput.of(run, path=path, duration_s=b.wrk_s)

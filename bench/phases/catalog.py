@@ -12,7 +12,6 @@ from bench.results import Catalog, Profile, Throughput
 
 
 def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
-    b = ctx.budget
     pid = stack.pids().get("product-service")
     # The lean floor: the same first page (with the total) from the same database by a minimal FastAPI
     # route with one asyncpg query and no middleware (bench/lean.py): what our stack adds to that work.
@@ -22,15 +21,10 @@ def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
     dsn = stack.cfg.database_url(product).replace("postgresql+asyncpg://", "postgresql://")
     lean_proc, lean_port = probes.start_lean(dsn, ["--no-access-log"])
     try:
-        lean = Throughput.of(
-            probes.wrk(
-                f"http://127.0.0.1:{lean_port}/products?limit=20",
-                connections=b.wrk_conns,
-                duration_s=b.wrk_s,
-                server_pids=[lean_proc.pid],
-            ),
+        lean = ctx.wrk(
+            f"http://127.0.0.1:{lean_port}/products?limit=20",
             path="GET /products?limit=20 (lean floor)",
-            duration_s=b.wrk_s,
+            server_pids=[lean_proc.pid],
         )
     finally:
         lean_proc.terminate()
@@ -45,16 +39,11 @@ def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
         ("item", f"/products/{product_ids[len(product_ids) // 2]}", None),
         ("health", "/health", None),
     ):
-        r = Throughput.of(
-            probes.wrk(
-                stack.bases.product + path,
-                connections=b.wrk_conns,
-                duration_s=b.wrk_s,
-                headers=headers,
-                server_pids=[pid] if pid else None,
-            ),
+        r = ctx.wrk(
+            stack.bases.product + path,
             path="GET " + path.split("?")[0] + ("?limit=20" if "limit" in path else ""),
-            duration_s=b.wrk_s,
+            server_pids=[pid] if pid else None,
+            headers=headers,
         )
         reads[name] = r
         say(

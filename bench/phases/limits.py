@@ -14,11 +14,7 @@ def _hello(ctx: Context, *, old_framework: bool = False) -> tuple[Throughput, Pr
     proc, port = probes.start_hello(["--no-access-log"], old_framework=old_framework)
     try:
         url = f"http://127.0.0.1:{port}/hello"
-        hello = Throughput.of(
-            probes.wrk(url, connections=b.wrk_conns, duration_s=b.wrk_s, server_pids=[proc.pid]),
-            path="GET /hello",
-            duration_s=b.wrk_s,
-        )
+        hello = ctx.wrk(url, path="GET /hello", server_pids=[proc.pid])
         if old_framework:
             return hello, None
         seq = probes.loadgen({"mode": "seq", "url": url, "n": b.seq_n})

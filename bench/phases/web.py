@@ -28,7 +28,6 @@ def web_pages(ctx: Context, stack: Any, product_id: str) -> dict[str, Throughput
     """One web-service process calling the stack's services on their own ports, each page under wrk."""
     from mart_cli.services import SERVICES
 
-    b = ctx.budget
     env = {
         "MART_SERVICE_URLS": json.dumps({s.name: getattr(stack.bases, s.short) for s in SERVICES}),
         "MART_DATA_DIR": str(stack.cfg.data_dir),
@@ -39,15 +38,10 @@ def web_pages(ctx: Context, stack: Any, product_id: str) -> dict[str, Throughput
     out: dict[str, Throughput] = {}
     try:
         for name, path, calls in PAGES:
-            r = Throughput.of(
-                probes.wrk(
-                    f"http://127.0.0.1:{port}{path.replace('{id}', product_id)}",
-                    connections=b.wrk_conns,
-                    duration_s=b.wrk_s,
-                    server_pids=[web.pid],
-                ),
+            r = ctx.wrk(
+                f"http://127.0.0.1:{port}{path.replace('{id}', product_id)}",
                 path=f"GET {path} ({calls})",
-                duration_s=b.wrk_s,
+                server_pids=[web.pid],
             )
             out[name] = r
             cpu = r.server_cpu_ms_per_request
