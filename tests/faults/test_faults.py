@@ -37,7 +37,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -218,22 +217,25 @@ class CuttableProxy:
 
 @dataclass
 class Cluster:
-    cfg: dist.DistConfig
-    broker: Broker
-    ep: Endpoints
     stack: DistributedStack
+    broker: Broker
+
+    @property
+    def cfg(self) -> dist.DistConfig:
+        return self.stack.cfg
+
+    @property
+    def ep(self) -> Endpoints:
+        return self.stack.ep
 
     def db_dsn(self, package: str) -> str:
-        return self.cfg.database_urls[package].replace("postgresql+asyncpg://", "postgresql://")
+        return self.stack.db_dsn(package)
 
     def kill9(self, package: str) -> None:
+        """``kill -9`` of the service's process; returns once it is gone and its port free."""
         svc = next(s for s in SERVICES if s.package == package)
-        pid = dist.running_pid(self.cfg, svc)
+        pid = dist.stop_instance(self.cfg, dist.instance(self.cfg, svc), graceful=False)
         assert pid is not None, f"{package} is not running"
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while dist._alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
 
     def restart_missing(self) -> None:
         self.stack.restart_missing(timeout=90)
@@ -262,7 +264,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             keep=os.environ.get("MART_FAULTS_KEEP") == "1",
         ) as stack:
             say(f"six services ready in {stack.ready_s:.1f}s")
-            yield Cluster(cfg=stack.cfg, broker=broker, ep=stack.cfg.endpoints(), stack=stack)
+            yield Cluster(stack=stack, broker=broker)
     finally:
         if not broker.shared:
             broker.stop()
@@ -504,15 +506,6 @@ async def take_database_away(cluster: Cluster, package: str, seconds: float) -> 
         await asyncio.sleep(seconds)
 
 
-async def port_released(cluster: Cluster, package: str, timeout: float = 30.0) -> None:
-    """Wait until nothing listens on the service's port any more (a killed process may hold it briefly)."""
-    port = cluster.cfg.ports[package]
-    deadline = time.monotonic() + timeout
-    while dist._port_taken(cluster.cfg.host, port):
-        assert time.monotonic() < deadline, f"port {port} of {package} still taken after {timeout:.0f}s"
-        await asyncio.sleep(0.1)
-
-
 async def restart_with_crash_point(
     cluster: Cluster, package: str, variable: str, after: int, label: str, timings: dict[str, float]
 ) -> str:
@@ -523,7 +516,6 @@ async def restart_with_crash_point(
     svc = next(s for s in SERVICES if s.package == package)
     begun = time.monotonic()
     await loop.run_in_executor(None, cluster.kill9, svc.package)
-    await port_released(cluster, svc.package)
     log = cluster.cfg.log_dir / f"{svc.package}.log"
     seen_before = log.read_text(errors="replace").count(f"fault_injected {label}")
     cluster.cfg.extra_env[variable] = str(after)
@@ -539,7 +531,6 @@ async def restart_with_crash_point(
         assert time.monotonic() < deadline, f"{svc.name}: {label} never fired"
         await asyncio.sleep(0.2)
     say(f"{svc.name}: {lines[-1]}")
-    await port_released(cluster, svc.package)
     await loop.run_in_executor(None, cluster.restart_missing)
     timings[f"{label} ({svc.name}): back in"] = time.monotonic() - begun
     return lines[-1]
@@ -580,7 +571,6 @@ async def broker_away_from_one_service(
     loop = asyncio.get_running_loop()
     svc = next(s for s in SERVICES if s.package == ISOLATED_SERVICE)
     await loop.run_in_executor(None, cluster.kill9, svc.package)
-    await port_released(cluster, svc.package)
     cluster.cfg.extra_env["MART_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{proxy.port}"
     try:
         await loop.run_in_executor(None, cluster.restart_missing)

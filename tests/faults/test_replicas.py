@@ -80,10 +80,8 @@ class SharedBroker:
 
 @dataclass
 class ReplicaCluster:
-    cfg: dist.DistConfig
-    broker: SharedBroker
-    ep: Endpoints
     stack: DistributedStack
+    broker: SharedBroker
     kills: Counter = field(default_factory=Counter)  # service name -> kill -9 count
     graceful: Counter = field(default_factory=Counter)
     # service name -> (from, to) wall-clock windows in which a relay of that service may have been killed
@@ -91,8 +89,16 @@ class ReplicaCluster:
     kill_windows: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     stripe: FakeStripeAPI | None = None  # the payment provider both payment replicas call
 
+    @property
+    def cfg(self) -> dist.DistConfig:
+        return self.stack.cfg
+
+    @property
+    def ep(self) -> Endpoints:
+        return self.stack.ep
+
     def db_dsn(self, package: str) -> str:
-        return self.cfg.database_urls[package].replace("postgresql+asyncpg://", "postgresql://")
+        return self.stack.db_dsn(package)
 
     def inst(self, svc: Service, replica: int) -> dist.Instance:
         return dist.instance(self.cfg, svc, replica)
@@ -124,7 +130,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaCluster
         ) as stack,
     ):
         say(f"{len(stack.cfg.instances())} replicas and the gateway ready in {stack.ready_s:.1f}s")
-        yield ReplicaCluster(cfg=stack.cfg, broker=SharedBroker(), ep=stack.ep, stack=stack, stripe=stripe)
+        yield ReplicaCluster(stack=stack, broker=SharedBroker(), stripe=stripe)
 
 
 # --- faults ----------------------------------------------------------------------------------------
