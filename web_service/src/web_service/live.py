@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import structlog
 from mart_common.bus import EventBus
@@ -21,6 +22,13 @@ log = structlog.get_logger(__name__)
 
 TOPICS = ("mart.orders.v1", "mart.payments.v1")
 RETRY_MAX_S = 15.0
+#: While the feed cannot follow the bus, an open order page reads its order again this often.
+FALLBACK_POLL_S = 5.0
+#: While the feed follows the bus, an open order page still reads its order again this often (an event
+#: only makes it sooner).
+IDLE_READ_S = 60.0
+
+View = TypeVar("View")
 
 
 def order_of(topic: str, key: str, payload: dict[str, object] | None) -> str | None:
@@ -80,3 +88,43 @@ class OrderFeed:
             # Pages fall back to reading the order again on their own while the feed is down.
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+
+class StopWatching(Exception):
+    """Raised by a live page's ``read`` when the page can no longer be shown (signed out, gone)."""
+
+
+async def watch_order(
+    feed: OrderFeed,
+    order_id: str,
+    first: View,
+    read: Callable[[], Awaitable[View | None]],
+    render: Callable[[View], str],
+    expired: Callable[[], bool],
+) -> AsyncIterator[str]:
+    """An open order page's fragments: ``first`` rendered, then again each time the order's events wake it
+    and the rendering differs. ``read`` gives the order again (``None``: keep what the page shows; it raises
+    :class:`StopWatching` to end); the stream ends when ``expired()`` says so.
+
+    ``first`` was read before the page was registered with the feed, so an event passing in between woke
+    nobody: the order is read once more as soon as it is registered."""
+    last = None
+    view: View | None = first
+    with feed.watch(order_id) as woke:
+        woke.set()
+        while True:
+            if view is not None:
+                html = render(view)
+                if html != last:
+                    yield html
+                    last = html
+            if expired():
+                return
+            timeout = IDLE_READ_S if feed.following else FALLBACK_POLL_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woke.wait(), timeout=timeout)
+            woke.clear()
+            try:
+                view = await read()
+            except StopWatching:
+                return

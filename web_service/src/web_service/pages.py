@@ -32,9 +32,11 @@ ORDER_STATUS_WORDS = {
     "CANCELLED": "Cancelled",
 }
 PAYMENT_STATUS_WORDS = {
+    "CREATING": "Being set up",
     "REQUIRES_PAYMENT": "Waiting for payment",
     "SUCCEEDED": "Paid",
     "FAILED": "Declined",
+    "REFUND_PENDING": "Being refunded",
     "REFUNDED": "Refunded",
 }
 FINAL_ORDER_STATUSES = {"REJECTED", "CANCELLED", "DELIVERED"}

@@ -3,8 +3,6 @@ with the reason), paying, cancelling."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,12 +12,11 @@ from sse_starlette import EventSourceResponse
 
 from web_service.clients import Api, ApiError, ServiceDown, SignInRequired
 from web_service.deps import Csrf, SignedInApi, WebContextDep
+from web_service.live import StopWatching, watch_order
 from web_service.pages import Pages
 
 router = APIRouter(dependencies=[Csrf])
 
-#: While the live feed cannot follow the bus, an open order page reads its order again this often.
-FALLBACK_POLL_S = 5.0
 #: A live stream ends this long before its access token expires (the browser reconnects, and the new
 #: request refreshes the token before streaming).
 STREAM_TOKEN_MARGIN_S = 60.0
@@ -68,29 +65,27 @@ def _status_html(pages: Pages, api: Api, view: dict[str, Any], settings: Any) ->
 async def order_live(request: Request, order_id: str, ctx: WebContextDep, api: SignedInApi) -> Response:
     first = await order_view(api, order_id, ctx.settings)  # 404 for someone else's order, before streaming
 
+    async def read() -> dict[str, Any] | None:
+        try:
+            return await order_view(api, order_id, ctx.settings)
+        except ServiceDown:
+            return None  # keep what the page shows; try again on the next event
+        except (ApiError, SignInRequired) as exc:
+            raise StopWatching from exc
+
     async def stream() -> AsyncIterator[dict[str, str]]:
         api.may_refresh = False  # the response has started: its cookie can no longer change
-        view: dict[str, Any] | None = first
-        last = None
-        with ctx.feed.watch(order_id) as woke:
-            while True:
-                if view is not None:
-                    html = _status_html(ctx.pages, api, view, ctx.settings)
-                    if html != last:
-                        yield {"event": "status", "data": html}
-                        last = html
-                if api.visitor.access_expires_in() < STREAM_TOKEN_MARGIN_S:
-                    return  # the browser reconnects; that request refreshes the token first
-                timeout = None if ctx.feed.following else FALLBACK_POLL_S
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woke.wait(), timeout=timeout or 60.0)
-                woke.clear()
-                try:
-                    view = await order_view(api, order_id, ctx.settings)
-                except ServiceDown:
-                    view = None  # keep what the page shows; try again on the next event
-                except (ApiError, SignInRequired):
-                    return
+        updates = watch_order(
+            ctx.feed,
+            order_id,
+            first,
+            read,
+            render=lambda view: _status_html(ctx.pages, api, view, ctx.settings),
+            # the browser reconnects; that request refreshes the token first
+            expired=lambda: api.visitor.access_expires_in() < STREAM_TOKEN_MARGIN_S,
+        )
+        async for html in updates:
+            yield {"event": "status", "data": html}
 
     return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
 
