@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy import MetaData, Table, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
@@ -30,10 +32,19 @@ class Database:
     """One service's database: an async engine, session factories and after-commit hand-overs."""
 
     def __init__(
-        self, url: str, *, event_source: str | None = None, pool_size: int = 20, echo: bool = False
+        self,
+        url: str,
+        *,
+        event_source: str | None = None,
+        pool_size: int = 10,
+        pool_timeout_s: float = 10.0,
+        echo: bool = False,
     ) -> None:
-        """``event_source``: the service name its sessions record events under (``record_event``)."""
+        """``event_source``: the service name its sessions record events under (``record_event``).
+        ``pool_size``: the PostgreSQL connections this process keeps, and never exceeds; a unit of work that
+        finds them all busy waits up to ``pool_timeout_s`` for one, then fails (503 for a request)."""
         self.url = url
+        self.engine_url = make_url(url)
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         self.engine: AsyncEngine
@@ -47,14 +58,18 @@ class Database:
             # a connection broken by a database restart fails its first statement instead, SQLAlchemy then
             # invalidates the whole pool, and the caller's retry gets a fresh connection
             # (docs/adr/0031-reads-without-begin-no-pre-ping.md).
+            # A fixed pool, no overflow: a connection beyond the pool was closed again as soon as it came
+            # back, so a steady load above the pool size opened (forked a backend, negotiated, authenticated)
+            # a connection every few requests; one event loop keeps few statements in flight, and a unit of
+            # work beyond the pool waits for a connection instead (docs/adr/0051-a-fixed-connection-pool.md).
             self.engine = create_async_engine(
                 url,
                 echo=echo,
                 pool_size=pool_size,
-                max_overflow=10,
-                pool_timeout=30,
+                max_overflow=0,
+                pool_timeout=pool_timeout_s,
                 pool_recycle=1800,
-                connect_args={"command_timeout": 60, "timeout": 10},
+                connect_args={"command_timeout": 60, "timeout": 10, **asyncpg_ssl(self.engine_url)},
             )
             # READ COMMITTED gives every statement its own snapshot anyway: a read-only unit of work
             # loses nothing without BEGIN/COMMIT, and saves two round trips.
@@ -201,6 +216,22 @@ class Database:
             structlog.get_logger(__name__).warning(
                 "database_dispose_timed_out", url=self.engine.url.render_as_string()
             )
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def asyncpg_ssl(url: URL) -> dict[str, Any]:
+    """asyncpg's ``ssl`` argument for a PostgreSQL URL: off for a loopback or Unix-socket server the URL
+    and ``PGSSLMODE`` say nothing about, where TLS protects nothing and asyncpg's default (``prefer``) costs
+    every new connection a TLS request first; otherwise nothing, so ``?ssl=…`` / ``?sslmode=…`` in the URL
+    or ``PGSSLMODE`` decide, as asyncpg documents (docs/scaling.md, "Connections")."""
+    if {"ssl", "sslmode"} & set(url.query) or os.environ.get("PGSSLMODE"):
+        return {}
+    host = url.host or url.query.get("host")
+    if host is None or host in _LOOPBACK or str(host).startswith("/"):
+        return {"ssl": False}
+    return {}
 
 
 async def flush_unique(session: AsyncSession, conflict: Exception) -> None:

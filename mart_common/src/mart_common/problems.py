@@ -171,6 +171,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         refused = _value_refused(exc)
         if refused is not None:
             return _value_refused_response(request, refused)
+        if isinstance(exc, PoolTimeout):
+            # Every connection of the process's fixed pool stayed busy for MART_DB_POOL_TIMEOUT_S: the
+            # process is overloaded, not broken (docs/scaling.md, "Connections").
+            log.warning("database_pool_exhausted", path=request.url.path)
+            return problem_response(
+                503,
+                "The service is busy: all its database connections are in use; retry later.",
+                slug="database-busy",
+                instance=request.url.path,
+                headers={"Retry-After": "1"},
+            )
         if not _database_unavailable(exc):
             raise exc  # a real error: the generic handler below logs it and answers 500
         # The service's database is away (restart, failover, outage): the request may be retried.
