@@ -18,7 +18,13 @@ from sqlalchemy import MetaData, Table, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
@@ -147,6 +153,14 @@ class Database:
             yield session
             if session.in_transaction():
                 await session.commit()
+
+    @asynccontextmanager
+    async def read_rows(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading plain rows (Core statements), as :meth:`read` but without an ORM
+        session: no identity map, no session events, no unit-of-work bookkeeping around each statement.
+        For the hot reads that answer with rows (``Page.rows`` takes it as it takes a session)."""
+        async with self._read_engine.connect() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         """True when the database answers ``SELECT 1``."""

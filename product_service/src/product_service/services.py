@@ -90,15 +90,15 @@ async def search_products(
         "max_price": max_price_cents,
     }
     params = {k: v for k, v in values.items() if v is not None}
-    async with db.read() as session:
-        rows, total = await page.rows(session, query, params)
+    async with db.read_rows() as connection:
+        rows, total = await page.rows(connection, query, params)
     return page.wrap(rows, total)
 
 
 async def get_product(db: Database, product_id: uuid.UUID, *, include_archived: bool = False) -> Any:
     """One product's public columns; an archived one only with ``include_archived`` (else 404)."""
-    async with db.read() as session:
-        row = (await session.execute(_ONE_QUERY, {"product_id": product_id})).one_or_none()
+    async with db.read_rows() as connection:
+        row = (await connection.execute(_ONE_QUERY, {"product_id": product_id})).one_or_none()
     if row is None or (row.archived and not include_archived):
         raise NotFound("No such product.")
     return row
