@@ -13,7 +13,7 @@ for as long as a :class:`~mart_common.changes.ChangeFeed` says the data behind t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -75,20 +75,29 @@ class RowJson:
     def dump_json(self, value: Any) -> bytes:
         """``value`` (a row, or a page of rows with ``page=True``) as JSON."""
         if self._page:
-            value = {**value, "items": [self._fields(row) for row in value["items"]]}
+            value = {**value, "items": self._dicts(value["items"])}
         else:
-            value = self._fields(value)
+            (value,) = self._dicts([value])
         return self._adapter.dump_json(value)
 
-    def _fields(self, row: Any) -> dict[str, Any]:
-        fields = (
-            row._asdict() if hasattr(row, "_asdict") else dict(row if isinstance(row, Mapping) else vars(row))
-        )
+    def _dicts(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        keys = getattr(rows[0], "_fields", None)
+        if keys is not None:  # SQLAlchemy rows of one statement share their keys
+            dicts = [dict(zip(keys, row, strict=True)) for row in rows]
+        else:
+            dicts = [dict(row) if isinstance(row, Mapping) else dict(vars(row)) for row in rows]
+        # SQLite hands back naive datetimes (UTC), PostgreSQL aware ones
         for name in self._datetimes:
-            value = fields.get(name)
-            if value is not None and value.tzinfo is None:
-                fields[name] = value.replace(tzinfo=UTC)
-        return fields
+            for fields in dicts:
+                if _is_naive(fields.get(name)):
+                    fields[name] = fields[name].replace(tzinfo=UTC)
+        return dicts
+
+
+def _is_naive(value: Any) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is None
 
 
 def _may_be_datetime(annotation: Any) -> bool:
