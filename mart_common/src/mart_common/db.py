@@ -121,13 +121,13 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session; the caller commits."""
-        async with self.sessionmaker() as session:
+        async with _closed(self.sessionmaker()) as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on any exception."""
-        async with self.sessionmaker() as session, session.begin():
+        async with _closed(self.sessionmaker()) as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -139,7 +139,7 @@ class Database:
             async with self.transaction() as session:
                 yield session
             return
-        async with self.read_sessionmaker() as session:
+        async with _closed(self.read_sessionmaker()) as session:
             yield session
             if session.in_transaction():
                 await session.commit()  # nothing to send (autocommit): ends the session's own bookkeeping
@@ -149,7 +149,7 @@ class Database:
         """A session for reading only: no BEGIN/COMMIT on PostgreSQL (each statement is its own
         READ COMMITTED snapshot, as inside a transaction), a deferred (shared) transaction on SQLite
         instead of the writers' BEGIN IMMEDIATE. Nothing written through it is guaranteed."""
-        async with self.read_sessionmaker() as session:
+        async with _closed(self.read_sessionmaker()) as session:
             yield session
             if session.in_transaction():
                 await session.commit()
@@ -230,6 +230,24 @@ class Database:
             structlog.get_logger(__name__).warning(
                 "database_dispose_timed_out", url=self.engine.url.render_as_string()
             )
+
+
+@asynccontextmanager
+async def _closed(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """``session``, closed at the end: shielded from cancellation only when a transaction is still open.
+
+    ``AsyncSession``'s own ``async with`` closes every session in a task of its own, shielded, so that a
+    cancellation cannot interrupt the rollback and keep the connection from its pool: three turns of the
+    event loop and about 40 µs per session, half of a session's whole cost. A session whose transaction
+    ended (committed or rolled back) has nothing left to send when it closes, so it closes inline.
+    """
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await asyncio.shield(asyncio.ensure_future(session.close()))
+        else:
+            await session.close()
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
