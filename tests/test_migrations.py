@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from mart_common.db import Database
 from mart_common.messaging import MESSAGING_METADATA
+from mart_common.migrations import include_object
 from mart_testkit.fixtures import create_postgres_database, drop_postgres_database
 from sqlalchemy import Column, Integer, MetaData
 
@@ -33,11 +34,12 @@ SERVICES = [
 
 
 def _diff(sync_conn, metadata):
-    ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+    targets = [metadata, MESSAGING_METADATA]
+    ctx = MigrationContext.configure(
+        sync_conn, opts={"compare_type": True, "include_object": include_object(targets)}
+    )
     return [
-        d
-        for d in compare_metadata(ctx, [metadata, MESSAGING_METADATA])
-        if d[0] != "remove_table" or d[1].name != "alembic_version"
+        d for d in compare_metadata(ctx, targets) if d[0] != "remove_table" or d[1].name != "alembic_version"
     ]
 
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from mart_common.clock import utcnow
+from mart_common.migrations import UNMAPPED
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -72,3 +73,15 @@ class Review(CatalogTable, table=True):
 
 
 METADATA = CatalogTable.metadata
+# The full-text search's index and tables (migration 0002, search.py): PostgreSQL's index and vocabulary,
+# SQLite's FTS5 table, its shadow tables and its vocabulary.
+METADATA.info[UNMAPPED] = (
+    "ix_products_text",
+    "product_terms",
+    "products_fts",
+    "products_fts_config",
+    "products_fts_data",
+    "products_fts_docsize",
+    "products_fts_idx",
+    "products_fts_terms",
+)
