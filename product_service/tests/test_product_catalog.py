@@ -273,6 +273,38 @@ async def test_search_ranks_the_best_match_first_and_matches_prefixes_and_typos(
         assert await names("teapot") == []
 
 
+async def test_list_totals_follow_the_catalogs_changes(service_client, catalog) -> None:
+    async with service_client() as client:
+        toys = await catalog.category(client, "Toys")
+        books = await catalog.category(client, "Books")
+        p1 = await catalog.product(client, category_id=toys["id"])
+        p2 = await catalog.product(client, category_id=toys["id"])
+        p3 = await catalog.product(client)
+
+        async def totals() -> tuple[int, int, int]:
+            out = []
+            for params in ({}, {"category_id": toys["id"]}, {"category_id": books["id"]}):
+                page = (await client.get("/products", params={**params, "limit": 1})).json()
+                out.append(page["total"])
+            return out[0], out[1], out[2]
+
+        assert await totals() == (3, 2, 0)
+        moved = await client.patch(
+            f"/products/{p2['id']}", json={"category_id": books["id"]}, headers=catalog.admin
+        )
+        assert moved.status_code == 200
+        assert await totals() == (3, 1, 1)
+        assert (await client.delete(f"/products/{p1['id']}", headers=catalog.admin)).status_code == 204
+        assert await totals() == (2, 0, 1)
+        placed = await client.patch(
+            f"/products/{p3['id']}", json={"category_id": toys["id"]}, headers=catalog.admin
+        )
+        assert placed.status_code == 200
+        assert await totals() == (2, 1, 1)
+        beyond = (await client.get("/products", params={"category_id": books["id"], "offset": 5})).json()
+        assert beyond["items"] == [] and beyond["total"] == 1
+
+
 async def test_pagination_totals(service_client, catalog) -> None:
     async with service_client() as client:
         for i in range(7):

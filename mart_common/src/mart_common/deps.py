@@ -106,11 +106,16 @@ class Page:
         return self.wrap([convert(row) for row in rows], total)
 
 
-def paged(query: Select[Any]) -> Select[Any]:
-    """``query`` (ordered) with the total as a window column (``_total``, last) and the page's ``limit``
-    and ``offset`` as bound parameters: build it once per query shape and run it with :meth:`Page.rows`."""
+def paged(query: Select[Any], total: Any = None) -> Select[Any]:
+    """``query`` (ordered) with the total as its last column (``_total``) and the page's ``limit`` and
+    ``offset`` as bound parameters: build it once per query shape and run it with :meth:`Page.rows`.
+
+    The total is a window over the filters (it reads every matching row), or ``total``: a scalar subquery
+    that gives the same number without reading them (a count kept by the writes), for lists whose
+    matches grow with the data."""
+    counted = func.count().over() if total is None else total.scalar_subquery()
     return (
-        query.add_columns(func.count().over().label("_total"))
+        query.add_columns(counted.label("_total"))
         .limit(bindparam("_page_limit"))
         .offset(bindparam("_page_offset"))
     )

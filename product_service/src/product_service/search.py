@@ -38,7 +38,8 @@ MAX_CORRECTIONS = 10  # the closest corrections a word stands for
 
 _WORD = re.compile(r"[^\W_]+")
 
-# PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, WHERE NOT archived.
+# PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, for the rows
+# ``archived IS FALSE`` (the listing's condition, word for word: the planner proves the one from the other).
 PG_DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
 PG_WEIGHTED = (
     "setweight(to_tsvector('simple'::regconfig, name || ' ' || sku), 'A')"

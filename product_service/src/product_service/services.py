@@ -22,17 +22,18 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from product_service import domain, events, search
-from product_service.models import Category, Product, Review
+from product_service.models import Category, ListedCount, Product, Review
 from product_service.schemas import CategoryCreate, ProductCreate, ProductPublic, ProductUpdate, ReviewCreate
 
 # --- the public catalog ---------------------------------------------------------------------------
 
+# Each order ends with id, so pages are stable; newest first is the listing indexes' order read backwards.
 _SORTS = {
-    "name": (func.lower(Product.name).asc(),),
-    "-name": (func.lower(Product.name).desc(),),
-    "price": (Product.price_cents.asc(),),
-    "-price": (Product.price_cents.desc(),),
-    "-created_at": (Product.created_at.desc(),),
+    "name": (func.lower(Product.name).asc(), Product.id.asc()),
+    "-name": (func.lower(Product.name).desc(), Product.id.asc()),
+    "price": (Product.price_cents.asc(), Product.id.asc()),
+    "-price": (Product.price_cents.desc(), Product.id.asc()),
+    "-created_at": (Product.created_at.desc(), Product.id.desc()),
 }
 _PUBLIC_COLUMNS = [Product.__table__.c[name] for name in ProductPublic.model_fields]
 _ONE_QUERY = select(*_PUBLIC_COLUMNS).where(Product.id == bindparam("product_id"))
@@ -45,21 +46,26 @@ def _search_query(
     """The catalog search for one combination of filters, built once: plain rows, not ORM objects (a
     read-only page needs no identity map), values as bound parameters (docs/adr/0021-catalog-reads.md).
     ``sort`` "relevance": best text match first (search.py)."""
-    query = select(*_PUBLIC_COLUMNS).where(Product.archived.is_(False))
+    query = select(*_PUBLIC_COLUMNS)
     if text:
-        query = search.searching(query, postgres=postgres)
+        query = search.searching(query, postgres=postgres)  # SQLite's index holds only listed products
+    if postgres or not text:
+        query = query.where(Product.archived.is_(False))
     if category:
         query = query.where(Product.category_id == bindparam("category_id"))
     if min_price:
         query = query.where(Product.price_cents >= bindparam("min_price"))
     if max_price:
         query = query.where(Product.price_cents <= bindparam("max_price"))
-    if sort == "relevance":
-        order = (search.relevance(postgres=postgres), *_SORTS["-created_at"])
-    else:
-        order = _SORTS[sort]
-    # id: a stable order across pages
-    return paged(query.order_by(*order, Product.id))
+    order = (
+        _SORTS[sort] if sort != "relevance" else (search.relevance(postgres=postgres), *_SORTS["-created_at"])
+    )
+    total = None
+    if not (text or min_price or max_price):  # the whole listing or a category: the kept count
+        total = select(func.coalesce(func.sum(ListedCount.n), 0))
+        if category:
+            total = total.where(ListedCount.category_key == bindparam("category_id"))
+    return paged(query.order_by(*order), total)
 
 
 async def search_products(

@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 PostgreSQL: pg_trgm (a trusted extension: the database's owner creates it,
-docs/adr/0051-pg-trgm-extension.md), a GIN index on the products' text-search vector, and
+docs/adr/0051-catalog-text-search.md), a GIN index on the products' text-search vector, and
 ``product_terms`` (every indexed word, kept by statement triggers) with a trigram index. SQLite: the FTS5
 table ``products_fts`` (external content: the products' rowids), kept by triggers, and its vocabulary
 ``products_fts_terms``. The queries are in ``search.py``.
@@ -12,6 +12,8 @@ A later revision that rebuilds ``products`` on SQLite (a batch "move and copy") 
 triggers: it must recreate them and rebuild ``products_fts`` (``INSERT INTO products_fts(products_fts)
 VALUES ('rebuild')``).
 """
+
+# ruff: noqa: S608 - the SQL below is constant text
 
 from collections.abc import Sequence
 
@@ -27,7 +29,7 @@ depends_on: str | Sequence[str] | None = None
 _DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
 _PG_UP = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    f"CREATE INDEX ix_products_text ON products USING gin (({_DOCUMENT})) WHERE NOT archived",
+    f"CREATE INDEX ix_products_text ON products USING gin (({_DOCUMENT})) WHERE archived IS FALSE",
     'CREATE TABLE product_terms (term text COLLATE "C" PRIMARY KEY)',
     "CREATE INDEX ix_product_terms_trigram ON product_terms USING gin (term gin_trgm_ops)",
     f"""CREATE FUNCTION product_terms_add() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -37,14 +39,14 @@ BEGIN
     WHERE NOT changed.archived
     ON CONFLICT DO NOTHING;
     RETURN NULL;
-END $$""",  # noqa: S608 - constant text
+END $$""",
     "CREATE TRIGGER product_terms_on_insert AFTER INSERT ON products REFERENCING NEW TABLE AS changed"
     " FOR EACH STATEMENT EXECUTE FUNCTION product_terms_add()",
     "CREATE TRIGGER product_terms_on_update AFTER UPDATE ON products REFERENCING NEW TABLE AS changed"
     " FOR EACH STATEMENT EXECUTE FUNCTION product_terms_add()",
     f"""INSERT INTO product_terms (term)
     SELECT DISTINCT t.lexeme FROM products, unnest({_DOCUMENT}) AS t WHERE NOT products.archived
-    ON CONFLICT DO NOTHING""",  # noqa: S608 - constant text
+    ON CONFLICT DO NOTHING""",
 ]
 _PG_DOWN = [
     "DROP TRIGGER product_terms_on_update ON products",
