@@ -76,16 +76,17 @@ class Page:
         params: dict[str, Any] | None = None,
         *,
         entities: bool = False,
+        total: Any = None,
     ) -> tuple[list[Any], int]:
         """This page of ``query`` (an ordered select) and how many rows its filters match in all.
 
         One statement: the count rides on every row as a window over the filters; only a page past the
         end (no rows) counts on its own. ``entities``: ``query`` selects one ORM entity; return those
         objects instead of rows. ``query`` may come from :func:`paged` (built once, cached by SQLAlchemy),
-        with ``params`` for its other bound parameters.
+        with ``params`` for its other bound parameters. ``total``: as in :func:`paged`.
         """
         if query._limit_clause is None:  # noqa: SLF001 - not built by paged(): page it here
-            query = paged(query)
+            query = paged(query, total)
         params = params or {}
         rows = (
             await session.execute(query, {**params, "_page_limit": self.limit, "_page_offset": self.offset})
@@ -98,11 +99,16 @@ class Page:
         return [], int(total or 0)
 
     async def of(
-        self, session: AsyncSession, query: Select[Any], convert: Callable[[Any], Any] = lambda row: row
+        self,
+        session: AsyncSession,
+        query: Select[Any],
+        convert: Callable[[Any], Any] = lambda row: row,
+        *,
+        total: Any = None,
     ) -> dict[str, Any]:
         """This page of ``query`` (an ordered select of entities) as ``{items, total, limit, offset}``;
-        ``total`` counts every row the query's filters match."""
-        rows, total = await self.rows(session, query, entities=True)
+        ``total`` counts every row the query's filters match (``total``: as in :func:`paged`)."""
+        rows, total = await self.rows(session, query, entities=True, total=total)
         return self.wrap([convert(row) for row in rows], total)
 
 
