@@ -29,9 +29,13 @@ depends_on: str | Sequence[str] | None = None
 _DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
 _PG_UP = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    f"CREATE INDEX ix_products_text ON products USING gin (({_DOCUMENT})) WHERE archived IS FALSE",
+    # fastupdate off: a write updates the index at once, so that no search scans a list of pending entries
+    # that grows with the writes until the next vacuum (a catalog is read far more than written).
+    f"CREATE INDEX ix_products_text ON products USING gin (({_DOCUMENT})) WITH (fastupdate = off)"
+    " WHERE archived IS FALSE",
     'CREATE TABLE product_terms (term text COLLATE "C" PRIMARY KEY)',
-    "CREATE INDEX ix_product_terms_trigram ON product_terms USING gin (term gin_trgm_ops)",
+    "CREATE INDEX ix_product_terms_trigram ON product_terms USING gin (term gin_trgm_ops)"
+    " WITH (fastupdate = off)",
     f"""CREATE FUNCTION product_terms_add() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO product_terms (term)
