@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 PostgreSQL: pg_trgm (a trusted extension: the database's owner creates it,
-docs/adr/0051-catalog-text-search.md), a GIN index on the products' text-search vector, and
+docs/adr/0052-catalog-text-search.md), a GIN index on the products' text-search vector, and
 ``product_terms`` (every indexed word, kept by statement triggers) with a trigram index. SQLite: the FTS5
 table ``products_fts`` (external content: the products' rowids), kept by triggers, and its vocabulary
 ``products_fts_terms``. The queries are in ``search.py``.
