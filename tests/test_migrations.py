@@ -173,8 +173,8 @@ async def _populate(
         if metadata is None:
             metadata = MetaData()
             await conn.run_sync(metadata.reflect)
-            unmapped = importlib.import_module(f"{service}.models").METADATA.info.get(UNMAPPED, ())
-            for name in unmapped:
+            models = importlib.import_module(f"{service}.models") if service else None
+            for name in models.METADATA.info.get(UNMAPPED, ()) if models else ():
                 if name in metadata.tables:
                     metadata.remove(metadata.tables[name])
         rows = _rows(metadata)

@@ -7,8 +7,10 @@ same requests in turn, round after round, sequentially (``Cache-Control: no-cach
 never from the catalog cache), so that the sizes are compared side by side under the same machine load;
 the figure is each request's p50 at the largest size ÷ at the smallest.
 
-The data: products named ``Item <n>`` in 10 categories, 20 of them (at every size) ``Steel kettle <n>``;
-orders of 10,000 customers, 20 of them (at every size) the measuring customer's.
+The data: products named ``Item <n>`` in 10 categories, 20 of them (at every size) ``Steel kettle <n>``,
+each described as ``Bulk product number <n>``; orders of 10,000 customers, 20 of them (at every size) the
+measuring customer's. The searches: ``kettle`` and ``kettel`` (20 matches at every size), ``bulk`` (every
+product matches).
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ def _requests_catalog(n: int) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
+def _requests_broad(_n: int) -> dict[str, tuple[str, dict[str, str]]]:
+    """A word of every product: its matches, all ranked and counted, grow with the catalog. Measured on
+    its own (fewer rounds), after the others, so that its large answers do not slow theirs."""
+    return {"search_broad": ("/products?limit=20&q=bulk", NO_CACHE)}
+
+
 def _requests_orders(keys: Any) -> dict[str, tuple[str, dict[str, str]]]:
     return {
         "my_orders": ("/orders?limit=20", keys.headers(_ME, "customer")),
@@ -212,6 +220,7 @@ async def _one_database(ctx: Context, backend: str, tmp: Path) -> list[GrowthPoi
             with Sampler({"bench": os.getpid()}) as sampler:
                 measured = await _measure(catalog, _requests_catalog, b.growth_n)
                 measured |= await _measure(orders, lambda _n: _requests_orders(keys), b.growth_n)
+                measured |= await _measure(catalog, _requests_broad, max(5, b.growth_n // 10))
             other = sampler.processes().unrelated_cpu_cores
             for name, by_size in measured.items():
                 p50 = {size: statistics.median(v) * 1000 for size, v in by_size.items()}
