@@ -94,6 +94,9 @@ class Page:
         if rows:
             total = int(rows[0][-1])
             return ([row[0] for row in rows] if entities else list(rows)), total
+        kept = query.get_execution_options().get(_KEPT_TOTAL)
+        if kept is not None:  # a page past the end of a list with a kept count: the count
+            return [], int(await session.scalar(kept, params) or 0)
         counted = query.limit(None).offset(None).order_by(None)
         total = await session.scalar(select(func.count()).select_from(counted.subquery()), params)
         return [], int(total or 0)
@@ -120,11 +123,15 @@ def paged(query: Select[Any], total: Any = None) -> Select[Any]:
     that gives the same number without reading them (a count kept by the writes), for lists whose
     matches grow with the data."""
     counted = func.count().over() if total is None else total.scalar_subquery()
-    return (
+    query = (
         query.add_columns(counted.label("_total"))
         .limit(bindparam("_page_limit"))
         .offset(bindparam("_page_offset"))
     )
+    return query if total is None else query.execution_options(**{_KEPT_TOTAL: total})
+
+
+_KEPT_TOTAL = "mart_kept_total"  # paged()'s ``total``, for a page past the end (no row carries it)
 
 
 async def page_params(
