@@ -31,6 +31,9 @@ class Budget:
     idle_s: float = 5  # the services' background rate, measured before the load
     rep_conc: int = 16  # the replica runs
     rep_s: float = 20
+    growth_products: tuple[int, ...] = (200, 10_000, 100_000)  # the growth phase's table sizes
+    growth_orders: tuple[int, ...] = (10_000, 1_000_000)
+    growth_n: int = 200  # rounds of its requests
 
 
 FULL = Budget()
@@ -55,4 +58,7 @@ QUICK = replace(
     emb_lat_s=8,
     idle_s=3,
     rep_s=8,
+    growth_products=(200, 10_000),
+    growth_orders=(10_000, 100_000),
+    growth_n=60,
 )

@@ -167,7 +167,7 @@ class KafkaObserver(Observer):
         self.namespace = namespace
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
         from mart_common.bus.kafka import partitions_of
 
         self.consumer = AIOKafkaConsumer(
@@ -177,9 +177,9 @@ class KafkaObserver(Observer):
             max_poll_records=500,
         )
         await self.consumer.start()
-        tps = []
-        for topic in (self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"):
-            tps += [TopicPartition(topic, p) for p in sorted(await partitions_of(self.consumer, topic))]
+        tps = await partitions_of(
+            self.consumer, [self.namespace + "mart.payments.v1", self.namespace + "mart.orders.v1"]
+        )
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:

@@ -160,6 +160,7 @@ def table(run: BenchRun) -> str:
         _checkout_rows(t, "embedded", e.saturation, e.latency, None, run.limits, r)
     _cost_rows(t, r)
     _replica_rows(t, run)
+    _growth_rows(t, run)
     _rss_rows(t, run)
     return _render(t.rows, run)
 
@@ -371,6 +372,20 @@ def _replica_rows(t: _Table, run: BenchRun) -> None:
             rep.error_count,
             f"x{speedup:.2f}" if n == 2 and speedup else "",
             other=rep.processes.unrelated_cpu_cores,
+        )
+
+
+def _growth_rows(t: _Table, run: BenchRun) -> None:
+    """Each request's p50 at each table size (bench/phases/growth.py); ratio: largest ÷ smallest."""
+    if run.growth is None:
+        return
+    for point in run.growth.points:
+        sizes = sorted(point.p50_ms)
+        t.row(
+            f"growth {point.database} {point.request} (p50 by rows)",
+            ", ".join(f"{size:,}: {point.p50_ms[size]:.2f} ms" for size in sizes),
+            ratio=f"x{point.growth:.2f}" if point.growth else "",
+            other=point.other_cpu_cores,
         )
 
 

@@ -291,6 +291,28 @@ class Replicas:
 
 
 @dataclass
+class GrowthPoint:
+    """One request's p50 (ms) at each size of its table, on one database (bench/phases/growth.py)."""
+
+    database: str
+    request: str
+    p50_ms: dict[int, float]
+    other_cpu_cores: float = 0.0
+
+    @property
+    def growth(self) -> float | None:
+        """p50 at the largest size ÷ p50 at the smallest."""
+        sizes = sorted(self.p50_ms)
+        first = self.p50_ms[sizes[0]] if sizes else 0
+        return self.p50_ms[sizes[-1]] / first if first else None
+
+
+@dataclass
+class Growth:
+    points: list[GrowthPoint] = field(default_factory=list)
+
+
+@dataclass
 class Ratios:
     """What the report computes from the figures (docs/performance.md, "The ratios")."""
 
@@ -330,6 +352,7 @@ class BenchRun:
     distributed: Distributed | None = None
     embedded: Embedded | None = None
     replicas: Replicas | None = None
+    growth: Growth | None = None
     ratios: Ratios = field(default_factory=Ratios)
     failures: dict[str, str] = field(default_factory=dict)
     table: list[str] = field(default_factory=list)
@@ -338,7 +361,14 @@ class BenchRun:
 #: Bulky per-request lists: summarised in the JSON (the latency CDF is in the PNG).
 _NOT_IN_JSON = {"latencies_s"}
 #: Figures computed from the fields, written next to them (``best``: the customers of the best run).
-_COMPUTED = ("best", "speedup", "server_cpu_ms_per_request", "service_cpu_ms_per_order", "error_count")
+_COMPUTED = (
+    "best",
+    "speedup",
+    "growth",
+    "server_cpu_ms_per_request",
+    "service_cpu_ms_per_order",
+    "error_count",
+)
 
 
 def to_json(value: Any) -> Any:

@@ -76,7 +76,7 @@ def _parse_args(argv: list[str] | None, prog: str = "bench.run") -> argparse.Nam
         "--skip",
         action="append",
         default=[],
-        choices=["limits", "dist", "embedded", "replicas"],
+        choices=["limits", "dist", "embedded", "replicas", "growth"],
         help="leave a part out (repeatable)",
     )
     ap.add_argument(
@@ -114,6 +114,7 @@ def _run_phases(run: BenchRun, ctx: Context, skip: list[str]) -> None:
     """Each phase not skipped, in order; a failed phase is recorded in ``run.failures``, the others run."""
     from bench.phases.distributed import distributed
     from bench.phases.embedded import embedded
+    from bench.phases.growth import growth
     from bench.phases.limits import machine_limits
     from bench.phases.replicas import replicas
 
@@ -122,6 +123,7 @@ def _run_phases(run: BenchRun, ctx: Context, skip: list[str]) -> None:
         ("distributed", "dist", distributed),
         ("embedded", "embedded", embedded),
         ("replicas", "replicas", replicas),
+        ("growth", "growth", growth),
     )
     for name, option, phase in phases:
         if option in skip:

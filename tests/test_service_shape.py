@@ -52,7 +52,9 @@ EXTRAS: dict[str, dict[str, str]] = {
     },
     "order": {},
     "inventory": {},
-    "product": {},
+    "product": {
+        "search": "the text search: words, prefixes and corrections over the full-text index, relevance",
+    },
 }
 
 

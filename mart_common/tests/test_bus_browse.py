@@ -7,6 +7,8 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+import pytest
+from aiokafka import AIOKafkaConsumer
 from google.protobuf.message import Message
 from mart.orders.v1 import orders_pb2
 from mart.payments.v1 import payments_pb2
@@ -153,3 +155,41 @@ def test_an_unknown_event_type_is_shown_raw() -> None:
     assert decoded.payload is None
     assert decoded.error is not None and "UnknownEventType" in decoded.error
     assert decoded.as_dict()["payload_base64"] == "AQI="
+
+
+async def test_a_tail_opened_as_its_topics_are_created_follows_every_one_of_them(
+    make_bus: Callable[..., EventBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after creating a topic the broker may answer a metadata request for it with
+    LEADER_NOT_AVAILABLE, and the client's metadata then lacks that topic: here the first metadata the tail
+    reads lacks the payments topic, as it does on a broker that is a moment late."""
+    bus = make_bus("kafka")
+    lagging = {bus.namespace + PAYMENTS}  # type: ignore[attr-defined]
+    listed = AIOKafkaConsumer.partitions_for_topic
+
+    def first_answer_lacks_it(self: AIOKafkaConsumer, topic: str) -> set[int] | None:
+        if topic in lagging:
+            lagging.discard(topic)
+            return None
+        return listed(self, topic)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "partitions_for_topic", first_answer_lacks_it)
+    order_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await bus.start()
+    try:
+        async with bus.tail([ORDERS, PAYMENTS]) as tail:  # from the end, following
+            assert not lagging, "the tail asked for the payments topic's partitions"
+            await bus.publish_many(
+                [
+                    placed(order_id, 1),
+                    event(
+                        payments_pb2.PaymentSucceeded(payment_id=payment_id, order_id=order_id), payment_id
+                    ),
+                ]
+            )
+            records = aiter(tail)
+            async with asyncio.timeout(60):
+                seen = {(await anext(records)).topic for _ in range(2)}
+    finally:
+        await bus.stop()
+    assert seen == {ORDERS, PAYMENTS}

@@ -1,6 +1,6 @@
 """The database access every service shares (mart_common.db): a PostgreSQL pool of a fixed size that a
 busy process neither exceeds nor re-opens, and no TLS attempt on a loopback connection unless asked
-(docs/adr/0051-a-fixed-connection-pool.md)."""
+(docs/adr/0054-a-fixed-connection-pool.md)."""
 
 from __future__ import annotations
 

@@ -129,6 +129,9 @@ async def test_visibility_lists_and_pagination(orders):
     assert {o["id"] for o in page["items"]} <= set(mine)
     everyone = (await orders.client.get("/orders", headers=orders.admin)).json()
     assert everyone["total"] == 4
+    assert [o["id"] for o in everyone["items"]][0] == theirs  # newest first
+    past = (await orders.client.get("/orders?offset=10", headers=orders.admin)).json()
+    assert past["items"] == [] and past["total"] == 4
     by_user = (
         await orders.client.get(f"/orders?user_id={stranger_id}&status=PENDING", headers=orders.admin)
     ).json()

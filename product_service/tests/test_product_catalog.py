@@ -202,18 +202,18 @@ async def test_search_filters_and_sort_orders(service_client, catalog) -> None:
         assert await ids(sort="price") == [b["id"], a["id"], c["id"], d["id"]]
         assert await ids(sort="-price") == [d["id"], c["id"], a["id"], b["id"]]
 
-        assert await ids(q="APPLE") == [a["id"]]  # name, case-insensitive; archived one hidden
+        assert await ids(q="APPLE") == [a["id"]]  # a word of the name, any case; archived one hidden
         assert await ids(q="rubber") == [b["id"]]  # description
-        assert await ids(q="b-ch") == [c["id"]]  # sku
-        assert await ids(q="100%") == [d["id"]]  # LIKE wildcards are literal
-        assert await ids(q="%") == [d["id"]]  # only the name with a literal %
+        assert await ids(q="b-ch") == [c["id"]]  # the sku's words
+        assert await ids(q="100%") == [d["id"]]  # punctuation only separates words
+        assert await ids(q="%") == []  # no word, no match
         assert await ids(q="_") == []
         assert await ids(category_id=books["id"], sort="price") == [a["id"], c["id"]]
         assert await ids(category_id=str(uuid.uuid4())) == []
         assert await ids(min_price_cents=2500, sort="price") == [a["id"], c["id"], d["id"]]
         assert await ids(max_price_cents=2500, sort="price") == [b["id"], a["id"]]
         assert await ids(
-            min_price_cents=600, max_price_cents=5000, category_id=books["id"], q="o", sort="-price"
+            min_price_cents=600, max_price_cents=5000, category_id=books["id"], q="b", sort="-price"
         ) == [c["id"], a["id"]]
 
         for params in (
@@ -232,6 +232,99 @@ async def test_search_filters_and_sort_orders(service_client, catalog) -> None:
             bad = await client.get("/products", params=params)
             assert bad.status_code == 422, (params, bad.text)
             assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_search_ranks_the_best_match_first_and_matches_prefixes_and_typos(
+    service_client, catalog
+) -> None:
+    async with service_client() as client:
+        kettle = await catalog.product(client, name="Electric Kettle", description="1.7 litres, steel")
+        await catalog.product(client, name="Settle bench", description="oak")
+        teapot = await catalog.product(client, name="Glass teapot", description="Heats on any kettle")
+
+        async def names(q: str, **params: str) -> list[str]:
+            response = await client.get("/products", params={"q": q, **params})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert page["total"] == len(page["items"])
+            return [p["name"] for p in page["items"]]
+
+        # Relevance: a match in the name before one in the description, although the teapot is newer.
+        assert await names("kettle") == ["Electric Kettle", "Glass teapot"]
+        assert await names("kettle", sort="-created_at") == ["Glass teapot", "Electric Kettle"]
+        assert await names("kett") == ["Electric Kettle", "Glass teapot"]  # a prefix
+        assert await names("KETTEL") == ["Electric Kettle", "Glass teapot"]  # two letters swapped
+        assert await names("ketle") == ["Electric Kettle", "Glass teapot"]  # a letter left out
+        assert await names("glass kettle") == ["Glass teapot"]  # every word matches
+        assert await names("electrik") == ["Electric Kettle"]  # a letter changed
+        assert await names("zzzz") == []
+        assert await names("ket") == ["Electric Kettle", "Glass teapot"]
+        assert await names("kxt") == []  # too short to correct
+
+        # The index follows the catalog's changes.
+        renamed = await client.patch(
+            f"/products/{kettle['id']}", json={"name": "Electric jug"}, headers=catalog.admin
+        )
+        assert renamed.status_code == 200
+        assert await names("kettle") == ["Glass teapot"]
+        assert await names("jug") == ["Electric jug"]
+        assert (await client.delete(f"/products/{teapot['id']}", headers=catalog.admin)).status_code == 204
+        assert await names("kettel") == []
+        assert await names("teapot") == []
+
+
+async def test_search_answers_any_text_without_error(service_client, catalog) -> None:
+    async with service_client() as client:
+        await catalog.product(client, name="Crème brûlée torch", description="Straße 2² ١٢٣ 日本")
+        for q, found in (
+            ("crème", 1),
+            ("CRÈME BRÛ", 1),
+            ("straße", 1),
+            ("日本", 1),
+            ("²", 0),
+            ("١٢٣", 1),
+            ("x\u0301\u0307", 0),
+            ("\u200b", 0),
+            ('"*:&|!()', 0),
+            ("NEAR(a b)", 0),
+            ("a AND b OR NOT c", 0),
+            ("' OR '1'='1", 0),
+        ):
+            response = await client.get("/products", params={"q": q})
+            assert response.status_code == 200, (q, response.text)
+            assert response.json()["total"] == found, q
+
+
+async def test_list_totals_follow_the_catalogs_changes(service_client, catalog) -> None:
+    async with service_client() as client:
+        toys = await catalog.category(client, "Toys")
+        books = await catalog.category(client, "Books")
+        p1 = await catalog.product(client, category_id=toys["id"])
+        p2 = await catalog.product(client, category_id=toys["id"])
+        p3 = await catalog.product(client)
+
+        async def totals() -> tuple[int, int, int]:
+            out = []
+            for params in ({}, {"category_id": toys["id"]}, {"category_id": books["id"]}):
+                page = (await client.get("/products", params={**params, "limit": 1})).json()
+                out.append(page["total"])
+            return out[0], out[1], out[2]
+
+        assert await totals() == (3, 2, 0)
+        moved = await client.patch(
+            f"/products/{p2['id']}", json={"category_id": books["id"]}, headers=catalog.admin
+        )
+        assert moved.status_code == 200
+        assert await totals() == (3, 1, 1)
+        assert (await client.delete(f"/products/{p1['id']}", headers=catalog.admin)).status_code == 204
+        assert await totals() == (2, 0, 1)
+        placed = await client.patch(
+            f"/products/{p3['id']}", json={"category_id": toys["id"]}, headers=catalog.admin
+        )
+        assert placed.status_code == 200
+        assert await totals() == (2, 1, 1)
+        beyond = (await client.get("/products", params={"category_id": books["id"], "offset": 5})).json()
+        assert beyond["items"] == [] and beyond["total"] == 1
 
 
 async def test_pagination_totals(service_client, catalog) -> None:
@@ -327,7 +420,8 @@ async def test_openapi_documents_auth_and_error_responses(service_client) -> Non
         if "401" in statuses:
             assert op.get("security"), (method, path)
     sort = next(p for p in spec["paths"]["/products"]["get"]["parameters"] if p["name"] == "sort")
-    assert set(sort["schema"]["enum"]) == {"name", "-name", "price", "-price", "-created_at"}
+    orders = next(choice for choice in sort["schema"]["anyOf"] if "enum" in choice)  # or none: relevance
+    assert set(orders["enum"]) == {"name", "-name", "price", "-price", "-created_at"}
 
 
 async def test_weird_input_is_refused_exactly_as_documented(service_client, catalog) -> None:

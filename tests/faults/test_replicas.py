@@ -48,8 +48,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from mart_common.bus.kafka import KafkaBus, refresh_metadata
+from aiokafka import AIOKafkaConsumer
+from mart_common.bus.kafka import KafkaBus, partitions_of
 from mart_testkit.fake_stripe import FakeStripeAPI
 from mart_testkit.stack import DistributedStack, distributed_stack
 from payment_service.providers import FakeProvider
@@ -259,12 +259,7 @@ async def broker_records(cluster: ReplicaCluster, topics: set[str]) -> list[Reco
     await consumer.start()
     out: list[Record] = []
     try:
-        await refresh_metadata(consumer)
-        tps = [
-            TopicPartition(ns + t, p)
-            for t in sorted(topics)
-            for p in sorted(consumer.partitions_for_topic(ns + t) or ())
-        ]
+        tps = await partitions_of(consumer, [ns + t for t in sorted(topics)])
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

@@ -67,7 +67,7 @@ class Database:
             # A fixed pool, no overflow: a connection beyond the pool was closed again as soon as it came
             # back, so a steady load above the pool size opened (forked a backend, negotiated, authenticated)
             # a connection every few requests; one event loop keeps few statements in flight, and a unit of
-            # work beyond the pool waits for a connection instead (docs/adr/0051-a-fixed-connection-pool.md).
+            # work beyond the pool waits for a connection instead (docs/adr/0054-a-fixed-connection-pool.md).
             self.engine = create_async_engine(
                 url,
                 echo=echo,

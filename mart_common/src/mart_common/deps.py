@@ -76,6 +76,7 @@ class Page:
         params: dict[str, Any] | None = None,
         *,
         entities: bool = False,
+        total: Any = None,
     ) -> tuple[list[Any], int]:
         """This page of ``query`` (an ordered select) and how many rows its filters match in all.
 
@@ -83,10 +84,11 @@ class Page:
         end (no rows) counts on its own. ``session``: an ORM session, or a connection
         (:meth:`~mart_common.db.Database.read_rows`) for plain rows. ``entities``: ``query`` selects one
         ORM entity; return those objects instead of rows. ``query`` may come from :func:`paged` (built
-        once, cached by SQLAlchemy), with ``params`` for its other bound parameters.
+        once, cached by SQLAlchemy), with ``params`` for its other bound parameters. ``total``: as in
+        :func:`paged`.
         """
         if query._limit_clause is None:  # noqa: SLF001 - not built by paged(): page it here
-            query = paged(query)
+            query = paged(query, total)
         params = params or {}
         rows = (
             await session.execute(query, {**params, "_page_limit": self.limit, "_page_offset": self.offset})
@@ -94,27 +96,44 @@ class Page:
         if rows:
             total = int(rows[0][-1])
             return ([row[0] for row in rows] if entities else list(rows)), total
+        kept = query.get_execution_options().get(_KEPT_TOTAL)
+        if kept is not None:  # a page past the end of a list with a kept count: the count
+            return [], int(await session.scalar(kept, params) or 0)
         counted = query.limit(None).offset(None).order_by(None)
         total = await session.scalar(select(func.count()).select_from(counted.subquery()), params)
         return [], int(total or 0)
 
     async def of(
-        self, session: AsyncSession, query: Select[Any], convert: Callable[[Any], Any] = lambda row: row
+        self,
+        session: AsyncSession,
+        query: Select[Any],
+        convert: Callable[[Any], Any] = lambda row: row,
+        *,
+        total: Any = None,
     ) -> dict[str, Any]:
         """This page of ``query`` (an ordered select of entities) as ``{items, total, limit, offset}``;
-        ``total`` counts every row the query's filters match."""
-        rows, total = await self.rows(session, query, entities=True)
+        ``total`` counts every row the query's filters match (``total``: as in :func:`paged`)."""
+        rows, total = await self.rows(session, query, entities=True, total=total)
         return self.wrap([convert(row) for row in rows], total)
 
 
-def paged(query: Select[Any]) -> Select[Any]:
-    """``query`` (ordered) with the total as a window column (``_total``, last) and the page's ``limit``
-    and ``offset`` as bound parameters: build it once per query shape and run it with :meth:`Page.rows`."""
-    return (
-        query.add_columns(func.count().over().label("_total"))
+def paged(query: Select[Any], total: Any = None) -> Select[Any]:
+    """``query`` (ordered) with the total as its last column (``_total``) and the page's ``limit`` and
+    ``offset`` as bound parameters: build it once per query shape and run it with :meth:`Page.rows`.
+
+    The total is a window over the filters (it reads every matching row), or ``total``: a scalar subquery
+    that gives the same number without reading them (a count kept by the writes), for lists whose
+    matches grow with the data."""
+    counted = func.count().over() if total is None else total.scalar_subquery()
+    query = (
+        query.add_columns(counted.label("_total"))
         .limit(bindparam("_page_limit"))
         .offset(bindparam("_page_offset"))
     )
+    return query if total is None else query.execution_options(**{_KEPT_TOTAL: total})
+
+
+_KEPT_TOTAL = "mart_kept_total"  # paged()'s ``total``, for a page past the end (no row carries it)
 
 
 async def page_params(

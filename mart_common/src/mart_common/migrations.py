@@ -6,26 +6,42 @@ Migrations run at service start (``Database.migrate``) or by ``mart migrate``; a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from alembic import context
 from sqlalchemy import MetaData, engine_from_config, pool
 
 from mart_common.messaging import MESSAGING_METADATA
 
+UNMAPPED = "unmapped"
+"""``MetaData.info`` key: names of the tables and indexes a service's migrations make without a model (a
+full-text index and its tables, say): autogenerate neither drops nor compares them."""
+
+
+def include_object(metadatas: Iterable[MetaData]) -> Callable[..., bool]:
+    """Alembic's ``include_object`` hook leaving out the :data:`UNMAPPED` tables and indexes."""
+    skipped = {name for metadata in metadatas for name in metadata.info.get(UNMAPPED, ())}
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ in ("table", "index") and name in skipped)
+
+    return include
+
 
 def run_env(service_metadata: MetaData, extra: Sequence[MetaData] = ()) -> None:
     """Run Alembic for a service: its tables plus the shared outbox/inbox tables."""
     targets = [service_metadata, MESSAGING_METADATA, *extra]
+    options: dict[str, Any] = {"target_metadata": targets, "include_object": include_object(targets)}
     config = context.config
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=targets, render_as_batch=True)
+        context.configure(connection=connection, render_as_batch=True, **options)
         with context.begin_transaction():
             context.run_migrations()
         return
     if context.is_offline_mode():
-        context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=targets)
+        context.configure(url=config.get_main_option("sqlalchemy.url"), **options)
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -34,7 +50,7 @@ def run_env(service_metadata: MetaData, extra: Sequence[MetaData] = ()) -> None:
     url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
     engine = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=targets, render_as_batch=True)
+        context.configure(connection=conn, render_as_batch=True, **options)
         with context.begin_transaction():
             context.run_migrations()
 

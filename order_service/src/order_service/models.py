@@ -37,6 +37,7 @@ class Order(OrderTable, table=True):
     __table_args__ = (
         Index("ix_orders_user_created", "user_id", "created_at"),
         Index("ix_orders_status_deadline", "status", "payment_deadline"),
+        Index("ix_orders_created", "created_at", "id"),  # everyone's orders, newest first (admins)
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -59,6 +60,16 @@ class Order(OrderTable, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class OrderCount(OrderTable, table=True):
+    """How many orders there are: the sum of ``n`` over the slots (concurrent checkouts add to different
+    slots, never waiting for one row). Kept by triggers on ``orders`` (migration 0002)."""
+
+    __tablename__ = "order_counts"
+
+    slot: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class IdempotencyKey(OrderTable, table=True):

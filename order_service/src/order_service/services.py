@@ -22,7 +22,7 @@ from mart_common.db import Database, upsert
 from mart_common.deps import Page
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +45,7 @@ from order_service.domain import (
     total,
     transition,
 )
-from order_service.models import CatalogProduct, IdempotencyKey, Order
+from order_service.models import CatalogProduct, IdempotencyKey, Order, OrderCount
 from order_service.schemas import OrderCreate, OrderPublic
 
 log = structlog.get_logger(__name__)
@@ -206,8 +206,11 @@ async def list_orders(
         where.append(Order.user_id == user_id)
     if status is not None:
         where.append(Order.status == status.value)
-    query = select(Order).where(*where).order_by(Order.created_at.desc(), Order.id)  # type: ignore[union-attr]
-    return await page.of(session, query, OrderPublic.of)
+    # newest first, then id: ix_orders_created (everyone's) or ix_orders_user_created read in order
+    query = select(Order).where(*where).order_by(Order.created_at.desc(), Order.id.desc())  # type: ignore[union-attr]
+    # everyone's orders: the kept count (order_counts), not a count of a table that only grows
+    total = None if where else select(func.coalesce(func.sum(OrderCount.n), 0))
+    return await page.of(session, query, OrderPublic.of, total=total)
 
 
 # --- moving orders ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from mart_common.clock import utcnow
+from mart_common.migrations import UNMAPPED
 from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -30,8 +31,10 @@ class Category(CatalogTable, table=True):
 class Product(CatalogTable, table=True):
     __tablename__ = "products"
     __table_args__ = (
-        Index("ix_products_listing", "archived", "created_at"),
-        Index("ix_products_category", "category_id"),
+        # The listing's order (newest first, then id: -created_at) read straight from an index, with or
+        # without a category: a page costs the same whatever the catalog's size.
+        Index("ix_products_listing", "archived", "created_at", "id"),
+        Index("ix_products_category", "category_id", "archived", "created_at", "id"),
         Index("ix_products_price", "price_cents"),
     )
 
@@ -54,6 +57,16 @@ class Product(CatalogTable, table=True):
     )
 
 
+class ListedCount(CatalogTable, table=True):
+    """How many listed (not archived) products a category has; the nil uuid counts those without one. The
+    catalog's totals without counting rows; kept by triggers on ``products`` (migration 0003)."""
+
+    __tablename__ = "listed_counts"
+
+    category_key: uuid.UUID = Field(primary_key=True)
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class Review(CatalogTable, table=True):
     __tablename__ = "reviews"
     __table_args__ = (
@@ -72,3 +85,15 @@ class Review(CatalogTable, table=True):
 
 
 METADATA = CatalogTable.metadata
+# The full-text search's index and tables (migration 0002, search.py): PostgreSQL's index and vocabulary,
+# SQLite's FTS5 table, its shadow tables and its vocabulary.
+METADATA.info[UNMAPPED] = (
+    "ix_products_text",
+    "product_terms",
+    "products_fts",
+    "products_fts_config",
+    "products_fts_data",
+    "products_fts_docsize",
+    "products_fts_idx",
+    "products_fts_terms",
+)

@@ -18,53 +18,54 @@ from mart_common.db import Database, flush_unique
 from mart_common.deps import Page, paged
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from product_service import domain, events
-from product_service.models import Category, Product, Review
+from product_service import domain, events, search
+from product_service.models import Category, ListedCount, Product, Review
 from product_service.schemas import CategoryCreate, ProductCreate, ProductPublic, ProductUpdate, ReviewCreate
 
 # --- the public catalog ---------------------------------------------------------------------------
 
+# Each order ends with id, so pages are stable; newest first is the listing indexes' order read backwards.
 _SORTS = {
-    "name": (func.lower(Product.name).asc(),),
-    "-name": (func.lower(Product.name).desc(),),
-    "price": (Product.price_cents.asc(),),
-    "-price": (Product.price_cents.desc(),),
-    "-created_at": (Product.created_at.desc(),),
+    "name": (func.lower(Product.name).asc(), Product.id.asc()),
+    "-name": (func.lower(Product.name).desc(), Product.id.asc()),
+    "price": (Product.price_cents.asc(), Product.id.asc()),
+    "-price": (Product.price_cents.desc(), Product.id.asc()),
+    "-created_at": (Product.created_at.desc(), Product.id.desc()),
 }
 _PUBLIC_COLUMNS = [Product.__table__.c[name] for name in ProductPublic.model_fields]
 _ONE_QUERY = select(*_PUBLIC_COLUMNS).where(Product.id == bindparam("product_id"))
 
 
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @functools.cache
-def _search_query(sort: str, text: bool, category: bool, min_price: bool, max_price: bool) -> Select[Any]:
+def _search_query(
+    sort: str, text: bool, category: bool, min_price: bool, max_price: bool, *, postgres: bool
+) -> Select[Any]:
     """The catalog search for one combination of filters, built once: plain rows, not ORM objects (a
-    read-only page needs no identity map), values as bound parameters (docs/adr/0021-catalog-reads.md)."""
-    conditions = [Product.archived.is_(False)]
+    read-only page needs no identity map), values as bound parameters (docs/adr/0021-catalog-reads.md).
+    ``sort`` "relevance": best text match first (search.py)."""
+    query = select(*_PUBLIC_COLUMNS)
     if text:
-        pattern = bindparam("pattern")
-        conditions.append(
-            or_(
-                func.lower(Product.name).like(pattern, escape="\\"),
-                func.lower(Product.description).like(pattern, escape="\\"),
-                func.lower(Product.sku).like(pattern, escape="\\"),
-            )
-        )
+        query = search.searching(query, postgres=postgres)  # SQLite's index holds only listed products
+    if postgres or not text:
+        query = query.where(Product.archived.is_(False))
     if category:
-        conditions.append(Product.category_id == bindparam("category_id"))
+        query = query.where(Product.category_id == bindparam("category_id"))
     if min_price:
-        conditions.append(Product.price_cents >= bindparam("min_price"))
+        query = query.where(Product.price_cents >= bindparam("min_price"))
     if max_price:
-        conditions.append(Product.price_cents <= bindparam("max_price"))
-    # id: a stable order across pages
-    return paged(select(*_PUBLIC_COLUMNS).where(*conditions).order_by(*_SORTS[sort], Product.id))
+        query = query.where(Product.price_cents <= bindparam("max_price"))
+    order = (
+        _SORTS[sort] if sort != "relevance" else (search.relevance(postgres=postgres), *_SORTS["-created_at"])
+    )
+    total = None
+    if not (text or min_price or max_price):  # the whole listing or a category: the kept count
+        total = select(func.coalesce(func.sum(ListedCount.n), 0))
+        if category:
+            total = total.where(ListedCount.category_key == bindparam("category_id"))
+    return paged(query.order_by(*order), total)
 
 
 async def search_products(
@@ -74,23 +75,37 @@ async def search_products(
     category_id: uuid.UUID | None,
     min_price_cents: int | None,
     max_price_cents: int | None,
-    sort: str,
+    sort: str | None,
 ) -> dict[str, Any]:
-    """A page of listed (not archived) products matching ``text`` (name, description or sku), the category
-    and the price bounds, as rows of the public columns. One statement (the total rides on the rows)."""
+    """A page of listed (not archived) products matching ``text`` (words of the name, sku or description:
+    search.py), the category and the price bounds, as rows of the public columns. Without ``sort``: best
+    match first when there is a text, else newest first."""
     if not domain.price_range_ok(min_price_cents, max_price_cents):
         raise Unprocessable("min_price_cents is above max_price_cents.", slug="bad-price-range")
-    query = _search_query(
-        sort, bool(text), category_id is not None, min_price_cents is not None, max_price_cents is not None
-    )
-    values = {
-        "pattern": _like(text) if text else None,
+    postgres = db.is_postgres
+    query_words = search.words(text)
+    if text and not query_words:
+        return page.wrap([], 0)  # no letter or digit: no word to match
+    values: dict[str, Any] = {
         "category_id": category_id,
         "min_price": min_price_cents,
         "max_price": max_price_cents,
     }
-    params = {k: v for k, v in values.items() if v is not None}
     async with db.read_rows() as connection:
+        if query_words:
+            engine_query = await search.plan(connection, query_words, postgres=postgres)
+            if engine_query is None:
+                return page.wrap([], 0)  # a word that matches no indexed word
+            values[search.param_name(postgres=postgres)] = engine_query
+        query = _search_query(
+            sort or ("relevance" if query_words else "-created_at"),
+            bool(query_words),
+            category_id is not None,
+            min_price_cents is not None,
+            max_price_cents is not None,
+            postgres=postgres,
+        )
+        params = {k: v for k, v in values.items() if v is not None}
         rows, total = await page.rows(connection, query, params)
     return page.wrap(rows, total)
 

@@ -29,6 +29,7 @@ from aiokafka.errors import (
 from mart_common.bus.base import EventBus, Handler, RetryPolicy, collect_window_s, dead_letter_topic
 from mart_common.bus.browse import EventTail, TopicInfo, group_lags
 from mart_common.messaging import BusMessage
+from mart_common.polling import wait_until
 from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
@@ -63,14 +64,34 @@ async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
     await consumer._client.force_metadata_update()
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The partitions of ``topic`` (a physical name), refreshing the consumer's metadata once if it does not
-    know the topic yet; empty when the broker does not list it."""
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
+#: How long a reader waits for the broker to list a topic that exists (created a moment ago).
+TOPIC_LISTED_TIMEOUT_S = 30.0
+
+
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topics: Sequence[str], *, timeout_s: float = TOPIC_LISTED_TIMEOUT_S
+) -> list[TopicPartition]:
+    """Every partition of ``topics`` (physical names of topics that exist), once the consumer's metadata lists
+    each of them.
+
+    Right after a topic is created (by ``ensure_topics``, another process, a test) the broker answers a
+    metadata request for it with ``LEADER_NOT_AVAILABLE`` or ``UNKNOWN_TOPIC_OR_PARTITION`` for a moment, and
+    aiokafka then leaves the whole topic out of its metadata. A reader that assigned itself what the metadata
+    listed at that moment would never read that topic; so the metadata is fetched again until every topic is
+    there (``TimeoutError`` after ``timeout_s``)."""
+
+    async def listed() -> dict[str, set[int] | None]:
         await refresh_metadata(consumer)
-        parts = consumer.partitions_for_topic(topic)
-    return set(parts or ())
+        return {t: consumer.partitions_for_topic(t) for t in topics}
+
+    found = await wait_until(
+        listed,
+        until=lambda parts: all(parts.values()),
+        timeout=timeout_s,
+        interval=0.1,
+        what=f"the broker to list {', '.join(topics)}",
+    )
+    return [TopicPartition(t, p) for t in topics for p in sorted(found[t] or ())]
 
 
 PRODUCER_SETTINGS: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 0}
@@ -316,10 +337,7 @@ class KafkaBus(EventBus):
         consumer = self._consumer(None)
         await consumer.start()
         try:
-            physical = self.namespace + topic
-            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
-            if not tps:
-                return []
+            tps = await partitions_of(consumer, [self.namespace + topic])
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
@@ -340,8 +358,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         count = 0
         try:
-            physical = self.namespace + topic
-            tps = [TopicPartition(physical, p) for p in sorted(await partitions_of(consumer, physical))]
+            tps = await partitions_of(consumer, [self.namespace + topic])
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
             for tp in tps:
@@ -377,10 +394,7 @@ class KafkaBus(EventBus):
         await consumer.start()
         try:
             physical = await self._physical_topics(admin)
-            await refresh_metadata(consumer)
-            tps = [
-                TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
+            tps = await partitions_of(consumer, physical)
             starts = await consumer.beginning_offsets(tps) if tps else {}
             ends = await consumer.end_offsets(tps) if tps else {}
             committed: dict[str, dict[str, dict[int, int]]] = {}
@@ -443,8 +457,7 @@ class _KafkaTail(EventTail):
         consumer = bus._consumer(None)
         await consumer.start()
         self._consumer = consumer
-        await refresh_metadata(consumer)
-        tps = [TopicPartition(t, p) for t in physical for p in sorted(consumer.partitions_for_topic(t) or ())]
+        tps = await partitions_of(consumer, physical)
         consumer.assign(tps)
         if tps:
             if self.from_beginning:

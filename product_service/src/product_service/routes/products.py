@@ -41,13 +41,18 @@ async def search_products(
     q: Annotated[
         str | None,
         Query(
-            max_length=200, pattern=NO_NUL, description="Case-insensitive match on name, description or sku."
+            max_length=200,
+            pattern=NO_NUL,
+            description="Words of the name, sku or description: prefixes match, typos are corrected.",
         ),
     ] = None,
     category_id: uuid.UUID | None = None,
     min_price_cents: PriceQuery = None,
     max_price_cents: PriceQuery = None,
-    sort: Annotated[SortOrder, Query(description="Order of the results.")] = "-created_at",
+    sort: Annotated[
+        SortOrder | None,
+        Query(description="Order of the results; default: best match first with q, else -created_at."),
+    ] = None,
 ) -> Response:
     text = q.strip() if q else ""
     runtime = runtime_of(request)

@@ -1,0 +1,159 @@
+"""The catalog's text search: word prefixes and typo corrections over a full-text index, best match first.
+
+A query's words (letters and digits; case-insensitive) must all match some word of a listed product's name,
+sku or description:
+
+- a query word matches every indexed word it begins ("kett" finds "kettle");
+- a query word of 4 letters or more that begins no indexed word is corrected instead: it matches the indexed
+  words that start with the same letter and are at most one edit away (two from 8 letters on): a letter
+  added, left out, changed, or two neighbours swapped ("kettel" finds "kettle"). On PostgreSQL a
+  correction also shares enough letter triples with the word (``pg_trgm``'s similarity, 0.3), which is what
+  its index looks up.
+
+Relevance (the order when ``q`` is given and no ``sort`` is): name and sku matches weigh ten times
+description matches (PostgreSQL ``ts_rank`` with weights A and D, SQLite FTS5 ``bm25`` with 10/10/1), then
+newest first, then id.
+
+PostgreSQL: a GIN index on the ``simple`` text-search vector of the listed products, and ``product_terms``
+(every word ever indexed, kept by statement triggers) with a trigram index for the corrections. SQLite (the
+embedded mode): the FTS5 table ``products_fts`` over the listed products, kept by triggers, and its
+``fts5vocab`` view ``products_fts_terms``. Both are made by the migrations
+(``migrations/versions/0002_text_search.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rapidfuzz.distance import DamerauLevenshtein
+from sqlalchemy import Select, column, literal_column, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+MAX_WORDS = 10  # a query's words beyond these are ignored
+MIN_CORRECTED = 4  # shorter words are never corrected (too many neighbours)
+TWO_EDITS_FROM = 8  # words this long may be two edits away
+MAX_CORRECTIONS = 10  # the closest corrections a word stands for
+
+_WORD = re.compile(r"[^\W_]+")
+
+# PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, for the rows
+# ``archived IS FALSE`` (the listing's condition, word for word: the planner proves the one from the other).
+PG_DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
+PG_WEIGHTED = (
+    "setweight(to_tsvector('simple'::regconfig, name || ' ' || sku), 'A')"
+    " || setweight(to_tsvector('simple'::regconfig, description), 'D')"
+)
+PG_MATCH = text(f"{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)")
+PG_RANK = text(f"ts_rank({PG_WEIGHTED}, to_tsquery('simple'::regconfig, :tsquery)) DESC")
+
+# SQLite: the matches and their score (bm25: lower is better) in a subquery of their own; FTS5's auxiliary
+# functions cannot run in the outer query's window (the total) or sorter.
+_SQLITE_HITS = (
+    text(
+        "SELECT rowid AS product_rowid, bm25(products_fts, 10.0, 10.0, 1.0) AS score"
+        " FROM products_fts WHERE products_fts MATCH :fts_query"
+    )
+    .columns(column("product_rowid"), column("score"))
+    .subquery("hits")
+)
+
+
+def words(q: str) -> list[str]:
+    """The words of a query, lower-cased, at most :data:`MAX_WORDS`."""
+    return _WORD.findall(q.lower())[:MAX_WORDS]
+
+
+def _upper_bound(prefix: str) -> str:
+    """The smallest string above every string starting with ``prefix`` (code point order)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def corrections(word: str, candidates: list[str]) -> list[str]:
+    """The candidates close enough to stand for a misspelt ``word`` (closest first)."""
+    if len(word) < MIN_CORRECTED:
+        return []
+    cutoff = 2 if len(word) >= TWO_EDITS_FROM else 1
+    scored = []
+    for candidate in candidates:
+        if candidate[:1] != word[:1]:
+            continue
+        distance = DamerauLevenshtein.distance(word, candidate, score_cutoff=cutoff)
+        if distance <= cutoff:
+            scored.append((distance, candidate))
+    return [candidate for _, candidate in sorted(scored)[:MAX_CORRECTIONS]]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One query word: a prefix, or the corrections it stands for."""
+
+    prefix: str | None
+    alternatives: tuple[str, ...] = ()
+
+
+_PG_HAS_PREFIX = text("SELECT term FROM product_terms WHERE term >= :lo AND term < :hi LIMIT 1")
+_PG_CANDIDATES = text("SELECT term FROM product_terms WHERE term % :word AND term >= :lo AND term < :hi")
+_SQLITE_HAS_PREFIX = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi LIMIT 1")
+_SQLITE_CANDIDATES = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi")
+
+
+async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
+    bounds = {"lo": word, "hi": _upper_bound(word)}
+    has_prefix = _PG_HAS_PREFIX if postgres else _SQLITE_HAS_PREFIX
+    if await session.scalar(has_prefix, bounds) is not None:
+        return Match(prefix=word)
+    if len(word) < MIN_CORRECTED:
+        return None
+    letter = {"lo": word[0], "hi": _upper_bound(word[0])}
+    if postgres:
+        candidates = list(await session.scalars(_PG_CANDIDATES, {"word": word, **letter}))
+    else:
+        candidates = list(await session.scalars(_SQLITE_CANDIDATES, letter))
+    found = corrections(word, candidates)
+    return Match(prefix=None, alternatives=tuple(found)) if found else None
+
+
+async def plan(
+    session: AsyncSession | AsyncConnection, query_words: list[str], *, postgres: bool
+) -> str | None:
+    """The engine's query (a ``tsquery`` on PostgreSQL, an FTS5 query on SQLite) for ``query_words``, or
+    None when one of them matches no indexed word (then no product matches)."""
+    parts = []
+    for word in query_words:
+        match = await _match(session, word, postgres=postgres)
+        if match is None:
+            return None
+        parts.append(_pg_part(match) if postgres else _sqlite_part(match))
+    return (" & " if postgres else " AND ").join(parts)
+
+
+def _pg_part(match: Match) -> str:
+    if match.prefix is not None:
+        return f"'{match.prefix}':*"
+    return "(" + " | ".join(f"'{word}'" for word in match.alternatives) + ")"
+
+
+def _sqlite_part(match: Match) -> str:
+    if match.prefix is not None:
+        return f'"{match.prefix}"*'
+    return "(" + " OR ".join(f'"{word}"' for word in match.alternatives) + ")"
+
+
+def searching(query: Select[Any], *, postgres: bool) -> Select[Any]:
+    """``query`` (a select from products) narrowed to the products matching the bound engine query
+    (``:tsquery`` on PostgreSQL, ``:fts_query`` on SQLite)."""
+    if postgres:
+        return query.where(PG_MATCH)
+    return query.join(_SQLITE_HITS, _SQLITE_HITS.c.product_rowid == literal_column("products.rowid"))
+
+
+def relevance(*, postgres: bool) -> Any:
+    """Best match first (for ``order_by``)."""
+    return PG_RANK if postgres else _SQLITE_HITS.c.score
+
+
+def param_name(*, postgres: bool) -> str:
+    """The bound parameter :func:`plan`'s query goes in."""
+    return "tsquery" if postgres else "fts_query"
