@@ -34,16 +34,19 @@ def ratios(run: BenchRun) -> Ratios:
     if d is not None and d.catalog is not None:
         hello = lim.hello.rps if lim else None
         cat = d.catalog
-        for name, read in (
-            ("list", cat.list),
-            ("list_db", cat.list_db),
-            ("item", cat.item),
-            ("health", cat.health),
+        for name, read, floor in (
+            ("list", cat.list, cat.lean),
+            ("list_db", cat.list_db, cat.lean),
+            ("item", cat.item, cat.lean_item),
+            ("item_db", cat.item_db, cat.lean_item),
+            ("health", cat.health, None),
         ):
-            if hello and read.rps:
+            if read is None or not read.rps:
+                continue
+            if hello:
                 out.catalog_over_bare[name] = read.rps / hello
-            if name.startswith("list") and cat.lean.rps and read.rps:
-                out.catalog_over_lean[name] = read.rps / cat.lean.rps
+            if floor is not None and floor.rps:
+                out.catalog_over_lean[name] = read.rps / floor.rps
         for name, page in d.web.items():
             if cat.list.rps and page.rps:
                 out.web_over_catalog_api[name] = page.rps / cat.list.rps
@@ -221,16 +224,21 @@ def _cpu_pair(awake: float | None, asleep: float | None) -> str:
 
 
 def _catalog_rows(t: _Table, d: Any, r: Ratios) -> None:
-    """Catalog reads (lean floor, list, item, health) with their ratios to the bare endpoint."""
+    """Catalog reads (lean floor, list, item, health) with their ratios to the bare endpoint and, for the
+    list and the item, to the lean floor's same read."""
     cat = d.catalog
-    reads: tuple[tuple[str, str, Throughput], ...] = (
+    reads: tuple[tuple[str, str, Throughput | None], ...] = (
         ("lean", "lean floor GET /products?limit=20", cat.lean),
         ("list", "catalog GET /products?limit=20", cat.list),
         ("list_db", "  same, Cache-Control: no-cache (database)", cat.list_db),
+        ("lean", "lean floor GET /products/{id}", cat.lean_item),
         ("item", "catalog GET /products/{id}", cat.item),
+        ("item_db", "  same, Cache-Control: no-cache (database)", cat.item_db),
         ("health", "GET /health (full middleware)", cat.health),
     )
     for key, label, c in reads:
+        if c is None:
+            continue
         ratio = "" if key == "lean" else f"÷ bare = {_f(r.catalog_over_bare.get(key), '{:.3f}')}"
         if key in r.catalog_over_lean:
             ratio += f", ÷ lean = {r.catalog_over_lean[key]:.2f}"

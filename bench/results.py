@@ -247,6 +247,9 @@ class Catalog:
     list_db: Throughput
     item: Throughput
     health: Throughput
+    # one product by id: the lean floor's route (bench/lean.py) and ours with Cache-Control: no-cache
+    lean_item: Throughput | None = None
+    item_db: Throughput | None = None
     profile: Profile | None = None
 
 

@@ -19,6 +19,7 @@ def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
 
     product = next(s for s in SERVICES if s.short == "product")
     dsn = stack.cfg.database_url(product).replace("postgresql+asyncpg://", "postgresql://")
+    middle = product_ids[len(product_ids) // 2]
     lean_proc, lean_port = probes.start_lean(dsn, ["--no-access-log"])
     try:
         lean = ctx.wrk(
@@ -26,22 +27,32 @@ def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
             path="GET /products?limit=20 (lean floor)",
             server_pids=[lean_proc.pid],
         )
+        lean_item = ctx.wrk(
+            f"http://127.0.0.1:{lean_port}/products/{middle}",
+            path="GET /products/{id} (lean floor)",
+            server_pids=[lean_proc.pid],
+        )
     finally:
         lean_proc.terminate()
         lean_proc.wait(10)
-    say(f"  lean floor (one asyncpg query, no middleware): {lean.rps or 0:.0f} req/s")
+    say(
+        f"  lean floor (one asyncpg query, no middleware): list {lean.rps or 0:.0f} req/s, "
+        f"item {lean_item.rps or 0:.0f} req/s"
+    )
     # list/item: as clients see them (answers kept in the process until the catalog changes);
-    # list_db: every request from the database (the request says Cache-Control: no-cache).
+    # list_db/item_db: every request from the database (the request says Cache-Control: no-cache).
+    no_cache = {"Cache-Control": "no-cache"}
     reads: dict[str, Throughput] = {}
     for name, path, headers in (
         ("list", "/products?limit=20", None),
-        ("list_db", "/products?limit=20", {"Cache-Control": "no-cache"}),
-        ("item", f"/products/{product_ids[len(product_ids) // 2]}", None),
+        ("list_db", "/products?limit=20", no_cache),
+        ("item", f"/products/{middle}", None),
+        ("item_db", f"/products/{middle}", no_cache),
         ("health", "/health", None),
     ):
         r = ctx.wrk(
             stack.bases.product + path,
-            path="GET " + path.split("?")[0] + ("?limit=20" if "limit" in path else ""),
+            path="GET " + ("/products/{id}" if name.startswith("item") else path),
             server_pids=[pid] if pid else None,
             headers=headers,
         )
@@ -50,7 +61,7 @@ def catalog(ctx: Context, stack: Any, product_ids: list[str]) -> Catalog:
             f"  catalog {name}: {r.rps or 0:.0f} req/s p99 {r.p99_ms or 0:.1f} ms errors {r.errors} "
             f"(wrk cpu {r.gen_cpu_cores:.2f} cores, product-service {r.server_cpu_cores or 0:.2f})"
         )
-    return Catalog(lean=lean, profile=_profile(ctx, stack, pid), **reads)
+    return Catalog(lean=lean, lean_item=lean_item, profile=_profile(ctx, stack, pid), **reads)
 
 
 def _profile(ctx: Context, stack: Any, pid: int | None) -> Profile | None:

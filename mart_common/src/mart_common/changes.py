@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import Table, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from mart_common.db import Database
+from mart_common.db import Database, asyncpg_ssl
 from mart_common.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
@@ -93,11 +93,12 @@ class ChangeFeed:
     async def _listen(self) -> None:
         import asyncpg
 
+        ssl = asyncpg_ssl(self.db.engine.url)
         dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             lost = asyncio.Event()
             try:
-                self._connection = await asyncpg.connect(dsn, timeout=10)
+                self._connection = await asyncpg.connect(dsn, timeout=10, **ssl)
                 self._connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._connection.add_listener(self.channel, self._notified)
                 self.version += 1  # whatever changed while nobody listened

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy import MetaData, Table, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
@@ -30,10 +38,19 @@ class Database:
     """One service's database: an async engine, session factories and after-commit hand-overs."""
 
     def __init__(
-        self, url: str, *, event_source: str | None = None, pool_size: int = 20, echo: bool = False
+        self,
+        url: str,
+        *,
+        event_source: str | None = None,
+        pool_size: int = 10,
+        pool_timeout_s: float = 10.0,
+        echo: bool = False,
     ) -> None:
-        """``event_source``: the service name its sessions record events under (``record_event``)."""
+        """``event_source``: the service name its sessions record events under (``record_event``).
+        ``pool_size``: the PostgreSQL connections this process keeps, and never exceeds; a unit of work that
+        finds them all busy waits up to ``pool_timeout_s`` for one, then fails (503 for a request)."""
         self.url = url
+        self.engine_url = make_url(url)
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         self.engine: AsyncEngine
@@ -47,14 +64,18 @@ class Database:
             # a connection broken by a database restart fails its first statement instead, SQLAlchemy then
             # invalidates the whole pool, and the caller's retry gets a fresh connection
             # (docs/adr/0031-reads-without-begin-no-pre-ping.md).
+            # A fixed pool, no overflow: a connection beyond the pool was closed again as soon as it came
+            # back, so a steady load above the pool size opened (forked a backend, negotiated, authenticated)
+            # a connection every few requests; one event loop keeps few statements in flight, and a unit of
+            # work beyond the pool waits for a connection instead (docs/adr/0054-a-fixed-connection-pool.md).
             self.engine = create_async_engine(
                 url,
                 echo=echo,
                 pool_size=pool_size,
-                max_overflow=10,
-                pool_timeout=30,
+                max_overflow=0,
+                pool_timeout=pool_timeout_s,
                 pool_recycle=1800,
-                connect_args={"command_timeout": 60, "timeout": 10},
+                connect_args={"command_timeout": 60, "timeout": 10, **asyncpg_ssl(self.engine_url)},
             )
             # READ COMMITTED gives every statement its own snapshot anyway: a read-only unit of work
             # loses nothing without BEGIN/COMMIT, and saves two round trips.
@@ -100,13 +121,13 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session; the caller commits."""
-        async with self.sessionmaker() as session:
+        async with _closed(self.sessionmaker()) as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on any exception."""
-        async with self.sessionmaker() as session, session.begin():
+        async with _closed(self.sessionmaker()) as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -118,7 +139,7 @@ class Database:
             async with self.transaction() as session:
                 yield session
             return
-        async with self.read_sessionmaker() as session:
+        async with _closed(self.read_sessionmaker()) as session:
             yield session
             if session.in_transaction():
                 await session.commit()  # nothing to send (autocommit): ends the session's own bookkeeping
@@ -128,10 +149,18 @@ class Database:
         """A session for reading only: no BEGIN/COMMIT on PostgreSQL (each statement is its own
         READ COMMITTED snapshot, as inside a transaction), a deferred (shared) transaction on SQLite
         instead of the writers' BEGIN IMMEDIATE. Nothing written through it is guaranteed."""
-        async with self.read_sessionmaker() as session:
+        async with _closed(self.read_sessionmaker()) as session:
             yield session
             if session.in_transaction():
                 await session.commit()
+
+    @asynccontextmanager
+    async def read_rows(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading plain rows (Core statements), as :meth:`read` but without an ORM
+        session: no identity map, no session events, no unit-of-work bookkeeping around each statement.
+        For the hot reads that answer with rows (``Page.rows`` takes it as it takes a session)."""
+        async with self._read_engine.connect() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         """True when the database answers ``SELECT 1``."""
@@ -201,6 +230,40 @@ class Database:
             structlog.get_logger(__name__).warning(
                 "database_dispose_timed_out", url=self.engine.url.render_as_string()
             )
+
+
+@asynccontextmanager
+async def _closed(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """``session``, closed at the end: shielded from cancellation only when a transaction is still open.
+
+    ``AsyncSession``'s own ``async with`` closes every session in a task of its own, shielded, so that a
+    cancellation cannot interrupt the rollback and keep the connection from its pool: three turns of the
+    event loop and about 40 µs per session, half of a session's whole cost. A session whose transaction
+    ended (committed or rolled back) has nothing left to send when it closes, so it closes inline.
+    """
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await asyncio.shield(asyncio.ensure_future(session.close()))
+        else:
+            await session.close()
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def asyncpg_ssl(url: URL) -> dict[str, Any]:
+    """asyncpg's ``ssl`` argument for a PostgreSQL URL: off for a loopback or Unix-socket server the URL
+    and ``PGSSLMODE`` say nothing about, where TLS protects nothing and asyncpg's default (``prefer``) costs
+    every new connection a TLS request first; otherwise nothing, so ``?ssl=…`` / ``?sslmode=…`` in the URL
+    or ``PGSSLMODE`` decide, as asyncpg documents (docs/scaling.md, "Connections")."""
+    if {"ssl", "sslmode"} & set(url.query) or os.environ.get("PGSSLMODE"):
+        return {}
+    host = url.host or url.query.get("host")
+    if host is None or host in _LOOPBACK or str(host).startswith("/"):
+        return {"ssl": False}
+    return {}
 
 
 async def flush_unique(session: AsyncSession, conflict: Exception) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mart_common.auth import AdminUser, CurrentUser, Principal
 from mart_common.service import ServiceRuntime
@@ -71,7 +71,7 @@ class Page:
 
     async def rows(
         self,
-        session: AsyncSession,
+        session: AsyncSession | AsyncConnection,
         query: Select[Any],
         params: dict[str, Any] | None = None,
         *,
@@ -81,9 +81,11 @@ class Page:
         """This page of ``query`` (an ordered select) and how many rows its filters match in all.
 
         One statement: the count rides on every row as a window over the filters; only a page past the
-        end (no rows) counts on its own. ``entities``: ``query`` selects one ORM entity; return those
-        objects instead of rows. ``query`` may come from :func:`paged` (built once, cached by SQLAlchemy),
-        with ``params`` for its other bound parameters. ``total``: as in :func:`paged`.
+        end (no rows) counts on its own. ``session``: an ORM session, or a connection
+        (:meth:`~mart_common.db.Database.read_rows`) for plain rows. ``entities``: ``query`` selects one
+        ORM entity; return those objects instead of rows. ``query`` may come from :func:`paged` (built
+        once, cached by SQLAlchemy), with ``params`` for its other bound parameters. ``total``: as in
+        :func:`paged`.
         """
         if query._limit_clause is None:  # noqa: SLF001 - not built by paged(): page it here
             query = paged(query, total)

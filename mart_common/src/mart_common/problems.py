@@ -171,17 +171,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         refused = _value_refused(exc)
         if refused is not None:
             return _value_refused_response(request, refused)
+        if isinstance(exc, PoolTimeout):
+            # Every connection of the process's fixed pool stayed busy for MART_DB_POOL_TIMEOUT_S: the
+            # process is overloaded, not broken (docs/scaling.md, "Connections").
+            log.warning("database_pool_exhausted", path=request.url.path)
+            busy = "The service is busy: all its database connections are in use; retry later."
+            return _retry_later(request, busy, slug="database-busy", after_s=1)
         if not _database_unavailable(exc):
             raise exc  # a real error: the generic handler below logs it and answers 500
         # The service's database is away (restart, failover, outage): the request may be retried.
         log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0][:300])
-        return problem_response(
-            503,
-            "The service's database is temporarily unavailable; retry later.",
-            slug="database-unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": "2"},
-        )
+        away = "The service's database is temporarily unavailable; retry later."
+        return _retry_later(request, away, slug="database-unavailable", after_s=2)
 
     for exc_class in (DBAPIError, DisconnectionError, PoolTimeout):
         app.add_exception_handler(exc_class, _database_error)
@@ -193,6 +194,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             return _value_refused_response(request, refused)
         log.exception("unhandled_error", path=request.url.path)
         return problem_response(500, "An unexpected error occurred.", instance=request.url.path)
+
+
+def _retry_later(request: Request, detail: str, *, slug: str, after_s: int) -> JSONResponse:
+    """503 problem+json saying when to retry (``Retry-After``)."""
+    headers = {"Retry-After": str(after_s)}
+    return problem_response(503, detail, slug=slug, instance=request.url.path, headers=headers)
 
 
 def _value_refused(exc: BaseException) -> str | None:

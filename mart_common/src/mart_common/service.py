@@ -168,7 +168,12 @@ def create_service_app(
     """
     configure_logging(settings.log_level, settings.log_json)
     tracing = tracing_for(definition.name, "kafka" if settings.event_bus == "kafka" else "inprocess")
-    db = Database(settings.resolved_database_url(), event_source=settings.service_name)
+    db = Database(
+        settings.resolved_database_url(),
+        event_source=settings.service_name,
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
     owns_bus = bus is None
     bus = bus or create_bus(settings)
     verifier = token_verifier or TokenVerifier(

@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    # PostgreSQL connections one process keeps and never exceeds, and how long a unit of work waits for one
+    # when all are busy before it fails (a request answers 503): docs/scaling.md, "Connections".
+    db_pool_size: int = Field(default=10, ge=2, le=100)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
     event_bus: Literal["kafka", "inprocess"] = "inprocess"
     kafka_bootstrap_servers: str = "localhost:9092"
     # Partitions of the Kafka topics the services create (existing topics keep theirs): 6 lets 1, 2, 3 or 6

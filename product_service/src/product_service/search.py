@@ -29,7 +29,7 @@ from typing import Any
 
 from rapidfuzz.distance import DamerauLevenshtein
 from sqlalchemy import Select, column, literal_column, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 MAX_WORDS = 10  # a query's words beyond these are ignored
 MIN_CORRECTED = 4  # shorter words are never corrected (too many neighbours)
@@ -99,7 +99,7 @@ _SQLITE_HAS_PREFIX = text("SELECT term FROM products_fts_terms WHERE term >= :lo
 _SQLITE_CANDIDATES = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi")
 
 
-async def _match(session: AsyncSession, word: str, *, postgres: bool) -> Match | None:
+async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
     bounds = {"lo": word, "hi": _upper_bound(word)}
     has_prefix = _PG_HAS_PREFIX if postgres else _SQLITE_HAS_PREFIX
     if await session.scalar(has_prefix, bounds) is not None:
@@ -115,7 +115,9 @@ async def _match(session: AsyncSession, word: str, *, postgres: bool) -> Match |
     return Match(prefix=None, alternatives=tuple(found)) if found else None
 
 
-async def plan(session: AsyncSession, query_words: list[str], *, postgres: bool) -> str | None:
+async def plan(
+    session: AsyncSession | AsyncConnection, query_words: list[str], *, postgres: bool
+) -> str | None:
     """The engine's query (a ``tsquery`` on PostgreSQL, an FTS5 query on SQLite) for ``query_words``, or
     None when one of them matches no indexed word (then no product matches)."""
     parts = []

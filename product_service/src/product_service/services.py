@@ -91,9 +91,9 @@ async def search_products(
         "min_price": min_price_cents,
         "max_price": max_price_cents,
     }
-    async with db.read() as session:
+    async with db.read_rows() as connection:
         if query_words:
-            engine_query = await search.plan(session, query_words, postgres=postgres)
+            engine_query = await search.plan(connection, query_words, postgres=postgres)
             if engine_query is None:
                 return page.wrap([], 0)  # a word that matches no indexed word
             values[search.param_name(postgres=postgres)] = engine_query
@@ -106,14 +106,14 @@ async def search_products(
             postgres=postgres,
         )
         params = {k: v for k, v in values.items() if v is not None}
-        rows, total = await page.rows(session, query, params)
+        rows, total = await page.rows(connection, query, params)
     return page.wrap(rows, total)
 
 
 async def get_product(db: Database, product_id: uuid.UUID, *, include_archived: bool = False) -> Any:
     """One product's public columns; an archived one only with ``include_archived`` (else 404)."""
-    async with db.read() as session:
-        row = (await session.execute(_ONE_QUERY, {"product_id": product_id})).one_or_none()
+    async with db.read_rows() as connection:
+        row = (await connection.execute(_ONE_QUERY, {"product_id": product_id})).one_or_none()
     if row is None or (row.archived and not include_archived):
         raise NotFound("No such product.")
     return row

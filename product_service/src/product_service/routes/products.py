@@ -10,8 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from mart_common.auth import OptionalToken, current_principal
 from mart_common.deps import AdminUser, PageDep, Paginated, TransactionDep, runtime_of
 from mart_common.problems import Problem, problem_responses
-from mart_common.responses import PRIVATE, answer, serialise
-from pydantic import TypeAdapter
+from mart_common.responses import PRIVATE, RowJson, answer, serialise
 
 from product_service import services
 from product_service.domain import MAX_PRICE_CENTS
@@ -22,12 +21,12 @@ router = APIRouter(tags=["products"])
 
 PriceQuery = Annotated[int | None, Query(ge=0, le=MAX_PRICE_CENTS)]
 
-# The public reads answer with bodies serialised once, straight from the rows
-# (docs/adr/0021-catalog-reads.md); the catalog cache (context.py) keeps them until a catalog write
-# commits. They take no dependency beyond their parameters: the most requested path of the mart stays as
-# cheap as it can be.
-_PAGE = TypeAdapter(Paginated[ProductPublic])
-_ONE = TypeAdapter(ProductPublic)
+# The public reads answer with bodies serialised once, straight from the rows without validating them
+# again (mart_common.responses.RowJson, docs/adr/0021-catalog-reads.md); the catalog cache (context.py)
+# keeps them until a catalog write commits. They take no dependency beyond their parameters: the most
+# requested path of the mart stays as cheap as it can be.
+_PAGE = RowJson(ProductPublic, page=True)
+_ONE = RowJson(ProductPublic)
 
 
 @router.get(
