@@ -51,6 +51,18 @@ async def read_once_registered(order: Order) -> None:
     await asyncio.wait_for(order.was_read.wait(), PROMPT_S)
 
 
+async def pushed_on_wake(feed: OrderFeed, order: Order, updates: AsyncIterator[str], status: str) -> str:
+    """Once the stream has read the order on registering, the order turns ``status`` and its event passes
+    (after another order's): what the stream pushes next."""
+    pending = asyncio.ensure_future(anext(updates))
+    await read_once_registered(order)
+    order.down = False
+    order.status = status
+    feed.wake("another-order")
+    feed.wake(ORDER)
+    return await asyncio.wait_for(pending, PROMPT_S)
+
+
 async def test_a_change_between_the_first_read_and_the_registration_is_pushed_without_an_event() -> None:
     feed = following_feed()
     # the page read AWAITING_PAYMENT; PaymentSucceeded passed before it watched
@@ -66,12 +78,8 @@ async def test_an_event_for_the_order_pushes_its_new_status_and_only_changes_are
     order = Order("AWAITING_PAYMENT")
     updates = stream(feed, order, first="AWAITING_PAYMENT")
     assert await next_block(updates) == "<p>AWAITING_PAYMENT</p>"
-    pending = asyncio.ensure_future(anext(updates))
-    await read_once_registered(order)  # the same status: nothing pushed
-    feed.wake("another-order")
-    order.status = "PAID"
-    feed.wake(ORDER)
-    assert await asyncio.wait_for(pending, PROMPT_S) == "<p>PAID</p>"
+    # the read on registering found the same status (nothing pushed); the event's read finds PAID
+    assert await pushed_on_wake(feed, order, updates, "PAID") == "<p>PAID</p>"
     assert order.reads == 2
     await updates.aclose()
 
@@ -82,12 +90,7 @@ async def test_a_service_that_is_down_keeps_the_page_and_the_next_event_updates_
     order.down = True
     updates = stream(feed, order, first="PENDING")
     assert await next_block(updates) == "<p>PENDING</p>"
-    pending = asyncio.ensure_future(anext(updates))
-    await read_once_registered(order)
-    order.down = False
-    order.status = "CANCELLED"
-    feed.wake(ORDER)
-    assert await asyncio.wait_for(pending, PROMPT_S) == "<p>CANCELLED</p>"
+    assert await pushed_on_wake(feed, order, updates, "CANCELLED") == "<p>CANCELLED</p>"
     await updates.aclose()
 
 
