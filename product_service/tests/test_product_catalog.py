@@ -295,6 +295,31 @@ async def test_search_answers_any_text_without_error(service_client, catalog) ->
             assert response.json()["total"] == found, q
 
 
+async def test_search_finds_the_words_of_text_that_looks_like_markup_addresses_or_paths(
+    service_client, catalog
+) -> None:
+    async with service_client() as client:
+        await catalog.product(client, name="<script>alert('x')</script>", description="<b>bold</b> claims")
+        await catalog.product(
+            client,
+            name="Kettle-2000 v1.5",
+            description="Manual at help@mart.example, /usr/share/doc or https://mart.example/k",
+        )
+        for q, found in (
+            ("script", "<script>alert('x')</script>"),
+            ("alert", "<script>alert('x')</script>"),
+            ("bold", "<script>alert('x')</script>"),
+            ("kettle 2000", "Kettle-2000 v1.5"),
+            ("help", "Kettle-2000 v1.5"),
+            ("mart example", "Kettle-2000 v1.5"),
+            ("usr share", "Kettle-2000 v1.5"),
+            ("https", "Kettle-2000 v1.5"),
+        ):
+            response = await client.get("/products", params={"q": q})
+            assert response.status_code == 200, (q, response.text)
+            assert [p["name"] for p in response.json()["items"]] == [found], q
+
+
 async def test_list_totals_follow_the_catalogs_changes(service_client, catalog) -> None:
     async with service_client() as client:
         toys = await catalog.category(client, "Toys")

@@ -38,13 +38,19 @@ MAX_CORRECTIONS = 10  # the closest corrections a word stands for
 
 _WORD = re.compile(r"[^\W_]+")
 
+
 # PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, for the rows
 # ``archived IS FALSE`` (the listing's condition, word for word: the planner proves the one from the other).
-PG_DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
-PG_WEIGHTED = (
-    "setweight(to_tsvector('simple'::regconfig, name || ' ' || sku), 'A')"
-    " || setweight(to_tsvector('simple'::regconfig, description), 'D')"
-)
+# ASCII punctuation is read as spaces before the parser sees the text, which then finds words and numbers
+# only (as the query's words are split here): it would read "<script>...</script>" as a markup tag and drop
+# it, and "help@mart.example" or "/usr/share" as one token of its own kind.
+def _pg_vector(text_sql: str) -> str:
+    return f"to_tsvector('simple'::regconfig, regexp_replace({text_sql}, '[[:punct:]]+', ' ', 'g'))"
+
+
+PG_DOCUMENT = _pg_vector("name || ' ' || sku || ' ' || description")
+_PG_NAME_AND_SKU = _pg_vector("name || ' ' || sku")
+PG_WEIGHTED = f"setweight({_PG_NAME_AND_SKU}, 'A') || setweight({_pg_vector('description')}, 'D')"
 PG_MATCH = text(f"{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)")
 PG_RANK = text(f"ts_rank({PG_WEIGHTED}, to_tsquery('simple'::regconfig, :tsquery)) DESC")
 

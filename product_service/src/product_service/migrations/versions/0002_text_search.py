@@ -25,8 +25,13 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The products' text-search vector as this revision indexes it (search.PG_DOCUMENT queries this expression).
-_DOCUMENT = "to_tsvector('simple'::regconfig, name || ' ' || sku || ' ' || description)"
+# The products' text-search vector as this revision indexes it (search.PG_DOCUMENT queries this expression):
+# ASCII punctuation read as spaces first, so that the parser sees words and numbers only — it would read
+# "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or "/usr/share" as one token.
+_DOCUMENT = (
+    "to_tsvector('simple'::regconfig,"
+    " regexp_replace(name || ' ' || sku || ' ' || description, '[[:punct:]]+', ' ', 'g'))"
+)
 _PG_UP = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     # fastupdate off: a write updates the index at once, so that no search scans a list of pending entries
