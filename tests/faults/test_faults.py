@@ -54,7 +54,7 @@ from mart_common.faults import CONSUMER_CRASH_AFTER_COMMIT
 from mart_common.outbox import FAULT_CRASH_AFTER_PUBLISH
 from mart_testkit.fixtures import database_unavailable
 from mart_testkit.ports import free_port
-from mart_testkit.stack import DistributedStack, distributed_stack
+from mart_testkit.stack import DistributedStack, OnStack, distributed_stack
 
 from mart_cli import dist
 from mart_cli.credentials import load_or_create
@@ -220,20 +220,9 @@ class CuttableProxy:
 
 
 @dataclass
-class Cluster:
+class Cluster(OnStack):
     stack: DistributedStack
     broker: Broker
-
-    @property
-    def cfg(self) -> dist.DistConfig:
-        return self.stack.cfg
-
-    @property
-    def ep(self) -> Endpoints:
-        return self.stack.ep
-
-    def db_dsn(self, package: str) -> str:
-        return self.stack.db_dsn(package)
 
     def kill9(self, package: str) -> None:
         """``kill -9`` of the service's process; returns once it is gone and its port free."""

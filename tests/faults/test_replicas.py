@@ -51,7 +51,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from mart_common.bus.kafka import KafkaBus, partitions_of
 from mart_testkit.fake_stripe import FakeStripeAPI
-from mart_testkit.stack import DistributedStack, distributed_stack
+from mart_testkit.stack import DistributedStack, OnStack, distributed_stack
 from payment_service.providers import FakeProvider
 
 from mart_cli import dist
@@ -79,7 +79,7 @@ class SharedBroker:
 
 
 @dataclass
-class ReplicaCluster:
+class ReplicaCluster(OnStack):
     stack: DistributedStack
     broker: SharedBroker
     kills: Counter = field(default_factory=Counter)  # service name -> kill -9 count
@@ -88,17 +88,6 @@ class ReplicaCluster:
     # mid-batch (from the kill until the rolling restart begins, at most KILL_WINDOW_S)
     kill_windows: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     stripe: FakeStripeAPI | None = None  # the payment provider both payment replicas call
-
-    @property
-    def cfg(self) -> dist.DistConfig:
-        return self.stack.cfg
-
-    @property
-    def ep(self) -> Endpoints:
-        return self.stack.ep
-
-    def db_dsn(self, package: str) -> str:
-        return self.stack.db_dsn(package)
 
     def inst(self, svc: Service, replica: int) -> dist.Instance:
         return dist.instance(self.cfg, svc, replica)

@@ -174,3 +174,21 @@ def distributed_stack(
 
         if not keep:
             asyncio.run(_drop())
+
+
+class OnStack:
+    """A suite's cluster around a running :class:`DistributedStack` (its ``stack`` field): the stack's
+    configuration, endpoints and databases, read from it."""
+
+    stack: DistributedStack
+
+    @property
+    def cfg(self) -> dist.DistConfig:
+        return self.stack.cfg
+
+    @property
+    def ep(self) -> Endpoints:
+        return self.stack.ep
+
+    def db_dsn(self, package: str) -> str:
+        return self.stack.db_dsn(package)
