@@ -403,6 +403,50 @@ def pg_step(n: int = 500) -> dict[str, Any]:
     return asyncio.run(_pg_step(n))
 
 
+async def _pg_step_layers(n: int) -> dict[str, Any]:
+    from bench import leansaga
+
+    dsn = f"postgresql://bench@{PG_HOST}:{PG_PORT}/bench"
+    role = "inventory"  # its aggregate: leansaga.STOCK_ROWS rows, locked and changed in turn
+    payload, headers = os.urandom(200), '{"ce_type": "bench.Step", "traceparent": "00-0-0-01"}'
+    out = {}
+    for layer in leansaga.LAYERS:
+        await _run_sql(dsn, leansaga.schema(role))
+        db = leansaga.database_layer(layer, dsn, role)
+        await db.start()
+        try:
+
+            async def step(i: int, db: leansaga.Layer = db) -> None:
+                async with db.unit() as unit:
+                    await unit.inbox(uuid.uuid4().hex)
+                    await unit.change(str(i % leansaga.STOCK_ROWS), "RESERVED", {"status": "RESERVED"})
+                    await unit.outbox(uuid.uuid4().hex, "bench.step", str(i), payload, headers)
+
+            out[layer] = await _timed(step, n, warmup=20)
+        finally:
+            await db.close()
+    await _run_sql(dsn, f"DROP TABLE lean_{role}_inbox, lean_{role}_agg, lean_{role}_outbox")
+    return out
+
+
+async def _run_sql(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_step_layers(n: int = 500) -> dict[str, Any]:
+    """The same step's work (bench/leansaga.py's unit: inbox row, aggregate locked and changed, outbox row,
+    one transaction) on each database layer the services could use: the driver alone (a pool), SQLAlchemy
+    Core, the ORM session with statements only, the ORM session with the aggregate as an object (the
+    services' way). Back to back; ``cpu_ms`` is the layer's CPU per step in this process."""
+    return asyncio.run(_pg_step_layers(n))
+
+
 SERVICE_DBS = (
     "user_service",
     "product_service",

@@ -73,7 +73,32 @@ def ratios(run: BenchRun) -> Ratios:
         out.latency_service_cpu_ms_per_order = d.latency.service_cpu_ms_per_order
         if lim is not None:
             _latency_ratios(out, lim, d.latency, d.lean_saga)
+        if d.lean_saga is not None:
+            _cpu_ratios(out, d.latency, d.lean_saga, d.lean_saga_layers)
     return out
+
+
+# The services of the saga's path: the lean saga plays these three (bench/leansaga.py).
+PATH_SERVICES = ("order-service", "inventory-service", "payment-service")
+
+
+def _cpu_ratios(out: Ratios, latency: CheckoutRun, lean: CheckoutRun, layers: dict[str, CheckoutRun]) -> None:
+    """CPU per order at the latency run's rate: ours ÷ the lean saga's, and each database layer's cost."""
+    floor = lean.service_cpu_ms_per_order
+    ours = latency.service_cpu_ms_per_order
+    if not floor:
+        return
+    if ours:
+        out.checkout_cpu_over_lean_saga = ours / floor
+    cores = latency.processes.service_cpu_cores
+    if latency.orders_per_s and all(svc in cores for svc in PATH_SERVICES):
+        out.path_cpu_ms_per_order = sum(cores[svc] for svc in PATH_SERVICES) * 1000 / latency.orders_per_s
+        out.path_cpu_over_lean_saga = out.path_cpu_ms_per_order / floor
+    for layer, run in layers.items():
+        ms = run.service_cpu_ms_per_order
+        if ms:
+            out.lean_saga_layer_cpu_ms_per_order[layer] = ms
+            out.lean_saga_layer_cpu_over_driver[layer] = ms / floor
 
 
 def _latency_ratios(out: Ratios, lim: Limits, latency: CheckoutRun, lean: CheckoutRun | None) -> None:
@@ -155,9 +180,9 @@ def table(run: BenchRun) -> str:
         _catalog_rows(t, d, r)
         _web_rows(t, d, r)
     if d is not None:
-        _checkout_rows(t, "dist", d.saturation, d.latency, d.lean_saga, run.limits, r)
+        _checkout_rows(t, "dist", d.saturation, d.latency, d.lean_saga, run.limits, r, d.lean_saga_layers)
     if e is not None:
-        _checkout_rows(t, "embedded", e.saturation, e.latency, None, run.limits, r)
+        _checkout_rows(t, "embedded", e.saturation, e.latency, None, run.limits, r, {})
     _cost_rows(t, r)
     _replica_rows(t, run)
     _growth_rows(t, run)
@@ -208,6 +233,14 @@ def _limit_rows(t: _Table, lim: Limits) -> None:
         f"20 ms apart p50 {_f(st.sparse.p50_ms if st.sparse else None, '{:.2f}')} ms; "
         f"client CPU {_cpu_pair(st.cpu_ms, st.sparse.cpu_ms if st.sparse else None)} ms per step",
     )
+    driver = lim.pg_step_layers.get("asyncpg")
+    for layer, probe in lim.pg_step_layers.items():
+        over = probe.cpu_ms / driver.cpu_ms if driver and driver.cpu_ms and probe.cpu_ms else None
+        t.row(
+            f"    a lean step on {STEP_LAYER_NAMES[layer]}",
+            f"p50 {_f(probe.latency.p50_ms, '{:.2f}')} ms; CPU {_f(probe.cpu_ms, '{:.2f}')} ms per step",
+            ratio="" if over is None else f"CPU ÷ the driver's = {over:.2f}",
+        )
     k = lim.kafka
     t.row(
         "Kafka produce->consume round trip",
@@ -280,8 +313,10 @@ def _checkout_rows(
     lean: CheckoutRun | None,
     lim: Limits | None,
     r: Ratios,
+    layers: dict[str, CheckoutRun],
 ) -> None:
-    """One mode's checkout: the saturation runs (closed loop), then the latency at a fixed rate."""
+    """One mode's checkout: the saturation runs (closed loop), then the latency at a fixed rate, then the lean
+    saga at that rate on the driver and on the services' database layers."""
     if sat is not None:
         best = sat.best
         for run in sat.runs:
@@ -326,6 +361,41 @@ def _checkout_rows(
                 f"p50 {r.checkout_p50_over_lean_saga:.2f}, p99 {r.checkout_p99_over_lean_saga:.2f}"
             )
         _latency_row(t, f"  the lean saga at {lean.rate}/s (floor)", lean, "CPU", ratio)
+        if r.checkout_cpu_over_lean_saga is not None:
+            path = ""
+            if r.path_cpu_over_lean_saga is not None:
+                path = (
+                    f"; order + inventory + payment {r.path_cpu_ms_per_order:.1f} ms = "
+                    f"{r.path_cpu_over_lean_saga:.2f} ×"
+                )
+            t.row(
+                "  ours ÷ the lean saga, CPU per order",
+                f"{r.checkout_cpu_over_lean_saga:.2f} × (all six services; ours also notifies){path}",
+                None,
+                None,
+            )
+    for layer, run in layers.items():
+        over = r.lean_saga_layer_cpu_over_driver.get(layer)
+        _latency_row(
+            t,
+            f"  the lean saga on SQLAlchemy {LAYER_NAMES[layer]}",
+            run,
+            "CPU",
+            "" if over is None else f"CPU ÷ the lean saga on the driver = {over:.2f}",
+        )
+
+
+STEP_LAYER_NAMES = {
+    "asyncpg": "the driver (a pool)",
+    "core": "SQLAlchemy Core",
+    "session": "an ORM session, statements",
+    "orm": "an ORM session and objects",
+}
+LAYER_NAMES = {
+    "core": "Core (a connection)",
+    "session": "ORM session, statements only",
+    "orm": "ORM session and objects (as the services)",
+}
 
 
 def _latency_row(t: _Table, label: str, run: CheckoutRun, cpu: str, ratio: str) -> None:

@@ -137,6 +137,8 @@ class Limits:
     pg_step: Probe
     kafka: KafkaProbe
     hello_old_framework: Throughput | None = None
+    #: the step's work on each database layer (probes.pg_step_layers): asyncpg, core, session, orm
+    pg_step_layers: dict[str, Probe] = field(default_factory=dict)
 
 
 @dataclass
@@ -266,6 +268,8 @@ class Distributed:
     latency: CheckoutRun | None = None
     lean_saga: CheckoutRun | None = None
     lean_saga_error: str | None = None
+    #: the lean saga again on the services' database layers (bench/leansaga.py: "core", "session")
+    lean_saga_layers: dict[str, CheckoutRun] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -341,6 +345,15 @@ class Ratios:
     checkout_p50_over_lean_saga: float | None = None
     checkout_p99_over_lean_saga: float | None = None
     lean_saga_cpu_ms_per_order: float | None = None
+    #: ours at the latency run's rate ÷ the lean saga: all six services' CPU per order (ours also sends the
+    #: notifications, commits the stock and marks the outbox, which the lean saga leaves out), and the three
+    #: services of the saga's path alone (order, inventory, payment)
+    checkout_cpu_over_lean_saga: float | None = None
+    path_cpu_ms_per_order: float | None = None
+    path_cpu_over_lean_saga: float | None = None
+    #: the lean saga on the services' database layers: CPU per order, and ÷ the lean saga on the driver
+    lean_saga_layer_cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    lean_saga_layer_cpu_over_driver: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -138,8 +138,9 @@ class LeanSagaStack:
 
     mode = "lean saga"
 
-    def __init__(self, dist: DistStack) -> None:
+    def __init__(self, dist: DistStack, layer: str = "asyncpg") -> None:
         self.dist = dist
+        self.layer = layer  # bench/leansaga.py's BENCH_SAGA_DB
         self.namespace = new_namespace("lean")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.bases = Bases({})
@@ -162,6 +163,7 @@ class LeanSagaStack:
                     "BENCH_SAGA_DSN": self.dsns[role],
                     "BENCH_SAGA_KAFKA": KAFKA,
                     "BENCH_SAGA_NAMESPACE": self.namespace,
+                    "BENCH_SAGA_DB": self.layer,
                 }
                 app = "bench.leansaga:app"
                 self.procs[role], ports[role] = start_app(app, "/ready", ["--no-access-log"], env)

@@ -69,20 +69,24 @@ def distributed(ctx: Context) -> Distributed:
     if out.latency is not None and out.latency.rate:
         try:
             out.lean_saga = lean_saga(ctx, stack, out.latency.rate)
+            for layer in ("core", "session", "orm"):
+                out.lean_saga_layers[layer] = lean_saga(ctx, stack, out.latency.rate, layer)
         except Exception as exc:  # noqa: BLE001 - the figures of our stack stand without their floor
             say(f"lean saga FAILED: {exc!r}")
             out.lean_saga_error = "".join(traceback.format_exception(exc))[-3000:]
     return out
 
 
-def lean_saga(ctx: Context, dist: Any, rate: float) -> CheckoutRun:
+def lean_saga(ctx: Context, dist: Any, rate: float, layer: str = "asyncpg") -> CheckoutRun:
     """The lean saga (bench/leansaga.py) at the latency run's rate, driven and observed the same way: the
-    machine's floor for the checkout latency, with the processes, hops and commits of the saga's path."""
+    machine's floor for the checkout latency, with the processes, hops and commits of the saga's path.
+    ``layer``: its steps on the driver alone (the floor), or on the services' SQLAlchemy engine (``core``)
+    or unit of work (``session``): what each layer costs per order."""
     from bench.stack import LeanSagaStack
 
     b = ctx.budget
-    say(f"the lean saga (bench/leansaga.py: the path's work only) at the same {rate}/s, observed alike")
-    lean = LeanSagaStack(dist)
+    say(f"the lean saga (bench/leansaga.py: the path's work only, on {layer}) at the same {rate}/s")
+    lean = LeanSagaStack(dist, layer)
     try:
         lean.up()
         fake = {"customer_token": "lean", "checkout_product_ids": ["lean"]}

@@ -57,6 +57,11 @@ def machine_limits(ctx: Context) -> Limits:
         f"  pgbench {pgbench.tps or 0:.0f} tps; one INSERT+COMMIT p50 {commit.p50_ms or 0:.2f} ms; "
         f"one saga step's transaction (driver alone) p50 {step.p50_ms or 0:.2f} ms"
     )
+    layers = {layer: Probe.of(d) for layer, d in probes.pg_step_layers(b.commit_n).items()}
+    say(
+        "  the same step on each database layer, CPU per step: "
+        + ", ".join(f"{layer} {probe.cpu_ms or 0:.2f} ms" for layer, probe in layers.items())
+    )
     kafka = KafkaProbe.of(probes.kafka_roundtrip(b.kafka_n, b.kafka_burst))
     say(
         f"  kafka produce->consume p50 {kafka.p50_ms or 0:.2f} ms, "
@@ -70,4 +75,5 @@ def machine_limits(ctx: Context) -> Limits:
         pg_step=step,
         kafka=kafka,
         hello_old_framework=old,
+        pg_step_layers=layers,
     )
