@@ -14,6 +14,10 @@ Relevance (the order when ``q`` is given and no ``sort`` is): name and sku match
 description matches (PostgreSQL ``ts_rank`` with weights A and D, SQLite FTS5 ``bm25`` with 10/10/1), then
 newest first, then id.
 
+A query considers at most the newest matches that pass the request's other filters (the window,
+``MART_SEARCH_WINDOW``): they are ranked, sorted and counted, the older ones not (:func:`window`;
+docs/adr/0056-search-window.md).
+
 PostgreSQL: a GIN index on the ``simple`` text-search vector of the listed products, and ``product_terms``
 (every word ever indexed, kept by statement triggers) with a trigram index for the corrections. SQLite (the
 embedded mode): the FTS5 table ``products_fts`` over the listed products, kept by triggers, and its
