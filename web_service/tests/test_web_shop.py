@@ -263,3 +263,35 @@ async def test_late_answers_never_write_older_state_back(mart: Mart, browser) ->
             written = {c.split("=", 1)[0] for c in answer.headers.get_list("set-cookie")}
             assert written <= {"mart_flash"}, (path, written)  # at most the flash message it showed
     assert 'data-testid="cart-line"' not in (await b.get("/cart")).text
+
+
+class MoreThanTheWindow(httpx.AsyncBaseTransport):
+    """The catalog's text searches answered as when more products matched than the search considers."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await self.inner.handle_async_request(request)
+        if request.url.path != "/product-service/products" or "q" not in request.url.params:
+            return answer
+        await answer.aread()
+        page = {**answer.json(), "total": 1000, "total_exact": False}
+        return httpx.Response(answer.status_code, json=page)
+
+
+async def test_a_search_that_matched_more_than_it_counted_says_so(mart: Mart) -> None:
+    product = await _new_product(mart, stock=1, name=f"Windowed {uuid.uuid4().hex[:8]}")
+    settings = WebSettings(data_dir=mart.emb.data_dir, gateway_url=BASE, log_json=False)
+    app = create_app(settings, bus=mart.emb.bus, transport=MoreThanTheWindow(mart.transport()))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+    ):
+        page = await client.get("/products", params={"q": product["name"]})
+        assert page.status_code == 200
+        count = re.search(r'data-testid="result-count">([^<]*)<', page.text)
+        assert count and count.group(1).startswith("1,000+ products matching"), count
+        assert "of 1,000+</span>" in page.text  # the pager
+        listing = await client.get("/products")  # no text: the exact count, as ever
+        assert re.search(r'data-testid="result-count">\d+ products?<', listing.text), listing.text

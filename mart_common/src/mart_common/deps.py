@@ -51,12 +51,15 @@ T = TypeVar("T")
 
 
 class Paginated(BaseModel, Generic[T]):
-    """A page of a list: ``{items, total, limit, offset}``."""
+    """A page of a list: ``{items, total, limit, offset, total_exact}``. ``total_exact`` is false when
+    ``total`` counts only the part of the matches the list considered (a text search's window): more
+    matched."""
 
     items: list[T]
     total: int
     limit: int
     offset: int
+    total_exact: bool = True
 
 
 class Page:
@@ -66,8 +69,15 @@ class Page:
         self.limit = limit
         self.offset = offset
 
-    def wrap(self, items: list[Any], total: int) -> dict[str, Any]:
-        return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+    def wrap(self, items: list[Any], total: int, *, total_exact: bool = True) -> dict[str, Any]:
+        """The page's answer (:class:`Paginated`); ``total_exact``: false when more than ``total`` matched."""
+        return {
+            "items": items,
+            "total": total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "total_exact": total_exact,
+        }
 
     async def rows(
         self,

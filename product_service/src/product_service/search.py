@@ -14,6 +14,10 @@ Relevance (the order when ``q`` is given and no ``sort`` is): name and sku match
 description matches (PostgreSQL ``ts_rank`` with weights A and D, SQLite FTS5 ``bm25`` with 10/10/1), then
 newest first, then id.
 
+A query considers at most the newest matches that pass the request's other filters (the window,
+``MART_SEARCH_WINDOW``): they are ranked, sorted and counted, the older ones not (:func:`window`;
+docs/adr/0056-search-window.md).
+
 PostgreSQL: a GIN index on the ``simple`` text-search vector of the listed products, and ``product_terms``
 (every word ever indexed, kept by statement triggers) with a trigram index for the corrections. SQLite (the
 embedded mode): the FTS5 table ``products_fts`` over the listed products, kept by triggers, and its
@@ -28,8 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import DamerauLevenshtein
-from sqlalchemy import Select, column, literal_column, text
+from sqlalchemy import CTE, Select, Subquery, bindparam, column, literal_column, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from product_service.models import Product
 
 MAX_WORDS = 10  # a query's words beyond these are ignored
 MIN_CORRECTED = 4  # shorter words are never corrected (too many neighbours)
@@ -54,16 +60,15 @@ PG_WEIGHTED = f"setweight({_PG_NAME_AND_SKU}, 'A') || setweight({_pg_vector('des
 PG_MATCH = text(f"{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)")
 PG_RANK = text(f"ts_rank({PG_WEIGHTED}, to_tsquery('simple'::regconfig, :tsquery)) DESC")
 
-# SQLite: the matches and their score (bm25: lower is better) in a subquery of their own; FTS5's auxiliary
-# functions cannot run in the outer query's window (the total) or sorter.
-_SQLITE_HITS = (
-    text(
-        "SELECT rowid AS product_rowid, bm25(products_fts, 10.0, 10.0, 1.0) AS score"
-        " FROM products_fts WHERE products_fts MATCH :fts_query"
-    )
-    .columns(column("product_rowid"), column("score"))
-    .subquery("hits")
-)
+# SQLite: the FTS5 table (its rowid is the product's), the match and the score (bm25: lower is better).
+_FTS = table("products_fts", column("rowid"))
+_SQLITE_MATCH = text("products_fts MATCH :fts_query")
+_SQLITE_SCORE = literal_column("bm25(products_fts, 10.0, 10.0, 1.0)")
+
+# Bound parameters of :func:`window`'s query: how many matches it takes (the window + 1, so the total says
+# whether more matched) and how many of those it ranks, sorts and pages (the window).
+PROBE = "_search_probe"
+WINDOW = "_search_window"
 
 
 def words(q: str) -> list[str]:
@@ -147,17 +152,41 @@ def _sqlite_part(match: Match) -> str:
     return "(" + " OR ".join(f'"{word}"' for word in match.alternatives) + ")"
 
 
-def searching(query: Select[Any], *, postgres: bool) -> Select[Any]:
-    """``query`` (a select from products) narrowed to the products matching the bound engine query
-    (``:tsquery`` on PostgreSQL, ``:fts_query`` on SQLite)."""
+def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
+    """The products a text search considers: ``query`` (a select of the products' columns with the
+    request's other filters) narrowed to the products matching the bound engine query (``:tsquery`` on
+    PostgreSQL, ``:fts_query`` on SQLite), the newest first, at most ``:_search_window`` of them.
+
+    Returns ``(newest, matches)``: ``newest`` the window, to rank, sort and page (on SQLite with the
+    ``score`` of :func:`relevance`); ``matches`` the window and one match more when there is one, to count
+    (its count above the window says that more products matched).
+
+    PostgreSQL reads the newest matches either by walking the listing's ``created_at`` index, checking the
+    match on each row (it stops early when most products match), or from the text index's matches then
+    the newest of them (when few match): the planner's choice, from the statistics ANALYZE gathers on the
+    indexed expression. SQLite walks the FTS5 matches in descending rowid (the order products were added)
+    and stops at the limit; bm25 is computed for those rows only.
+    """
     if postgres:
-        return query.where(PG_MATCH)
-    return query.join(_SQLITE_HITS, _SQLITE_HITS.c.product_rowid == literal_column("products.rowid"))
+        matches = query.where(PG_MATCH).order_by(Product.created_at.desc(), Product.id.desc())
+    else:  # the FTS5 table holds only listed products
+        listed = _FTS.join(Product.__table__, literal_column("products.rowid") == _FTS.c.rowid)
+        matches = (
+            query.add_columns(_FTS.c.rowid.label("seq"), _SQLITE_SCORE.label("score"))
+            .select_from(listed)
+            .where(_SQLITE_MATCH)
+            .order_by(_FTS.c.rowid.desc())
+        )
+    # Counted and ranked from one reading of the matches.
+    probe = matches.limit(bindparam(PROBE)).cte("matches").prefix_with("MATERIALIZED")
+    newest_first = (probe.c.created_at.desc(), probe.c.id.desc()) if postgres else (probe.c.seq.desc(),)
+    newest = select(probe).order_by(*newest_first).limit(bindparam(WINDOW)).subquery("newest")
+    return newest, probe
 
 
-def relevance(*, postgres: bool) -> Any:
-    """Best match first (for ``order_by``)."""
-    return PG_RANK if postgres else _SQLITE_HITS.c.score
+def relevance(newest: Subquery, *, postgres: bool) -> Any:
+    """Best match first among :func:`window`'s ``newest`` (for ``order_by``)."""
+    return PG_RANK if postgres else newest.c.score
 
 
 def param_name(*, postgres: bool) -> str:

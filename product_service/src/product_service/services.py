@@ -27,15 +27,21 @@ from product_service.schemas import CategoryCreate, ProductCreate, ProductPublic
 
 # --- the public catalog ---------------------------------------------------------------------------
 
+
 # Each order ends with id, so pages are stable; newest first is the listing indexes' order read backwards.
-_SORTS = {
-    "name": (func.lower(Product.name).asc(), Product.id.asc()),
-    "-name": (func.lower(Product.name).desc(), Product.id.asc()),
-    "price": (Product.price_cents.asc(), Product.id.asc()),
-    "-price": (Product.price_cents.desc(), Product.id.asc()),
-    "-created_at": (Product.created_at.desc(), Product.id.desc()),
-}
-_PUBLIC_COLUMNS = [Product.__table__.c[name] for name in ProductPublic.model_fields]
+def _sorts(c: Any) -> dict[str, tuple[Any, ...]]:
+    return {
+        "name": (func.lower(c.name).asc(), c.id.asc()),
+        "-name": (func.lower(c.name).desc(), c.id.asc()),
+        "price": (c.price_cents.asc(), c.id.asc()),
+        "-price": (c.price_cents.desc(), c.id.asc()),
+        "-created_at": (c.created_at.desc(), c.id.desc()),
+    }
+
+
+_SORTS = _sorts(Product.__table__.c)
+_PUBLIC = list(ProductPublic.model_fields)
+_PUBLIC_COLUMNS = [Product.__table__.c[name] for name in _PUBLIC]
 _ONE_QUERY = select(*_PUBLIC_COLUMNS).where(Product.id == bindparam("product_id"))
 
 
@@ -45,11 +51,12 @@ def _search_query(
 ) -> Select[Any]:
     """The catalog search for one combination of filters, built once: plain rows, not ORM objects (a
     read-only page needs no identity map), values as bound parameters (docs/adr/0021-catalog-reads.md).
-    ``sort`` "relevance": best text match first (search.py)."""
+    ``sort`` "relevance": best text match first (search.py).
+
+    With a text, the page is taken from the newest matches only (:func:`search.window`) and its total
+    counts them: at most the window, plus one when more matched (docs/adr/0056-search-window.md)."""
     query = select(*_PUBLIC_COLUMNS)
-    if text:
-        query = search.searching(query, postgres=postgres)  # SQLite's index holds only listed products
-    if postgres or not text:
+    if postgres or not text:  # SQLite's text index holds only listed products
         query = query.where(Product.archived.is_(False))
     if category:
         query = query.where(Product.category_id == bindparam("category_id"))
@@ -57,15 +64,22 @@ def _search_query(
         query = query.where(Product.price_cents >= bindparam("min_price"))
     if max_price:
         query = query.where(Product.price_cents <= bindparam("max_price"))
-    order = (
-        _SORTS[sort] if sort != "relevance" else (search.relevance(postgres=postgres), *_SORTS["-created_at"])
-    )
+    if text:
+        newest, matches = search.window(query, postgres=postgres)
+        sorts = _sorts(newest.c)
+        order = (
+            sorts[sort]
+            if sort != "relevance"
+            else (search.relevance(newest, postgres=postgres), *sorts["-created_at"])
+        )
+        found = select(*(newest.c[name] for name in _PUBLIC)).order_by(*order)
+        return paged(found, select(func.count()).select_from(matches))
     total = None
-    if not (text or min_price or max_price):  # the whole listing or a category: the kept count
+    if not (min_price or max_price):  # the whole listing or a category: the kept count
         total = select(func.coalesce(func.sum(ListedCount.n), 0))
         if category:
             total = total.where(ListedCount.category_key == bindparam("category_id"))
-    return paged(query.order_by(*order), total)
+    return paged(query.order_by(*_SORTS[sort]), total)
 
 
 async def search_products(
@@ -76,10 +90,15 @@ async def search_products(
     min_price_cents: int | None,
     max_price_cents: int | None,
     sort: str | None,
+    *,
+    window: int,
 ) -> dict[str, Any]:
     """A page of listed (not archived) products matching ``text`` (words of the name, sku or description:
     search.py), the category and the price bounds, as rows of the public columns. Without ``sort``: best
-    match first when there is a text, else newest first."""
+    match first when there is a text, else newest first.
+
+    A text search considers the ``window`` newest products that match it and the filters: the page is
+    taken from those and ``total`` counts them; ``total_exact`` is false when more matched."""
     if not domain.price_range_ok(min_price_cents, max_price_cents):
         raise Unprocessable("min_price_cents is above max_price_cents.", slug="bad-price-range")
     postgres = db.is_postgres
@@ -97,6 +116,8 @@ async def search_products(
             if engine_query is None:
                 return page.wrap([], 0)  # a word that matches no indexed word
             values[search.param_name(postgres=postgres)] = engine_query
+            values[search.WINDOW] = window
+            values[search.PROBE] = window + 1
         query = _search_query(
             sort or ("relevance" if query_words else "-created_at"),
             bool(query_words),
@@ -107,6 +128,8 @@ async def search_products(
         )
         params = {k: v for k, v in values.items() if v is not None}
         rows, total = await page.rows(connection, query, params)
+    if query_words and total > window:  # the window's matches and at least one more
+        return page.wrap(rows, window, total_exact=False)
     return page.wrap(rows, total)
 
 

@@ -57,7 +57,15 @@ async def search_products(
     text = q.strip() if q else ""
     runtime = runtime_of(request)
     load = functools.partial(
-        services.search_products, runtime.db, page, text, category_id, min_price_cents, max_price_cents, sort
+        services.search_products,
+        runtime.db,
+        page,
+        text,
+        category_id,
+        min_price_cents,
+        max_price_cents,
+        sort,
+        window=runtime.context.settings.search_window,
     )
     key = ("search", sort, text, category_id, min_price_cents, max_price_cents, page.limit, page.offset)
     return await runtime.context.catalog.json(request, key, _PAGE, load)
