@@ -18,11 +18,12 @@ A query considers at most the newest matches that pass the request's other filte
 ``MART_SEARCH_WINDOW``): they are ranked, sorted and counted, the older ones not (:func:`window`;
 docs/adr/0056-search-window.md).
 
-PostgreSQL: a GIN index on the ``simple`` text-search vector of the listed products, and ``product_terms``
-(every word ever indexed, kept by statement triggers) with a trigram index for the corrections. SQLite (the
-embedded mode): the FTS5 table ``products_fts`` over the listed products, kept by triggers, and its
-``fts5vocab`` view ``products_fts_terms``. Both are made by the migrations
-(``migrations/versions/0002_text_search.py``).
+PostgreSQL: the products' weighted ``simple`` text-search vector as a stored generated column,
+``products.search_vector``, with a GIN index, and ``product_terms`` (every word ever indexed, kept by
+statement triggers) with a trigram index for the corrections. SQLite (the embedded mode): the FTS5 table
+``products_fts`` over the listed products, kept by triggers, and its ``fts5vocab`` view
+``products_fts_terms``. Both are made by the migrations (``migrations/versions/0002_text_search.py``,
+``0004_search_vector.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import DamerauLevenshtein
-from sqlalchemy import CTE, Select, Subquery, bindparam, column, literal_column, select, table, text
+from sqlalchemy import CTE, Select, Subquery, bindparam, column, func, literal_column, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from product_service.models import Product
@@ -45,20 +46,21 @@ MAX_CORRECTIONS = 10  # the closest corrections a word stands for
 _WORD = re.compile(r"[^\W_]+")
 
 
-# PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, for the rows
-# ``archived IS FALSE`` (the listing's condition, word for word: the planner proves the one from the other).
-# ASCII punctuation is read as spaces before the parser sees the text, which then finds words and numbers
-# only (as the query's words are split here): it would read "<script>...</script>" as a markup tag and drop
-# it, and "help@mart.example" or "/usr/share" as one token of its own kind.
+# PostgreSQL: the weighted text-search vector, stored in ``products.search_vector`` (a generated column,
+# migration 0004, of this very expression) and indexed there for every product, archived ones too (a query
+# keeps to the listed ones). ASCII punctuation is read as spaces before the parser sees the text, which
+# then finds words and numbers only (as the query's words are split here): it would read
+# "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or "/usr/share" as one token
+# of its own kind. Name and sku weigh A, the description D.
 def _pg_vector(text_sql: str) -> str:
     return f"to_tsvector('simple'::regconfig, regexp_replace({text_sql}, '[[:punct:]]+', ' ', 'g'))"
 
 
-PG_DOCUMENT = _pg_vector("name || ' ' || sku || ' ' || description")
 _PG_NAME_AND_SKU = _pg_vector("name || ' ' || sku")
 PG_WEIGHTED = f"setweight({_PG_NAME_AND_SKU}, 'A') || setweight({_pg_vector('description')}, 'D')"
-PG_MATCH = text(f"{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)")
-PG_RANK = text(f"ts_rank({PG_WEIGHTED}, to_tsquery('simple'::regconfig, :tsquery)) DESC")
+_PG_VECTOR = literal_column("products.search_vector")
+_PG_QUERY = func.to_tsquery(literal_column("'simple'::regconfig"), bindparam("tsquery"))
+PG_MATCH = _PG_VECTOR.op("@@")(_PG_QUERY)
 
 # SQLite: the FTS5 table (its rowid is the product's), the match and the score (bm25: lower is better).
 _FTS = table("products_fts", column("rowid"))
@@ -164,11 +166,15 @@ def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
     PostgreSQL reads the newest matches either by walking the listing's ``created_at`` index, checking the
     match on each row (it stops early when most products match), or from the text index's matches then
     the newest of them (when few match): the planner's choice, from the statistics ANALYZE gathers on the
-    indexed expression. SQLite walks the FTS5 matches in descending rowid (the order products were added)
-    and stops at the limit; bm25 is computed for those rows only.
+    ``search_vector`` column. SQLite walks the FTS5 matches in descending rowid (the
+    order products were added) and stops at the limit; bm25 is computed for those rows only.
     """
     if postgres:
-        matches = query.where(PG_MATCH).order_by(Product.created_at.desc(), Product.id.desc())
+        matches = (
+            query.add_columns(_PG_VECTOR.label("search_vector"))
+            .where(PG_MATCH)
+            .order_by(Product.created_at.desc(), Product.id.desc())
+        )
     else:  # the FTS5 table holds only listed products
         listed = _FTS.join(Product.__table__, literal_column("products.rowid") == _FTS.c.rowid)
         matches = (
@@ -186,7 +192,9 @@ def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
 
 def relevance(newest: Subquery, *, postgres: bool) -> Any:
     """Best match first among :func:`window`'s ``newest`` (for ``order_by``)."""
-    return PG_RANK if postgres else newest.c.score
+    if postgres:  # the stored vector: nothing is computed per row but the rank
+        return func.ts_rank(newest.c.search_vector, _PG_QUERY).desc()
+    return newest.c.score
 
 
 def param_name(*, postgres: bool) -> str:
