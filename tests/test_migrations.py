@@ -155,6 +155,8 @@ def _rows(metadata: MetaData) -> dict[str, list[dict[str, Any]]]:
             for column in table.columns:
                 if column.primary_key and column.autoincrement is True and isinstance(column.type, Integer):
                     continue
+                if column.computed is not None:  # a generated column: the database computes it
+                    continue
                 if column.foreign_keys:
                     fk = next(iter(column.foreign_keys))
                     row[column.name] = rows[fk.column.table.name][n][fk.column.name]

@@ -9,6 +9,7 @@ from mart_common.messaging import outbox_table
 from sqlalchemy import select
 
 from mart_common import contracts
+from product_service import search
 
 
 async def _events(client) -> list:
@@ -271,6 +272,27 @@ async def test_search_ranks_the_best_match_first_and_matches_prefixes_and_typos(
         assert (await client.delete(f"/products/{teapot['id']}", headers=catalog.admin)).status_code == 204
         assert await names("kettel") == []
         assert await names("teapot") == []
+
+
+async def test_a_prefix_finds_every_word_it_begins_however_many(service_client, catalog) -> None:
+    many = search.MAX_EXPANDED + 5  # a prefix that begins more words than it is expanded into
+    async with service_client() as client:
+        await catalog.product(
+            client, name="Part list", description=" ".join(f"zeta{i:02d}" for i in range(many))
+        )
+        last = await catalog.product(client, name=f"Gear zeta{many - 1:02d}")
+        await catalog.product(client, name="Gear zetb")
+
+        async def names(q: str) -> list[str]:  # newest first
+            response = await client.get("/products", params={"q": q, "sort": "-created_at"})
+            assert response.status_code == 200, response.text
+            return [p["name"] for p in response.json()["items"]]
+
+        # The product whose only such word sorts last is found by the short prefix too.
+        assert await names("zeta") == [last["name"], "Part list"]
+        assert await names(f"zeta{(many - 1) // 10}") == [last["name"], "Part list"]  # a few words
+        assert await names("zeta0") == ["Part list"]
+        assert await names("zet") == ["Gear zetb", last["name"], "Part list"]
 
 
 async def test_search_answers_any_text_without_error(service_client, catalog) -> None:

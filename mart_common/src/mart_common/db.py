@@ -198,8 +198,9 @@ class Database:
             for md in metadatas:
                 await conn.run_sync(md.create_all)
 
-    async def migrate(self, migrations_package: str) -> None:
-        """Upgrade the schema to the newest Alembic revision of ``migrations_package``.
+    async def migrate(self, migrations_package: str, revision: str = "head") -> None:
+        """Upgrade the schema to the newest Alembic revision of ``migrations_package`` (or to
+        ``revision``).
 
         The package holds Alembic's ``env.py`` and ``versions/``; see :mod:`mart_common.migrations`.
         """
@@ -212,7 +213,7 @@ class Database:
 
         def _upgrade(sync_conn: Any) -> None:
             cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
         async with self.engine.begin() as conn:
             if self.is_postgres:

@@ -15,15 +15,18 @@ from sqlalchemy import MetaData, engine_from_config, pool
 from mart_common.messaging import MESSAGING_METADATA
 
 UNMAPPED = "unmapped"
-"""``MetaData.info`` key: names of the tables and indexes a service's migrations make without a model (a
-full-text index and its tables, say): autogenerate neither drops nor compares them."""
+"""``MetaData.info`` key: names of the tables, indexes and columns (``table.column``) a service's migrations
+make without a model (a full-text index, its tables, a generated column only one database has, say):
+autogenerate neither drops nor compares them."""
 
 
 def include_object(metadatas: Iterable[MetaData]) -> Callable[..., bool]:
-    """Alembic's ``include_object`` hook leaving out the :data:`UNMAPPED` tables and indexes."""
+    """Alembic's ``include_object`` hook leaving out the :data:`UNMAPPED` tables, indexes and columns."""
     skipped = {name for metadata in metadatas for name in metadata.info.get(UNMAPPED, ())}
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "column":
+            return f"{obj.table.name}.{name}" not in skipped
         return not (type_ in ("table", "index") and name in skipped)
 
     return include

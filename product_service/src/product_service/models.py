@@ -85,10 +85,12 @@ class Review(CatalogTable, table=True):
 
 
 METADATA = CatalogTable.metadata
-# The full-text search's index and tables (migration 0002, search.py): PostgreSQL's index and vocabulary,
-# SQLite's FTS5 table, its shadow tables and its vocabulary.
+# The full-text search's column, index and tables (migrations 0002 and 0004, search.py): PostgreSQL's
+# generated vector column, its index and the vocabulary; SQLite's FTS5 table, its shadow tables and its
+# vocabulary.
 METADATA.info[UNMAPPED] = (
-    "ix_products_text",
+    "products.search_vector",
+    "ix_products_search",
     "product_terms",
     "products_fts",
     "products_fts_config",

@@ -3,7 +3,8 @@
 A query's words (letters and digits; case-insensitive) must all match some word of a listed product's name,
 sku or description:
 
-- a query word matches every indexed word it begins ("kett" finds "kettle");
+- a query word matches every indexed word it begins ("kett" finds "kettle"); when it begins at most
+  :data:`MAX_EXPANDED` of them, the engine is asked for those words (:func:`_prefix`), else for the prefix;
 - a query word of 4 letters or more that begins no indexed word is corrected instead: it matches the indexed
   words that start with the same letter and are at most one edit away (two from 8 letters on): a letter
   added, left out, changed, or two neighbours swapped ("kettel" finds "kettle"). On PostgreSQL a
@@ -12,17 +13,19 @@ sku or description:
 
 Relevance (the order when ``q`` is given and no ``sort`` is): name and sku matches weigh ten times
 description matches (PostgreSQL ``ts_rank`` with weights A and D, SQLite FTS5 ``bm25`` with 10/10/1), then
-newest first, then id.
+newest first, then id. A query word that stands for several indexed words (those it begins, or its
+corrections) is ranked as any of them.
 
 A query considers at most the newest matches that pass the request's other filters (the window,
 ``MART_SEARCH_WINDOW``): they are ranked, sorted and counted, the older ones not (:func:`window`;
 docs/adr/0056-search-window.md).
 
-PostgreSQL: a GIN index on the ``simple`` text-search vector of the listed products, and ``product_terms``
-(every word ever indexed, kept by statement triggers) with a trigram index for the corrections. SQLite (the
-embedded mode): the FTS5 table ``products_fts`` over the listed products, kept by triggers, and its
-``fts5vocab`` view ``products_fts_terms``. Both are made by the migrations
-(``migrations/versions/0002_text_search.py``).
+PostgreSQL: the products' weighted ``simple`` text-search vector as a stored generated column,
+``products.search_vector``, with a GIN index, and ``product_terms`` (every word ever indexed, kept by
+statement triggers) with a trigram index for the corrections. SQLite (the embedded mode): the FTS5 table
+``products_fts`` over the listed products, kept by triggers, and its ``fts5vocab`` view
+``products_fts_terms``. Both are made by the migrations (``migrations/versions/0002_text_search.py``,
+``0004_search_vector.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import DamerauLevenshtein
-from sqlalchemy import CTE, Select, Subquery, bindparam, column, literal_column, select, table, text
+from sqlalchemy import CTE, Select, Subquery, bindparam, column, func, literal_column, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from product_service.models import Product
@@ -41,24 +44,26 @@ MAX_WORDS = 10  # a query's words beyond these are ignored
 MIN_CORRECTED = 4  # shorter words are never corrected (too many neighbours)
 TWO_EDITS_FROM = 8  # words this long may be two edits away
 MAX_CORRECTIONS = 10  # the closest corrections a word stands for
+MAX_EXPANDED = 20  # a word that begins at most these indexed words is searched as those words
 
 _WORD = re.compile(r"[^\W_]+")
 
 
-# PostgreSQL: the indexed document; the index (migration 0002) is on this very expression, for the rows
-# ``archived IS FALSE`` (the listing's condition, word for word: the planner proves the one from the other).
-# ASCII punctuation is read as spaces before the parser sees the text, which then finds words and numbers
-# only (as the query's words are split here): it would read "<script>...</script>" as a markup tag and drop
-# it, and "help@mart.example" or "/usr/share" as one token of its own kind.
+# PostgreSQL: the weighted text-search vector, stored in ``products.search_vector`` (a generated column,
+# migration 0004, of this very expression) and indexed there for every product, archived ones too (a query
+# keeps to the listed ones). ASCII punctuation is read as spaces before the parser sees the text, which
+# then finds words and numbers only (as the query's words are split here): it would read
+# "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or "/usr/share" as one token
+# of its own kind. Name and sku weigh A, the description D.
 def _pg_vector(text_sql: str) -> str:
     return f"to_tsvector('simple'::regconfig, regexp_replace({text_sql}, '[[:punct:]]+', ' ', 'g'))"
 
 
-PG_DOCUMENT = _pg_vector("name || ' ' || sku || ' ' || description")
 _PG_NAME_AND_SKU = _pg_vector("name || ' ' || sku")
 PG_WEIGHTED = f"setweight({_PG_NAME_AND_SKU}, 'A') || setweight({_pg_vector('description')}, 'D')"
-PG_MATCH = text(f"{PG_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)")
-PG_RANK = text(f"ts_rank({PG_WEIGHTED}, to_tsquery('simple'::regconfig, :tsquery)) DESC")
+_PG_VECTOR = literal_column("products.search_vector")
+_PG_QUERY = func.to_tsquery(literal_column("'simple'::regconfig"), bindparam("tsquery"))
+PG_MATCH = _PG_VECTOR.op("@@")(_PG_QUERY)
 
 # SQLite: the FTS5 table (its rowid is the product's), the match and the score (bm25: lower is better).
 _FTS = table("products_fts", column("rowid"))
@@ -98,23 +103,42 @@ def corrections(word: str, candidates: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Match:
-    """One query word: a prefix, or the corrections it stands for."""
+    """One query word: a prefix, or the indexed words it stands for (those it begins, or its
+    corrections)."""
 
     prefix: str | None
     alternatives: tuple[str, ...] = ()
 
 
-_PG_HAS_PREFIX = text("SELECT term FROM product_terms WHERE term >= :lo AND term < :hi LIMIT 1")
+# The indexed words a prefix begins, the first ``:n`` of them (both tables hold each word once, in code
+# point order: the ranges below are prefixes).
+_PG_BEGUN = text("SELECT term FROM product_terms WHERE term >= :lo AND term < :hi ORDER BY term LIMIT :n")
 _PG_CANDIDATES = text("SELECT term FROM product_terms WHERE term % :word AND term >= :lo AND term < :hi")
-_SQLITE_HAS_PREFIX = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi LIMIT 1")
+_SQLITE_BEGUN = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi LIMIT :n")
 _SQLITE_CANDIDATES = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi")
 
 
+async def _prefix(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
+    """``word`` as the indexed words it begins when there are at most :data:`MAX_EXPANDED` of them, else
+    as a prefix; None when it begins none.
+
+    The same matches either way; the words are cheaper to find. SQLite's FTS5 reads an exact word's
+    matches newest first and stops at the query's limit, where a prefix query first merges the matches of
+    every word it begins. PostgreSQL's planner estimates an exact word from the column's statistics (a
+    word most products have walks the newest-first listing index, a rare one reads the text index); a
+    prefix it estimates from them only when they hold 100 frequent words or more, else at a fixed 2 %.
+    """
+    bounds = {"lo": word, "hi": _upper_bound(word), "n": MAX_EXPANDED + 1}
+    begun = list(await session.scalars(_PG_BEGUN if postgres else _SQLITE_BEGUN, bounds))
+    if not begun:
+        return None
+    return Match(prefix=word) if len(begun) > MAX_EXPANDED else Match(prefix=None, alternatives=tuple(begun))
+
+
 async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
-    bounds = {"lo": word, "hi": _upper_bound(word)}
-    has_prefix = _PG_HAS_PREFIX if postgres else _SQLITE_HAS_PREFIX
-    if await session.scalar(has_prefix, bounds) is not None:
-        return Match(prefix=word)
+    found = await _prefix(session, word, postgres=postgres)
+    if found is not None:
+        return found
     if len(word) < MIN_CORRECTED:
         return None
     letter = {"lo": word[0], "hi": _upper_bound(word[0])}
@@ -122,8 +146,8 @@ async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres
         candidates = list(await session.scalars(_PG_CANDIDATES, {"word": word, **letter}))
     else:
         candidates = list(await session.scalars(_SQLITE_CANDIDATES, letter))
-    found = corrections(word, candidates)
-    return Match(prefix=None, alternatives=tuple(found)) if found else None
+    corrected = corrections(word, candidates)
+    return Match(prefix=None, alternatives=tuple(corrected)) if corrected else None
 
 
 async def plan(
@@ -164,11 +188,15 @@ def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
     PostgreSQL reads the newest matches either by walking the listing's ``created_at`` index, checking the
     match on each row (it stops early when most products match), or from the text index's matches then
     the newest of them (when few match): the planner's choice, from the statistics ANALYZE gathers on the
-    indexed expression. SQLite walks the FTS5 matches in descending rowid (the order products were added)
-    and stops at the limit; bm25 is computed for those rows only.
+    ``search_vector`` column (:func:`_prefix`). SQLite walks the FTS5 matches in descending rowid (the
+    order products were added) and stops at the limit; bm25 is computed for those rows only.
     """
     if postgres:
-        matches = query.where(PG_MATCH).order_by(Product.created_at.desc(), Product.id.desc())
+        matches = (
+            query.add_columns(_PG_VECTOR.label("search_vector"))
+            .where(PG_MATCH)
+            .order_by(Product.created_at.desc(), Product.id.desc())
+        )
     else:  # the FTS5 table holds only listed products
         listed = _FTS.join(Product.__table__, literal_column("products.rowid") == _FTS.c.rowid)
         matches = (
@@ -186,7 +214,9 @@ def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
 
 def relevance(newest: Subquery, *, postgres: bool) -> Any:
     """Best match first among :func:`window`'s ``newest`` (for ``order_by``)."""
-    return PG_RANK if postgres else newest.c.score
+    if postgres:  # the stored vector: nothing is computed per row but the rank
+        return func.ts_rank(newest.c.search_vector, _PG_QUERY).desc()
+    return newest.c.score
 
 
 def param_name(*, postgres: bool) -> str:
