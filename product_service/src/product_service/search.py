@@ -49,18 +49,12 @@ MAX_EXPANDED = 20  # a word that begins at most these indexed words is searched 
 _WORD = re.compile(r"[^\W_]+")
 
 
-# PostgreSQL: the weighted text-search vector, stored in ``products.search_vector`` (a generated column,
-# migration 0004, of this very expression) and indexed there for every product, archived ones too (a query
-# keeps to the listed ones). ASCII punctuation is read as spaces before the parser sees the text, which
-# then finds words and numbers only (as the query's words are split here): it would read
-# "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or "/usr/share" as one token
-# of its own kind. Name and sku weigh A, the description D.
-def _pg_vector(text_sql: str) -> str:
-    return f"to_tsvector('simple'::regconfig, regexp_replace({text_sql}, '[[:punct:]]+', ' ', 'g'))"
-
-
-_PG_NAME_AND_SKU = _pg_vector("name || ' ' || sku")
-PG_WEIGHTED = f"setweight({_PG_NAME_AND_SKU}, 'A') || setweight({_pg_vector('description')}, 'D')"
+# PostgreSQL: the weighted text-search vector (name and sku weigh A, the description D), stored in
+# ``products.search_vector`` (a generated column whose expression migration 0004 defines) and indexed there
+# for every product, archived ones too (a query keeps to the listed ones). ASCII punctuation is read as
+# spaces before the parser sees the text, which then finds words and numbers only (as the query's words are
+# split here): it would read "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or
+# "/usr/share" as one token of its own kind.
 _PG_VECTOR = literal_column("products.search_vector")
 _PG_QUERY = func.to_tsquery(literal_column("'simple'::regconfig"), bindparam("tsquery"))
 PG_MATCH = _PG_VECTOR.op("@@")(_PG_QUERY)
@@ -70,9 +64,8 @@ _FTS = table("products_fts", column("rowid"))
 _SQLITE_MATCH = text("products_fts MATCH :fts_query")
 _SQLITE_SCORE = literal_column("bm25(products_fts, 10.0, 10.0, 1.0)")
 
-# Bound parameters of :func:`window`'s query: how many matches it takes (the window + 1, so the total says
-# whether more matched) and how many of those it ranks, sorts and pages (the window).
-PROBE = "_search_probe"
+# The bound parameter of :func:`window`'s query: how many matches it ranks, sorts and pages (it reads one
+# more, so that the total says whether more matched).
 WINDOW = "_search_window"
 
 
@@ -206,7 +199,7 @@ def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
             .order_by(_FTS.c.rowid.desc())
         )
     # Counted and ranked from one reading of the matches.
-    probe = matches.limit(bindparam(PROBE)).cte("matches").prefix_with("MATERIALIZED")
+    probe = matches.limit(bindparam(WINDOW) + 1).cte("matches").prefix_with("MATERIALIZED")
     newest_first = (probe.c.created_at.desc(), probe.c.id.desc()) if postgres else (probe.c.seq.desc(),)
     newest = select(probe).order_by(*newest_first).limit(bindparam(WINDOW)).subquery("newest")
     return newest, probe

@@ -117,7 +117,6 @@ async def search_products(
                 return page.wrap([], 0)  # a word that matches no indexed word
             values[search.param_name(postgres=postgres)] = engine_query
             values[search.WINDOW] = window
-            values[search.PROBE] = window + 1
         query = _search_query(
             sort or ("relevance" if query_words else "-created_at"),
             bool(query_words),

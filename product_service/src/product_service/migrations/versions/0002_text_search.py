@@ -25,7 +25,7 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The products' text-search vector as this revision indexes it (search.PG_DOCUMENT queries this expression):
+# The products' text-search vector as this revision indexes it (revision 0004 replaces it with a column):
 # ASCII punctuation read as spaces first, so that the parser sees words and numbers only — it would read
 # "<script>...</script>" as a markup tag and drop it, and "help@mart.example" or "/usr/share" as one token.
 _DOCUMENT = (

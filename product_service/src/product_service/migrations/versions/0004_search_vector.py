@@ -3,7 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 PostgreSQL only (SQLite's FTS5 table of revision 0002 is unchanged): ``products.search_vector``, a stored
-generated column of the weighted vector (name and sku weight A, description D; ``search.PG_WEIGHTED``),
+generated column of the weighted vector (name and sku weight A, description D; search.py queries it),
 and a GIN index on it over every product, archived ones too, in place of revision 0002's partial index on
 the unweighted expression. A query matches and ranks on the column, so no row's vector is computed at
 read time; and the planner estimates a match from the column's statistics (ANALYZE gathers the most
@@ -23,8 +23,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-# The weighted vector as this revision stores it (search.PG_WEIGHTED is the same text): ASCII punctuation
-# read as spaces first, as in revision 0002.
+# The weighted vector as this revision stores it: ASCII punctuation read as spaces first, as in revision
+# 0002.
 def _vector(text_sql: str) -> str:
     return f"to_tsvector('simple'::regconfig, regexp_replace({text_sql}, '[[:punct:]]+', ' ', 'g'))"
 
