@@ -347,7 +347,9 @@ class SQLAlchemyLayer:
     async def close(self) -> None:
         await self.db.dispose()
 
-    async def _run(self, executor: Any, name: str, *args: Any) -> Any:
+    async def run(self, executor: Any, name: str, *args: Any) -> Any:
+        """Statement ``name`` of :func:`_statements` with ``args`` on ``executor`` (a connection or a
+        session): the first column of its first row, or None."""
         params = {f"p{i}": arg for i, arg in enumerate(args, start=1)}
         result = await executor.execute(self.statements[name], params)
         return result.scalar() if result.returns_rows else None
@@ -356,7 +358,7 @@ class SQLAlchemyLayer:
     async def unit(self) -> AsyncIterator[Unit]:
         begin = self.db.transaction() if self.session else self.db.engine.begin()
         async with begin as executor:
-            yield StatementUnit(functools.partial(self._run, executor))
+            yield StatementUnit(functools.partial(self.run, executor))
 
 
 @functools.cache
@@ -403,7 +405,7 @@ class OrmLayer(SQLAlchemyLayer):
 
 class OrmUnit(StatementUnit):
     def __init__(self, layer: OrmLayer, session: AsyncSession) -> None:
-        super().__init__(functools.partial(layer._run, session))  # noqa: SLF001 - the layer's own helper
+        super().__init__(functools.partial(layer.run, session))
         self.layer, self.session = layer, session
 
     async def create(self, aggregate: str, status: str, ref: str, entry: Entry) -> None:
