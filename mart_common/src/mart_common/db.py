@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -19,7 +20,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from mart_common import sqlite as local_sqlite
+from mart_common.rows import RowReader, reading
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +93,7 @@ class Database:
             read_engine, expire_on_commit=False, sync_session_class=self._session_class, info=info
         )
         self._handovers: dict[str, Callable[[Any], None]] = {}
+        self._plans: OrderedDict[Any, Any] = OrderedDict()  # read_rows: statements compiled for the driver
         event.listen(self._session_class, "after_commit", self._after_commit)
         event.listen(self._session_class, "after_rollback", self._after_rollback)
 
@@ -155,12 +157,13 @@ class Database:
                 await session.commit()
 
     @asynccontextmanager
-    async def read_rows(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reading plain rows (Core statements), as :meth:`read` but without an ORM
-        session: no identity map, no session events, no unit-of-work bookkeeping around each statement.
-        For the hot reads that answer with rows (``Page.rows`` takes it as it takes a session)."""
-        async with self._read_engine.connect() as connection:
-            yield connection
+    async def read_rows(self) -> AsyncIterator[RowReader]:
+        """A reader of plain rows (Core ``select`` statements), as :meth:`read` but without an ORM session:
+        no identity map, no session events, no unit-of-work bookkeeping; on PostgreSQL each statement is
+        compiled once and runs on the driver (:mod:`mart_common.rows`). For the hot reads that answer with
+        rows (``Page.rows`` takes it as it takes a session)."""
+        async with reading(self._read_engine, self._plans) as reader:
+            yield reader
 
     async def ping(self) -> bool:
         """True when the database answers ``SELECT 1``."""

@@ -8,9 +8,10 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mart_common.auth import AdminUser, CurrentUser, Principal
+from mart_common.rows import RowReader
 from mart_common.service import ServiceRuntime
 
 # Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency (a class too) in the thread
@@ -81,7 +82,7 @@ class Page:
 
     async def rows(
         self,
-        session: AsyncSession | AsyncConnection,
+        session: AsyncSession | RowReader,
         query: Select[Any],
         params: dict[str, Any] | None = None,
         *,
@@ -91,7 +92,7 @@ class Page:
         """This page of ``query`` (an ordered select) and how many rows its filters match in all.
 
         One statement: the count rides on every row as a window over the filters; only a page past the
-        end (no rows) counts on its own. ``session``: an ORM session, or a connection
+        end (no rows) counts on its own. ``session``: an ORM session, or a row reader
         (:meth:`~mart_common.db.Database.read_rows`) for plain rows. ``entities``: ``query`` selects one
         ORM entity; return those objects instead of rows. ``query`` may come from :func:`paged` (built
         once, cached by SQLAlchemy), with ``params`` for its other bound parameters. ``total``: as in

@@ -34,9 +34,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mart_common.rows import RowReader
 from rapidfuzz.distance import DamerauLevenshtein
 from sqlalchemy import CTE, Select, Subquery, bindparam, column, func, literal_column, select, table, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from product_service.models import Product
 
@@ -111,7 +112,7 @@ _SQLITE_BEGUN = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND 
 _SQLITE_CANDIDATES = text("SELECT term FROM products_fts_terms WHERE term >= :lo AND term < :hi")
 
 
-async def _prefix(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
+async def _prefix(session: AsyncSession | RowReader, word: str, *, postgres: bool) -> Match | None:
     """``word`` as the indexed words it begins when there are at most :data:`MAX_EXPANDED` of them, else
     as a prefix; None when it begins none.
 
@@ -128,7 +129,7 @@ async def _prefix(session: AsyncSession | AsyncConnection, word: str, *, postgre
     return Match(prefix=word) if len(begun) > MAX_EXPANDED else Match(prefix=None, alternatives=tuple(begun))
 
 
-async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres: bool) -> Match | None:
+async def _match(session: AsyncSession | RowReader, word: str, *, postgres: bool) -> Match | None:
     found = await _prefix(session, word, postgres=postgres)
     if found is not None:
         return found
@@ -143,9 +144,7 @@ async def _match(session: AsyncSession | AsyncConnection, word: str, *, postgres
     return Match(prefix=None, alternatives=tuple(corrected)) if corrected else None
 
 
-async def plan(
-    session: AsyncSession | AsyncConnection, query_words: list[str], *, postgres: bool
-) -> str | None:
+async def plan(session: AsyncSession | RowReader, query_words: list[str], *, postgres: bool) -> str | None:
     """The engine's query (a ``tsquery`` on PostgreSQL, an FTS5 query on SQLite) for ``query_words``, or
     None when one of them matches no indexed word (then no product matches)."""
     parts = []
