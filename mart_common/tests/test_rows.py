@@ -12,6 +12,9 @@ from decimal import Decimal
 
 import pytest
 from mart_common.db import Database
+from mart_common.deps import paged
+from mart_common.problems import _database_unavailable
+from mart_testkit.fixtures import database_unavailable
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -76,11 +79,10 @@ ROWS = [
 ]
 
 BY_ID = select(things).where(things.c.id == bindparam("id"))
-PAGE = (
-    select(things.c.id, things.c.name, things.c.price, func.count().over().label("total"))
+PAGE = paged(  # a page with its total as the last column, keyed "_total", as every list reads it
+    select(things.c.id, things.c.name, things.c.price)
     .where(things.c.qty >= bindparam("min_qty"), things.c.active.is_(True))
     .order_by(things.c.created_at.desc())
-    .limit(bindparam("limit"))
 )
 LITERALS = select(things.c.name, (things.c.qty + 7).label("more")).where(things.c.colour == Colour.RED)
 EXPANDING = (
@@ -106,7 +108,7 @@ def _typed(rows: list) -> list[tuple]:
     [
         (BY_ID, {"id": uuid.UUID(int=3)}),
         (select(things).order_by(things.c.name), None),
-        (PAGE, {"min_qty": 3, "limit": 10}),
+        (PAGE, {"min_qty": 3, "_page_limit": 10, "_page_offset": 0}),
         (LITERALS, None),
         (EXPANDING, {"qtys": [0, 6, 12]}),
     ],
@@ -192,5 +194,23 @@ async def test_statements_compiled_for_the_driver_are_kept_within_a_bound(new_da
             for n in range(300):  # statements built per call (e.g. a count of a page past the end)
                 assert await reader.scalar(select(literal(n) + things.c.qty).where(things.c.qty == 0)) == n
         assert len(db._plans) <= 256  # noqa: SLF001 - the bound is the property under test
+    finally:
+        await db.dispose()
+
+
+async def test_while_the_database_is_away_a_read_fails_as_unavailable_and_answers_once_it_is_back(
+    new_database,
+) -> None:
+    db = await _database(new_database, "postgres", pool_size=2)
+    try:
+        async with db.read_rows() as reader:  # compiled, and the pool holds a connection
+            assert (await reader.execute(BY_ID, {"id": uuid.UUID(int=1)})).one_or_none().name == "thing 0"
+        async with database_unavailable(db.url):
+            async with db.read_rows() as reader:
+                with pytest.raises(DBAPIError) as caught:
+                    await reader.execute(BY_ID, {"id": uuid.UUID(int=1)})
+            assert _database_unavailable(caught.value)  # the request answers 503 database-unavailable
+        async with db.read_rows() as reader:
+            assert (await reader.execute(BY_ID, {"id": uuid.UUID(int=1)})).one_or_none().name == "thing 0"
     finally:
         await db.dispose()

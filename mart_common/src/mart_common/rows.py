@@ -16,9 +16,11 @@ database error (503 while the database is away, 422 for a value PostgreSQL refus
 
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from keyword import iskeyword
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -55,7 +57,7 @@ class _Plan:
         """The columns' conversions, chosen (as SQLAlchemy chooses them) by each column's type and the
         server's type of the result column (``attributes``: the driver's description of the statement)."""
         if not self.columns:  # untyped (textual): nothing to convert, as SQLAlchemy converts nothing
-            self.row = namedtuple("Row", [a.name for a in attributes], rename=True)  # noqa: PYI024 - "?column?"
+            self.row = _row_type([attribute.name for attribute in attributes])
             self.results = ()
             return
         dialect = self.dialect
@@ -74,7 +76,7 @@ class _Plan:
         ]
 
     def rows(self, records: Sequence[Any]) -> list[Any]:
-        make = self.row._make
+        make = self.row
         if not self.results:  # described before the first rows arrive
             return [make(r) for r in records]
         out = []
@@ -87,7 +89,13 @@ class _Plan:
 
 
 def _row_type(keys: list[str]) -> Any:
-    return namedtuple("Row", keys)  # noqa: PYI024 - built at run time, once per statement
+    """A tuple type with SQLAlchemy's row keys: ``_fields`` and attribute access by key (``_total`` too,
+    which a named tuple refuses)."""
+    attrs: dict[str, Any] = {"__slots__": (), "_fields": tuple(keys)}
+    for i, key in enumerate(keys):
+        if key.isidentifier() and not iskeyword(key):
+            attrs.setdefault(key, property(itemgetter(i)))
+    return type("Row", (tuple,), attrs)
 
 
 def _binds(compiled: Any) -> list[tuple[str, Any]]:
@@ -98,7 +106,7 @@ def _plan(statement: Executable, dialect: Dialect) -> _Plan | None:
     """The driver's plan of ``statement``, or None when it must run through SQLAlchemy."""
     try:
         plan = _Plan(statement, dialect)
-    except (TypeError, ValueError):  # a result column whose name is not an identifier
+    except (TypeError, ValueError):  # nothing the driver could run as it is
         return None
     compiled = plan.compiled
     if compiled.positiontup is None or compiled.literal_execute_params or compiled.post_compile_params:
