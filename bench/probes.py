@@ -639,3 +639,81 @@ class PgRenicer:
             await asyncio.sleep(0.5)
         if conn is not None:
             await conn.close()
+
+
+# The saga's events in the order one checkout produces them (docs/saga.md): each gap between two of them is
+# one hop (the next step's consumer, its transaction, its relay), except PaymentRequested → PaymentSucceeded,
+# which also holds the load generator's reaction and its `POST /payments/{id}/simulate`.
+SAGA_EVENTS = (
+    "OrderPlaced",
+    "StockReserved",
+    "OrderAwaitingPayment",
+    "PaymentRequested",
+    "PaymentSucceeded",
+    "OrderPaid",
+)
+
+
+def saga_hops(records: list[tuple[float, str, str]]) -> dict[str, float]:
+    """p50 (ms) of each gap between the saga's consecutive events, from ``(timestamp_ms, order_id,
+    event name)`` records, over the orders that have all six events; ``orders`` says how many."""
+    by_order: dict[str, dict[str, float]] = {}
+    for ts, order_id, name in records:
+        by_order.setdefault(order_id, {}).setdefault(name, ts)
+    complete = [times for times in by_order.values() if all(e in times for e in SAGA_EVENTS)]
+    out: dict[str, float] = {"orders": float(len(complete))}
+    if not complete:
+        return out
+    for a, b in zip(SAGA_EVENTS, SAGA_EVENTS[1:], strict=False):
+        out[f"{a} → {b}"] = pct([t[b] - t[a] for t in complete], 50) or 0.0
+    return out
+
+
+async def _saga_records(namespace: str, since_ms: int) -> list[tuple[float, str, str]]:
+    from aiokafka import AIOKafkaConsumer
+    from mart.orders.v1 import orders_pb2
+    from mart.payments.v1 import payments_pb2
+    from mart.stock.v1 import stock_pb2
+    from mart_common.bus.kafka import partitions_of
+
+    from mart_common import contracts
+
+    topics = [
+        namespace + contracts.topic_for(m)
+        for m in (orders_pb2.OrderPlaced, stock_pb2.StockReserved, payments_pb2.PaymentRequested)
+    ]
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topics)
+        consumer.assign(tps)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            found = starts.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+        wanted = set(SAGA_EVENTS)
+        out: list[tuple[float, str, str]] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for recs in (await consumer.getmany(timeout_ms=1000)).values():
+                for rec in recs:
+                    ce_type = dict(rec.headers or ()).get("ce_type", b"").decode()
+                    name = ce_type.rsplit(".", 1)[-1]
+                    if name in wanted:
+                        order_id = getattr(contracts.decode(ce_type, rec.value), "order_id", "")
+                        out.append((float(rec.timestamp), order_id, name))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def saga_hops_since(namespace: str, since_s: float) -> dict[str, float]:
+    """:func:`saga_hops` of the orders whose events a stack published on the broker since ``since_s``
+    (wall clock), read back from its Kafka namespace."""
+    return saga_hops(asyncio.run(_saga_records(namespace, int(since_s * 1000))))
+
+
+def hops_text(hops: dict[str, float]) -> str:
+    """:func:`saga_hops` in one line: each hop's p50 in ms, in the saga's order."""
+    gaps = [f"{name} {ms:.1f}" for name, ms in hops.items() if name != "orders"]
+    return f"{'; '.join(gaps)} ms ({hops.get('orders', 0):.0f} orders)"

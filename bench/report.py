@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 
+from bench.probes import hops_text
 from bench.results import BenchRun, CheckoutRun, Limits, Ratios, Throughput, to_json
 
 # Sequential steps on the checkout path, POST /orders -> PAID observed (docs/saga.md), with HTTP polling:
@@ -352,6 +353,8 @@ def _checkout_rows(
         _latency_row(
             t, f"checkout {mode}: latency at {latency.rate}/s (open loop)", latency, "service CPU", ratio
         )
+        if latency.hops:
+            t.row("  its hops, p50 (event to event)", hops_text(latency.hops), None, None)
     if lean is not None:
         ratio = ""
         if r.lean_saga_p50_over_minimal is not None:
@@ -361,6 +364,8 @@ def _checkout_rows(
                 f"p50 {r.checkout_p50_over_lean_saga:.2f}, p99 {r.checkout_p99_over_lean_saga:.2f}"
             )
         _latency_row(t, f"  the lean saga at {lean.rate}/s (floor)", lean, "CPU", ratio)
+        if lean.hops:
+            t.row("  its hops, p50 (event to event)", hops_text(lean.hops), None, None)
         if r.checkout_cpu_over_lean_saga is not None:
             path = ""
             if r.path_cpu_over_lean_saga is not None:

@@ -201,6 +201,8 @@ class CheckoutRun:
     db: DbCounters | None = None
     #: CPU summed over the replicas of each service (the replica runs)
     service_cpu_cores_by_service: dict[str, float] = field(default_factory=dict)
+    #: p50 (ms) of each gap between the saga's consecutive events (``probes.saga_hops``; the latency runs)
+    hops: dict[str, float] = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:

@@ -142,7 +142,9 @@ def saturation(
 def fixed_rate(
     stack: Stack, setup: dict[str, Any], rate: float, duration: float, poll_s: float, observe: str
 ) -> CheckoutRun:
-    """The open-loop latency run at ``rate`` orders per second."""
+    """The open-loop latency run at ``rate`` orders per second; observed on Kafka, with the p50 of each of the
+    saga's hops, read back from the events' timestamps (``probes.saga_hops``)."""
+    since = time.time()
     r = checkout_run(
         stack,
         setup,
@@ -158,6 +160,10 @@ def fixed_rate(
         f"  open loop {rate:.1f} orders/s: p50 {lat.p50_ms or 0:.0f} / p95 {lat.p95_ms or 0:.0f} / p99 "
         f"{lat.p99_ms or 0:.0f} ms, errors {r.error_count}, generator cpu {r.gen_cpu_cores:.2f}"
     )
+    namespace = getattr(stack, "namespace", "")
+    if observe == "kafka" and namespace:
+        r.hops = probes.saga_hops_since(namespace, since)
+        say("  hops, p50: " + probes.hops_text(r.hops))
     return r
 
 
