@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -664,7 +665,7 @@ def saga_hops(records: list[tuple[float, str, str]]) -> dict[str, float]:
     out: dict[str, float] = {"orders": float(len(complete))}
     if not complete:
         return out
-    for a, b in zip(SAGA_EVENTS, SAGA_EVENTS[1:], strict=False):
+    for a, b in itertools.pairwise(SAGA_EVENTS):
         out[f"{a} → {b}"] = pct([t[b] - t[a] for t in complete], 50) or 0.0
     return out
 

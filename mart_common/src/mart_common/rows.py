@@ -3,15 +3,14 @@
 
 SQLAlchemy builds the statement (from the SQLModel tables) and compiles it once per statement object; each
 execution then skips what a Core execution costs around the driver call — a ``Connection`` object, its
-events, the cache key, the execution context and the result machinery — about two thirds of a by-id read's
-database CPU. The types' own conversions still apply (bind and result processors of the dialect), so the
-values are those a Core execution answers.
+events, the cache key, the execution context and the result machinery. The types' own conversions still
+apply (bind and result processors of the dialect), so the values are those a Core execution answers.
 
 What it does not take — a statement with parameters rendered at execution (``IN`` with an expanding list,
-literal-execute parameters), SQLite, a column name that is not an identifier — runs through SQLAlchemy as
-before; so does a read the driver failed (the pooled connection dropped first if it broke): reads change
-nothing, so running one again is safe, and the error, if any, is then SQLAlchemy's, handled as every other
-database error (503 while the database is away, 422 for a value PostgreSQL refuses).
+literal-execute parameters), SQLite — runs through SQLAlchemy as before; so does a read the driver failed
+(the pooled connection dropped first if it broke): reads change nothing, so running one again is safe, and
+the error, if any, is then SQLAlchemy's, handled as every other database error (503 while the database is
+away, 422 for a value PostgreSQL refuses).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
@@ -130,7 +130,7 @@ class Rows:
 
     def one_or_none(self) -> Any:
         if len(self._rows) > 1:
-            raise ValueError("more than one row")
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
         return self.first()
 
     def scalar(self) -> Any:
@@ -154,9 +154,12 @@ class RowReader:
                 self._raw = await self._engine.raw_connection()
             driver = self._raw.driver_connection
             try:
-                if plan.results is None:
-                    plan.describe((await driver.prepare(plan.sql)).get_attributes())
-                records = await driver.fetch(plan.sql, *plan.args(params))
+                if plan.results is None:  # the first run: the statement prepared and described
+                    prepared = await driver.prepare(plan.sql)
+                    plan.describe(prepared.get_attributes())
+                    records = await prepared.fetch(*plan.args(params))
+                else:
+                    records = await driver.fetch(plan.sql, *plan.args(params))
             except Exception:
                 # Whatever the driver said, SQLAlchemy runs the read again and answers (a broken
                 # connection is dropped first): its errors are the ones every handler knows.
