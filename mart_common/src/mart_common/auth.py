@@ -210,7 +210,15 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
     return principal
 
 
+async def optional_principal(request: Request) -> Principal:
+    """The caller of a public route with an admin-only option, read by the route itself when the option is
+    asked for (401 without a valid token): the anonymous request resolves no dependency for it. Such a route
+    declares ``openapi_extra=BEARER_ACCEPTED`` so that its docs and Swagger UI send the token."""
+    return await current_principal(request, await _bearer(request))
+
+
+BEARER_ACCEPTED: dict[str, Any] = {"security": [{_bearer.scheme_name: []}]}
+"""``openapi_extra`` of a public route that reads the token itself (``optional_principal``)."""
+
 CurrentUser = Annotated[Principal, Depends(current_principal)]
-OptionalToken = Annotated[str | None, Depends(_bearer)]
-"""The bearer token if the caller sent one (for public routes with an admin-only option)."""
 AdminUser = Annotated[Principal, Depends(require_admin)]

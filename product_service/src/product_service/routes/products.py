@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from mart_common.auth import OptionalToken, current_principal
+from mart_common.auth import BEARER_ACCEPTED, optional_principal
 from mart_common.deps import AdminUser, PageDep, Paginated, TransactionDep, runtime_of
 from mart_common.problems import Problem, problem_responses
 from mart_common.responses import PRIVATE, RowJson, answer, serialise
@@ -76,16 +76,16 @@ async def search_products(
     response_model=ProductPublic,
     summary="One product (archived ones only for admins, with include_archived=true).",
     responses=problem_responses(401, 403, 404, 422),
+    openapi_extra=BEARER_ACCEPTED,
 )
 async def read_product(
     product_id: uuid.UUID,
     request: Request,
-    credentials: OptionalToken,
     include_archived: Annotated[bool, Query(description="Admins: also return an archived product.")] = False,
 ) -> Response:
     runtime = runtime_of(request)
     if include_archived:  # an admin's view: neither cached here nor by anyone else
-        principal = await current_principal(request, credentials)
+        principal = await optional_principal(request)
         if not principal.is_admin:
             raise Problem(403, "include_archived needs the admin role.")
         row = await services.get_product(runtime.db, product_id, include_archived=True)
