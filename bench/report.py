@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 
 from bench.probes import hops_text
-from bench.results import BenchRun, CheckoutRun, Limits, Ratios, Throughput, to_json
+from bench.results import BenchRun, CheckoutRun, Limits, Ratios, Saturation, Throughput, to_json
 
 # Sequential steps on the checkout path, POST /orders -> PAID observed (docs/saga.md), with HTTP polling:
 #   HTTP:   POST /orders, GET /payments?order_id= (payment found), POST /payments/{id}/simulate,
@@ -53,6 +53,9 @@ def ratios(run: BenchRun) -> Ratios:
                 out.web_over_catalog_api[name] = page.rps / cat.list.rps
     if d is not None and d.saturation is not None:
         best = d.saturation.best
+        lean_best = d.lean_saga_saturation.best if d.lean_saga_saturation else None
+        if lean_best is not None and lean_best.orders_per_s:
+            out.checkout_saturation_over_lean_saga = best.orders_per_s / lean_best.orders_per_s
         db = best.db
         if lim and lim.pgbench.tps and db is not None and db.orders:
             idle_rate = d.idle.xact_commit_per_s if d.idle else 0.0
@@ -182,6 +185,7 @@ def table(run: BenchRun) -> str:
         _web_rows(t, d, r)
     if d is not None:
         _checkout_rows(t, "dist", d.saturation, d.latency, d.lean_saga, run.limits, r, d.lean_saga_layers)
+        _lean_saturation_rows(t, d.lean_saga_saturation, r)
     if e is not None:
         _checkout_rows(t, "embedded", e.saturation, e.latency, None, run.limits, r, {})
     _cost_rows(t, r)
@@ -387,6 +391,24 @@ def _checkout_rows(
             run,
             "CPU",
             "" if over is None else f"CPU ÷ the lean saga on the driver = {over:.2f}",
+        )
+
+
+def _lean_saturation_rows(t: _Table, sat: Saturation | None, r: Ratios) -> None:
+    """The lean saga in the saturation's closed loop, its best run next to ours."""
+    if sat is None:
+        return
+    best = sat.best
+    for run in sat.runs:
+        is_best = run is best
+        over = r.checkout_saturation_over_lean_saga
+        t.row(
+            f"  the lean saga: {run.concurrency} customers{' (best)' if is_best else ''}",
+            f"{run.orders_per_s:.1f} PAID/s, p50 {_f(run.latency.p50_ms, '{:.0f}')} ms",
+            run.gen_cpu_cores,
+            run.error_count,
+            f"ours at saturation ÷ this = {over:.2f}" if is_best and over is not None else "",
+            other=run.processes.unrelated_cpu_cores,
         )
 
 

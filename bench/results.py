@@ -272,6 +272,8 @@ class Distributed:
     lean_saga_error: str | None = None
     #: the lean saga again on the services' database layers (bench/leansaga.py: "core", "session")
     lean_saga_layers: dict[str, CheckoutRun] = field(default_factory=dict)
+    #: the lean saga's closed-loop runs (on the driver): the machine's floor for the checkout's saturation
+    lean_saga_saturation: Saturation | None = None
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -332,6 +334,8 @@ class Ratios:
     service_cpu_ms_per_order: float | None = None
     db_bound_orders_per_s: float | None = None
     checkout_over_db_bound: float | None = None
+    #: orders PAID/s at saturation: ours ÷ the lean saga's (both distributed, the same closed loop)
+    checkout_saturation_over_lean_saga: float | None = None
     embedded_cpu_ms_per_order: float | None = None
     latency_service_cpu_ms_per_order: float | None = None
     hops: dict[str, int] = field(default_factory=dict)

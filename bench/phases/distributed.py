@@ -1,6 +1,6 @@
 """The local distributed mode (what ``mart dist up`` runs) on fresh databases and a fresh Kafka namespace:
 idle, catalog reads, the web front's pages, checkout saturation, a profiled checkout run, the latency run,
-then the lean saga at the same rate."""
+then the lean saga at the same rate and in the same closed loop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bench.phases import Context
 from bench.phases.catalog import catalog
 from bench.phases.checkout import checkout_run, fixed_rate, idle_window, saturation
 from bench.phases.web import web_pages
-from bench.results import CheckoutRun, Distributed, Profile
+from bench.results import CheckoutRun, Distributed, Profile, Saturation
 
 # The services every order goes through: profiled side by side during one run.
 SAGA = ("order-service", "inventory-service", "payment-service", "notification-service")
@@ -71,6 +71,7 @@ def distributed(ctx: Context) -> Distributed:
             out.lean_saga = lean_saga(ctx, stack, out.latency.rate)
             for layer in ("core", "session", "orm"):
                 out.lean_saga_layers[layer] = lean_saga(ctx, stack, out.latency.rate, layer)
+            out.lean_saga_saturation = lean_saga_saturation(ctx, stack)
         except Exception as exc:  # noqa: BLE001 - the figures of our stack stand without their floor
             say(f"lean saga FAILED: {exc!r}")
             out.lean_saga_error = "".join(traceback.format_exception(exc))[-3000:]
@@ -95,6 +96,22 @@ def lean_saga(ctx: Context, dist: Any, rate: float, layer: str = "asyncpg") -> C
             lean, fake, loop="open", rate=rate, duration=4, observe="kafka", poll_s=b.poll_s, count_db=False
         )
         return fixed_rate(lean, fake, rate, b.lat_s, b.poll_s, "kafka")
+    finally:
+        lean.down()
+
+
+def lean_saga_saturation(ctx: Context, dist: Any) -> Saturation:
+    """The lean saga (on the driver) in the saturation's closed loop: how many orders per second any
+    implementation of the saga's path reaches on this machine in this hour."""
+    from bench.stack import LeanSagaStack
+
+    b = ctx.budget
+    say("the lean saga's saturation (closed loop, the same customers; PAID observed from the broker)")
+    lean = LeanSagaStack(dist)
+    try:
+        lean.up()
+        fake = {"customer_token": "lean", "checkout_product_ids": ["lean"]}
+        return saturation(lean, fake, b.sat_conc, b.sat_max_conc, b.sat_s, "kafka", b.poll_s, False)
     finally:
         lean.down()
 
