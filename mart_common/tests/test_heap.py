@@ -1,5 +1,6 @@
 """A started service leaves its startup heap out of the garbage collector's walks (mart_common.heap,
-docs/adr/0047-startup-heap-frozen.md), and still collects what it allocates afterwards.
+docs/adr/0047-startup-heap-frozen.md), collects its young generation less often
+(docs/adr/0059-young-collections-spaced.md), and still collects what it allocates afterwards.
 
 Each case runs in a fresh interpreter: freezing is once per process, and this one hosts the whole suite."""
 
@@ -31,9 +32,10 @@ _SERVICE = textwrap.dedent(
         pass
 
     async def main():
-        out = {"frozen_before": gc.get_freeze_count()}
+        out = {"frozen_before": gc.get_freeze_count(), "young_before": gc.get_threshold()[0]}
         async with app.router.lifespan_context(app):
             out["frozen"] = gc.get_freeze_count()
+            out["young"] = gc.get_threshold()[0]
             out["tracked"] = len(gc.get_objects())
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
                 out["health"] = (await c.get("/health")).status_code
@@ -49,7 +51,9 @@ _SERVICE = textwrap.dedent(
 )
 
 
-def test_a_started_service_freezes_its_startup_heap_once_and_still_collects_garbage(tmp_path: Path) -> None:
+def test_a_started_service_freezes_its_startup_heap_once_spaces_young_collections_and_still_collects_garbage(
+    tmp_path: Path,
+) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _SERVICE, str(tmp_path)],
         capture_output=True,
@@ -64,6 +68,8 @@ def test_a_started_service_freezes_its_startup_heap_once_and_still_collects_garb
     assert out["frozen"] > 20_000
     # ... so a collection walks only what was allocated since startup
     assert out["tracked"] < out["frozen"] // 10
+    # and the young generation is collected every 10,000 allocations, not CPython's 700
+    assert (out["young_before"], out["young"]) == (700, 10_000)
     assert out["health"] == 200
     assert out["collected"] >= 2
     assert out["again"] is False  # once per process
