@@ -548,7 +548,8 @@ def stop_services(cfg: DistConfig, say: Callable[[str], None] = print, timeout: 
 def status(cfg: DistConfig) -> dict[str, dict[str, object]]:
     """Instance label (``order-service``, ``order-service-2``, ...) -> pid, port, replica, readiness."""
     out: dict[str, dict[str, object]] = {}
-    with httpx.Client(timeout=3.0) as client:
+    # longer than the readiness checks' own bound (3 s each): a slow check answers 503 naming itself
+    with httpx.Client(timeout=5.0) as client:
         for inst in cfg.instances():
             pid = running_pid(cfg, inst)
             ready: object = False

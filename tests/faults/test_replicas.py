@@ -217,6 +217,19 @@ async def kill_payment_with_a_refund_pending(cluster: ReplicaCluster, timings: d
     return waiting
 
 
+async def status_when_all_ready(cluster: ReplicaCluster, timeout: float = 30.0) -> dict[str, Any]:
+    """``mart dist status`` until it sees every replica and the gateway ready, or ``timeout`` seconds; the
+    last status. Replicas just restarted under load may answer ``/ready`` late or busy for a moment."""
+    loop = asyncio.get_running_loop()
+    expected = {i.label for i in cluster.cfg.instances()} | {"gateway"}
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await loop.run_in_executor(None, dist.status, cluster.cfg)
+        if {k for k, v in status.items() if v["ready"] is True} == expected or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(1.0)
+
+
 # --- the replica-specific invariants ---------------------------------------------------------------
 
 
@@ -444,7 +457,7 @@ async def test_two_replicas_survive_crashes_and_a_rolling_restart(
             cluster.kill_windows[name] = [(a, min(b, rolling_begins)) for a, b in windows]
         await rolling_restart(cluster, timings)
         refunds_pending_at_kill = await kill_payment_with_a_refund_pending(cluster, timings)
-        status = await asyncio.get_running_loop().run_in_executor(None, dist.status, cluster.cfg)
+        status = await status_when_all_ready(cluster)
         await asyncio.sleep(3)
     finally:
         load.running = False
