@@ -398,10 +398,9 @@ def _lean_saturation_rows(t: _Table, sat: Saturation | None, r: Ratios) -> None:
     """The lean saga in the saturation's closed loop, its best run next to ours."""
     if sat is None:
         return
-    best = sat.best
+    best, over = sat.best, r.checkout_saturation_over_lean_saga
     for run in sat.runs:
         is_best = run is best
-        over = r.checkout_saturation_over_lean_saga
         t.row(
             f"  the lean saga: {run.concurrency} customers{' (best)' if is_best else ''}",
             f"{run.orders_per_s:.1f} PAID/s, p50 {_f(run.latency.p50_ms, '{:.0f}')} ms",

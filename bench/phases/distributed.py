@@ -18,6 +18,8 @@ from bench.results import CheckoutRun, Distributed, Profile, Saturation
 
 # The services every order goes through: profiled side by side during one run.
 SAGA = ("order-service", "inventory-service", "payment-service", "notification-service")
+# What the load generator needs of a set-up to drive the lean saga (it has no customers or products).
+LEAN_SETUP = {"customer_token": "lean", "checkout_product_ids": ["lean"]}
 
 
 def distributed(ctx: Context) -> Distributed:
@@ -90,12 +92,18 @@ def lean_saga(ctx: Context, dist: Any, rate: float, layer: str = "asyncpg") -> C
     lean = LeanSagaStack(dist, layer)
     try:
         lean.up()
-        fake = {"customer_token": "lean", "checkout_product_ids": ["lean"]}
         # warm-up: first connections, the groups' first fetches
         checkout_run(
-            lean, fake, loop="open", rate=rate, duration=4, observe="kafka", poll_s=b.poll_s, count_db=False
+            lean,
+            LEAN_SETUP,
+            loop="open",
+            rate=rate,
+            duration=4,
+            observe="kafka",
+            poll_s=b.poll_s,
+            count_db=False,
         )
-        return fixed_rate(lean, fake, rate, b.lat_s, b.poll_s, "kafka")
+        return fixed_rate(lean, LEAN_SETUP, rate, b.lat_s, b.poll_s, "kafka")
     finally:
         lean.down()
 
@@ -110,8 +118,7 @@ def lean_saga_saturation(ctx: Context, dist: Any) -> Saturation:
     lean = LeanSagaStack(dist)
     try:
         lean.up()
-        fake = {"customer_token": "lean", "checkout_product_ids": ["lean"]}
-        return saturation(lean, fake, b.sat_conc, b.sat_max_conc, b.sat_s, "kafka", b.poll_s, False)
+        return saturation(lean, LEAN_SETUP, b.sat_conc, b.sat_max_conc, b.sat_s, "kafka", b.poll_s, False)
     finally:
         lean.down()
 

@@ -68,8 +68,8 @@ def test_a_started_service_freezes_its_startup_heap_once_spaces_young_collection
     assert out["frozen"] > 20_000
     # ... so a collection walks only what was allocated since startup
     assert out["tracked"] < out["frozen"] // 10
-    # and the young generation is collected every 10,000 allocations, not CPython's 700
-    assert (out["young_before"], out["young"]) == (700, 10_000)
+    # and the young generation is collected every 10,000 allocations, not the interpreter's default
+    assert out["young"] == 10_000 > out["young_before"]
     assert out["health"] == 200
     assert out["collected"] >= 2
     assert out["again"] is False  # once per process

@@ -50,6 +50,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from mart_common.bus.kafka import KafkaBus, partitions_of
+from mart_common.polling import PollTimeout, wait_until
 from mart_testkit.fake_stripe import FakeStripeAPI
 from mart_testkit.stack import DistributedStack, OnStack, distributed_stack
 from payment_service.providers import FakeProvider
@@ -222,12 +223,17 @@ async def status_when_all_ready(cluster: ReplicaCluster, timeout: float = 30.0) 
     last status. Replicas just restarted under load may answer ``/ready`` late or busy for a moment."""
     loop = asyncio.get_running_loop()
     expected = {i.label for i in cluster.cfg.instances()} | {"gateway"}
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await loop.run_in_executor(None, dist.status, cluster.cfg)
-        if {k for k, v in status.items() if v["ready"] is True} == expected or time.monotonic() > deadline:
-            return status
-        await asyncio.sleep(1.0)
+
+    def all_ready(status: dict[str, Any]) -> bool:
+        return {k for k, v in status.items() if v["ready"] is True} == expected
+
+    async def read() -> dict[str, Any]:
+        return await loop.run_in_executor(None, dist.status, cluster.cfg)
+
+    try:
+        return await wait_until(read, until=all_ready, timeout=timeout, interval=1.0)
+    except PollTimeout as exc:
+        return exc.last  # the caller's assertion shows it
 
 
 # --- the replica-specific invariants ---------------------------------------------------------------
