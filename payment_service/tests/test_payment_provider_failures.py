@@ -113,6 +113,51 @@ async def test_pending_intent_creation_survives_a_restart(harness_factory, strip
         assert len(await h.published(payments_pb2.PaymentRequested, order_id)) == 1
 
 
+async def test_an_intent_whose_answer_was_lost_is_voided_and_recorded_when_the_order_is_cancelled(
+    harness_factory, stripe_api
+):
+    # Stripe creates the intent but its answer never arrives (a cut connection, or a replica killed right
+    # after the call); the retry hangs, and the order is cancelled meanwhile.
+    stripe_api.script("create", "lost", "hang")
+    async with harness_factory(provider=stripe(stripe_api.url), **RETRY) as h:
+        order_id = await h.order_awaiting_payment()
+
+        async def retry_in_flight() -> bool:
+            return len(stripe_api.sent("create")) == 2
+
+        await eventually(retry_in_flight, timeout=10, message="the second create request at Stripe")
+        await h.order_cancelled(order_id, was_paid=False)
+        await payment_in(h, order_id, "FAILED")
+        [intent] = stripe_api.created_intents()
+        assert intent["metadata"]["order_id"] == str(order_id)
+        # The intent Stripe holds is found again (the same idempotency key), cancelled and recorded.
+        voided = await payment_in(h, order_id, "FAILED", lambda p: p.next_attempt_at is None)
+        assert voided.provider_payment_id == intent["id"] and voided.failure_reason == "order cancelled"
+        assert [r.path for r in stripe_api.sent("cancel")] == [f"/v1/payment_intents/{intent['id']}/cancel"]
+        assert {r.idempotency_key for r in stripe_api.sent("create")} == {f"order-{order_id}"}
+        assert len(stripe_api.created_intents()) == 1
+        assert await h.outbox_types(order_id) == ["PaymentFailed"]
+
+
+async def test_a_cancelled_payment_the_provider_refused_leaves_nothing_to_void(harness_factory, stripe_api):
+    # The first create fails without Stripe acting (a 500), the retry hangs, the order is cancelled; the
+    # pass that looks for an intent to void gets a refusal: no intent exists, nothing is created.
+    stripe_api.script("create", 500, "hang", 402)
+    async with harness_factory(provider=stripe(stripe_api.url), **RETRY) as h:
+        order_id = await h.order_awaiting_payment()
+
+        async def retry_in_flight() -> bool:
+            return len(stripe_api.sent("create")) == 2
+
+        await eventually(retry_in_flight, timeout=10, message="the second create request at Stripe")
+        await h.order_cancelled(order_id, was_paid=False)
+        done = await payment_in(h, order_id, "FAILED", lambda p: p.next_attempt_at is None)
+        assert done.provider_payment_id is None and done.failure_reason == "order cancelled"
+        assert [r.answer for r in stripe_api.sent("create")] == [500, "hang", 402]
+        assert stripe_api.created_intents() == [] and stripe_api.sent("cancel") == []
+        assert await h.outbox_types(order_id) == ["PaymentFailed"]
+
+
 def metric(text: str, name: str, labels: str = "") -> float:
     prefix = f"{name}{{{labels}}} " if labels else f"{name} "
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)]

@@ -14,7 +14,9 @@ object a successful request created; an idempotent replay creates nothing), and 
 with ``charge(intent_id)`` (a customer paying an intent, which Stripe would then report by webhook).
 
 Answers: ``"ok"``; an HTTP status (``500`` api_error, ``402`` card_declined, ``429`` rate limit, ``400``
-invalid request); ``"drop"`` (the connection closes without an answer); ``"hang"`` (no answer until the
+invalid request); ``"drop"`` (the connection closes without an answer); ``"lost"`` (the request succeeds —
+the object is created, a replay with its idempotency key gets it — but the connection closes before the
+answer: a network cut, or the caller's process dying, after Stripe acted); ``"hang"`` (no answer until the
 client gives up; the server lets go when the test ends). Loopback only.
 """
 
@@ -175,6 +177,10 @@ class FakeStripeAPI:
                             api._idempotent[f"{operation}:{key}"] = cached
                         if operation in ("create", "refund") and cached[0] == 200:
                             api._created.append(cached[1])
+                if answer == "lost":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 # like Stripe: a retried request gets the first answer
                 self._send(*cached)
 

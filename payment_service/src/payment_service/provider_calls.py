@@ -11,6 +11,10 @@ A use-case (payment_service.services) only *records* the work in its transaction
 3. records the result in a second transaction: the intent (``REQUIRES_PAYMENT`` + ``PaymentRequested``),
    the refund (``REFUNDED`` + ``PaymentRefunded``), or the error — retried with exponential backoff.
 
+A payment cancelled while its intent was being created (``FAILED``, no intent recorded, still due) may have
+an intent at the provider that no answer told us about: the create call is made again with the same
+idempotency key, and the intent it returns is cancelled and recorded; a refusal means none exists.
+
 Intent creation gives up on a refusal (card declined, invalid request) or after
 ``provider_max_attempts`` transient failures: the payment is ``FAILED`` and ``PaymentFailed`` carries the
 reason, so the order is cancelled and its stock released at once instead of waiting for the payment
@@ -38,7 +42,7 @@ from mart_common.db import Database
 from mart_common.outbox import record_event
 from mart_common.work import HANDOVER_LEASE, Handover, WorkLoop, backoff_s, claim_due, hand_over
 from prometheus_client import Counter, Gauge
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service import events
@@ -129,6 +133,7 @@ async def _intent_created(session: AsyncSession, p: Payment, intent: Intent) -> 
         # Cancelled while we were asking: keep the intent id (a late success is then refunded) and
         # cancel the intent.
         p.provider_payment_id = p.provider_payment_id or intent.provider_payment_id
+        p.next_attempt_at = None
         void_after_commit(session, intent.provider_payment_id, p.id)
         return
     p.provider_payment_id = intent.provider_payment_id
@@ -224,17 +229,26 @@ class ProviderCalls:
                 _PAYMENTS,
                 lease=self.lease,
                 now=utcnow(),
-                where=[_PAYMENTS.c.status.in_([PaymentStatus.CREATING, PaymentStatus.REFUND_PENDING])],
+                where=[
+                    or_(
+                        _PAYMENTS.c.status.in_([PaymentStatus.CREATING, PaymentStatus.REFUND_PENDING]),
+                        # cancelled while its intent was being created: find the intent to void
+                        and_(
+                            _PAYMENTS.c.status == PaymentStatus.FAILED,
+                            _PAYMENTS.c.provider_payment_id.is_(None),
+                        ),
+                    )
+                ],
                 limit=_BATCH,
                 returning=_CLAIMED_COLUMNS,
             )
         return [_Claimed.of(row) for row in rows]
 
     async def _attempt(self, c: _Claimed) -> None:
-        if c.status == PaymentStatus.CREATING:
-            await self._create(c)
-        else:
+        if c.status == PaymentStatus.REFUND_PENDING:
             await self._refund(c)
+        else:  # CREATING, or FAILED with an intent perhaps created: the same call finds it
+            await self._create(c)
 
     async def _create(self, c: _Claimed) -> None:
         """Ask the provider for the payment's intent, then record the answer in one transaction."""
@@ -262,6 +276,24 @@ class ProviderCalls:
                 await _intent_created(session, p, intent)
             elif error is not None and p.status == PaymentStatus.CREATING:
                 await self._intent_not_created(session, p, error)
+            elif error is not None and p.provider_payment_id is None and p.next_attempt_at is not None:
+                self._void_search_failed(p, error)
+
+    def _void_search_failed(self, p: Payment, error: ProviderError) -> None:
+        """A cancelled payment's search for an intent to void failed: a refusal says none exists; a transient
+        failure is retried like the creation, up to ``provider_max_attempts``."""
+        p.attempts += 1
+        p.updated_at = now = utcnow()
+        if error.transient and p.attempts < self.max_attempts:
+            p.next_attempt_at = now + timedelta(
+                seconds=backoff_s(p.attempts, initial_s=self.base_s, max_s=self.max_s)
+            )
+            return
+        p.next_attempt_at = None
+        if error.transient:
+            log.warning(
+                "payment_intent_void_gave_up", payment_id=str(p.id), attempts=p.attempts, error=error.message
+            )
 
     async def _intent_not_created(self, session: AsyncSession, p: Payment, error: ProviderError) -> None:
         """Retry a transient failure later (backoff); fail the payment on a refusal or the last attempt."""

@@ -130,7 +130,10 @@ async def cancel_order_payment(
     elif action is CancelAction.VOID:
         if payment.provider_payment_id:
             void_after_commit(session, payment.provider_payment_id, payment.id)
-        payment.next_attempt_at = None  # an intent still being created is cancelled once it exists
+            payment.next_attempt_at = None
+        # Else the intent is still being created, or was created by a call whose answer never came back (a
+        # cut connection, a replica killed after the call): the payment stays due, and the provider calls
+        # find the intent by its idempotency key, cancel it and record it (provider_calls).
         _set_status(payment, PaymentStatus.FAILED, reason=ORDER_CANCELLED_REASON)
         await _publish(session, payment, events.payment_failed(payment, ORDER_CANCELLED_REASON))
 
