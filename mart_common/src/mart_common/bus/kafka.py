@@ -12,7 +12,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import (
     CommitFailedError,
     GroupCoordinatorNotAvailableError,
@@ -256,12 +255,12 @@ class KafkaBus(EventBus):
             max_poll_records=200,
             metadata_max_age_ms=5000,
             # Replicas of a service share its group (docs/scaling.md,
-            # docs/adr/0037-sticky-assignor-short-session.md): aiokafka has no cooperative rebalancing;
-            # the sticky assignor moves only the partitions of a member that left or joined (round robin
-            # listed for groups mid-upgrade), and
-            # a dead replica is noticed within the 6 s session (the broker's minimum) instead of 10 s; a
-            # rebalance waits for a slow member at most as long (rebalance timeout = session timeout).
-            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
+            # docs/adr/0060-round-robin-assignor.md): the round robin assignor, whose member metadata never
+            # changes, so a member that joins again with it cannot start another rebalance; a dead replica
+            # is noticed within the 6 s session (the broker's minimum) instead of 10 s; a rebalance waits
+            # for a slow member at most as long (rebalance timeout = session timeout;
+            # docs/adr/0037-sticky-assignor-short-session.md).
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             session_timeout_ms=6000,
             heartbeat_interval_ms=1500,
             **fetch,
