@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import ColumnElement, FromClause, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from mart_common.auth import AdminUser, CurrentUser, Principal
 from mart_common.rows import RowReader
@@ -142,6 +144,43 @@ def paged(query: Select[Any], total: Any = None) -> Select[Any]:
         .offset(bindparam("_page_offset"))
     )
     return query if total is None else query.execution_options(**{_KEPT_TOTAL: total})
+
+
+def paged_then_read(
+    candidates: Select[Any],
+    order: Sequence[ColumnElement[Any]],
+    table: FromClause,
+    columns: Sequence[ColumnElement[Any]],
+    total: Select[Any],
+) -> Select[Any]:
+    """Like :func:`paged` for a page chosen among many candidate rows: ``candidates`` (a select whose first
+    column is the rows' ``id``, with the columns ``order`` sorts by) is sorted and paged first, and only the
+    page's rows of ``table`` are read whole (``columns``), in the same order. The candidates carry their
+    sort keys only, not every column of every candidate. ``total``: the count, as in :func:`paged`.
+    Run it with :meth:`Page.rows`."""
+    # (expression, descending) of each sort key; a bare expression sorts ascending.
+    sorts = [
+        (o.element, o.modifier is operators.desc_op) if isinstance(o, UnaryExpression) else (o, False)
+        for o in order
+    ]
+    keys = [expression.label(f"_key{i}") for i, (expression, _) in enumerate(sorts)]
+    page = (
+        candidates.with_only_columns(candidates.selected_columns[0].label("_id"), *keys)
+        .order_by(*order)
+        .limit(bindparam("_page_limit"))
+        .offset(bindparam("_page_offset"))
+        .subquery("page")
+    )
+    in_order = [
+        page.c[f"_key{i}"].desc() if desc else page.c[f"_key{i}"].asc() for i, (_, desc) in enumerate(sorts)
+    ]
+    query = (
+        select(*columns, total.scalar_subquery().label("_total"))
+        .select_from(page.join(table, table.c.id == page.c._id))
+        .order_by(*in_order)
+        .limit(bindparam("_page_limit"))  # the page's rows already; marks the query as paged
+    )
+    return query.execution_options(**{_KEPT_TOTAL: total})
 
 
 _KEPT_TOTAL = "mart_kept_total"  # paged()'s ``total``, for a page past the end (no row carries it)

@@ -169,9 +169,10 @@ def _sqlite_part(match: Match) -> str:
 
 
 def window(query: Select[Any], *, postgres: bool) -> tuple[Subquery, CTE]:
-    """The products a text search considers: ``query`` (a select of the products' columns with the
-    request's other filters) narrowed to the products matching the bound engine query (``:tsquery`` on
-    PostgreSQL, ``:fts_query`` on SQLite), the newest first, at most ``:_search_window`` of them.
+    """The products a text search considers: ``query`` (a select of the products' sort keys with the
+    request's other filters; the page's rows are read whole afterwards, ``mart_common.deps.paged_then_read``)
+    narrowed to the products matching the bound engine query (``:tsquery`` on PostgreSQL, ``:fts_query`` on
+    SQLite), the newest first, at most ``:_search_window`` of them.
 
     Returns ``(newest, matches)``: ``newest`` the window, to rank, sort and page (on SQLite with the
     ``score`` of :func:`relevance`); ``matches`` the window and one match more when there is one, to count

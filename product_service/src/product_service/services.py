@@ -15,7 +15,7 @@ from typing import Any
 
 from mart_common.clock import utcnow
 from mart_common.db import Database, flush_unique
-from mart_common.deps import Page, paged
+from mart_common.deps import Page, paged, paged_then_read
 from mart_common.outbox import record_event
 from mart_common.problems import Conflict, NotFound, Unprocessable
 from sqlalchemy import Select, bindparam, func, select
@@ -42,6 +42,7 @@ def _sorts(c: Any) -> dict[str, tuple[Any, ...]]:
 _SORTS = _sorts(Product.__table__.c)
 _PUBLIC = list(ProductPublic.model_fields)
 _PUBLIC_COLUMNS = [Product.__table__.c[name] for name in _PUBLIC]
+_SORT_KEYS = [Product.__table__.c[name] for name in ("id", "name", "price_cents", "created_at")]
 _ONE_QUERY = select(*_PUBLIC_COLUMNS).where(Product.id == bindparam("product_id"))
 
 
@@ -54,8 +55,10 @@ def _search_query(
     ``sort`` "relevance": best text match first (search.py).
 
     With a text, the page is taken from the newest matches only (:func:`search.window`) and its total
-    counts them: at most the window, plus one when more matched (docs/adr/0056-search-window.md)."""
-    query = select(*_PUBLIC_COLUMNS)
+    counts them: at most the window, plus one when more matched (docs/adr/0056-search-window.md). The
+    window carries the sort keys only; the page's 20 or so rows are then read whole."""
+    # A text search ranks and sorts its window of matches by their sort keys, then reads the page's rows.
+    query = select(*_SORT_KEYS) if text else select(*_PUBLIC_COLUMNS)
     if postgres or not text:  # SQLite's text index holds only listed products
         query = query.where(Product.archived.is_(False))
     if category:
@@ -72,8 +75,8 @@ def _search_query(
             if sort != "relevance"
             else (search.relevance(newest, postgres=postgres), *sorts["-created_at"])
         )
-        found = select(*(newest.c[name] for name in _PUBLIC)).order_by(*order)
-        return paged(found, select(func.count()).select_from(matches))
+        total = select(func.count()).select_from(matches)
+        return paged_then_read(select(*newest.c), order, Product.__table__, _PUBLIC_COLUMNS, total)
     total = None
     if not (min_price or max_price):  # the whole listing or a category: the kept count
         total = select(func.coalesce(func.sum(ListedCount.n), 0))
