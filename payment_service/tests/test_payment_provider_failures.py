@@ -113,6 +113,18 @@ async def test_pending_intent_creation_survives_a_restart(harness_factory, strip
         assert len(await h.published(payments_pb2.PaymentRequested, order_id)) == 1
 
 
+async def cancelled_during_the_second_create(h: Any, stripe_api: FakeStripeAPI) -> uuid.UUID:
+    """An order awaiting payment, cancelled while the second create request is at Stripe."""
+    order_id = await h.order_awaiting_payment()
+
+    async def retry_in_flight() -> bool:
+        return len(stripe_api.sent("create")) == 2
+
+    await eventually(retry_in_flight, timeout=10, message="the second create request at Stripe")
+    await h.order_cancelled(order_id, was_paid=False)
+    return order_id
+
+
 async def test_an_intent_whose_answer_was_lost_is_voided_and_recorded_when_the_order_is_cancelled(
     harness_factory, stripe_api
 ):
@@ -120,13 +132,7 @@ async def test_an_intent_whose_answer_was_lost_is_voided_and_recorded_when_the_o
     # after the call); the retry hangs, and the order is cancelled meanwhile.
     stripe_api.script("create", "lost", "hang")
     async with harness_factory(provider=stripe(stripe_api.url), **RETRY) as h:
-        order_id = await h.order_awaiting_payment()
-
-        async def retry_in_flight() -> bool:
-            return len(stripe_api.sent("create")) == 2
-
-        await eventually(retry_in_flight, timeout=10, message="the second create request at Stripe")
-        await h.order_cancelled(order_id, was_paid=False)
+        order_id = await cancelled_during_the_second_create(h, stripe_api)
         await payment_in(h, order_id, "FAILED")
         [intent] = stripe_api.created_intents()
         assert intent["metadata"]["order_id"] == str(order_id)
@@ -144,13 +150,7 @@ async def test_a_cancelled_payment_the_provider_refused_leaves_nothing_to_void(h
     # pass that looks for an intent to void gets a refusal: no intent exists, nothing is created.
     stripe_api.script("create", 500, "hang", 402)
     async with harness_factory(provider=stripe(stripe_api.url), **RETRY) as h:
-        order_id = await h.order_awaiting_payment()
-
-        async def retry_in_flight() -> bool:
-            return len(stripe_api.sent("create")) == 2
-
-        await eventually(retry_in_flight, timeout=10, message="the second create request at Stripe")
-        await h.order_cancelled(order_id, was_paid=False)
+        order_id = await cancelled_during_the_second_create(h, stripe_api)
         done = await payment_in(h, order_id, "FAILED", lambda p: p.next_attempt_at is None)
         assert done.provider_payment_id is None and done.failure_reason == "order cancelled"
         assert [r.answer for r in stripe_api.sent("create")] == [500, "hang", 402]
