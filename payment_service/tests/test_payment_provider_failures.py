@@ -139,7 +139,12 @@ async def test_an_intent_whose_answer_was_lost_is_voided_and_recorded_when_the_o
         # The intent Stripe holds is found again (the same idempotency key), cancelled and recorded.
         voided = await payment_in(h, order_id, "FAILED", lambda p: p.next_attempt_at is None)
         assert voided.provider_payment_id == intent["id"] and voided.failure_reason == "order cancelled"
-        assert [r.path for r in stripe_api.sent("cancel")] == [f"/v1/payment_intents/{intent['id']}/cancel"]
+
+        async def cancelled_at_stripe() -> list[str]:  # after the record's commit
+            return [r.path for r in stripe_api.sent("cancel")]
+
+        cancels = await eventually(cancelled_at_stripe, timeout=10, message="the intent cancelled at Stripe")
+        assert cancels == [f"/v1/payment_intents/{intent['id']}/cancel"]
         assert {r.idempotency_key for r in stripe_api.sent("create")} == {f"order-{order_id}"}
         assert len(stripe_api.created_intents()) == 1
         assert await h.outbox_types(order_id) == ["PaymentFailed"]
