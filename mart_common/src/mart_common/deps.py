@@ -147,17 +147,17 @@ def paged(query: Select[Any], total: Any = None) -> Select[Any]:
 
 
 def paged_then_read(
-    candidates: Select[Any],
+    candidates: FromClause,
     order: Sequence[ColumnElement[Any]],
     table: FromClause,
     columns: Sequence[ColumnElement[Any]],
     total: Select[Any],
 ) -> Select[Any]:
-    """Like :func:`paged` for a page chosen among many candidate rows: ``candidates`` (a select whose first
-    column is the rows' ``id``, with the columns ``order`` sorts by) is sorted and paged first, and only the
-    page's rows of ``table`` are read whole (``columns``), in the same order. The candidates carry their
-    sort keys only, not every column of every candidate. ``total``: the count, as in :func:`paged`.
-    Run it with :meth:`Page.rows`."""
+    """Like :func:`paged` for a page chosen among many candidate rows: ``candidates`` (a subquery with the
+    rows' ``id`` and the columns ``order`` sorts by) is sorted and paged first, and only the page's rows of
+    ``table`` are read whole (``columns``), in the same order. The candidates carry their sort keys only,
+    not every column of every candidate. ``total``: the count, as in :func:`paged`. Run it with
+    :meth:`Page.rows`."""
     # (expression, descending) of each sort key; a bare expression sorts ascending.
     sorts = [
         (o.element, o.modifier is operators.desc_op) if isinstance(o, UnaryExpression) else (o, False)
@@ -165,7 +165,8 @@ def paged_then_read(
     ]
     keys = [expression.label(f"_key{i}") for i, (expression, _) in enumerate(sorts)]
     page = (
-        candidates.with_only_columns(candidates.selected_columns[0].label("_id"), *keys)
+        select(candidates.c.id.label("_id"), *keys)
+        .select_from(candidates)
         .order_by(*order)
         .limit(bindparam("_page_limit"))
         .offset(bindparam("_page_offset"))

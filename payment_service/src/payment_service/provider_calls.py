@@ -276,48 +276,45 @@ class ProviderCalls:
                 await _intent_created(session, p, intent)
             elif error is not None and p.status == PaymentStatus.CREATING:
                 await self._intent_not_created(session, p, error)
-            elif error is not None and p.provider_payment_id is None and p.next_attempt_at is not None:
+            elif error is not None and p.status == PaymentStatus.FAILED and p.next_attempt_at is not None:
                 self._void_search_failed(p, error)
 
-    def _void_search_failed(self, p: Payment, error: ProviderError) -> None:
-        """A cancelled payment's search for an intent to void failed: a refusal says none exists; a transient
-        failure is retried like the creation, up to ``provider_max_attempts``."""
-        p.attempts += 1
-        p.updated_at = now = utcnow()
-        if error.transient and p.attempts < self.max_attempts:
-            p.next_attempt_at = now + timedelta(
-                seconds=backoff_s(p.attempts, initial_s=self.base_s, max_s=self.max_s)
-            )
-            return
-        p.next_attempt_at = None
-        if error.transient:
-            log.warning(
-                "payment_intent_void_gave_up", payment_id=str(p.id), attempts=p.attempts, error=error.message
-            )
-
-    async def _intent_not_created(self, session: AsyncSession, p: Payment, error: ProviderError) -> None:
-        """Retry a transient failure later (backoff); fail the payment on a refusal or the last attempt."""
-        now = utcnow()
+    def _retry_later(self, p: Payment, error: ProviderError) -> bool:
+        """Count the failed attempt; a transient failure before ``provider_max_attempts`` is due again after
+        the backoff (True), else nothing more is tried (False)."""
         p.attempts += 1
         p.last_error = error.message[:500]
-        p.updated_at = now
+        p.updated_at = now = utcnow()
         if error.transient and p.attempts < self.max_attempts:
             delay = backoff_s(p.attempts, initial_s=self.base_s, max_s=self.max_s)
             p.next_attempt_at = now + timedelta(seconds=delay)
             log.warning(
                 "payment_intent_retry",
                 payment_id=str(p.id),
+                status=p.status,
                 attempts=p.attempts,
                 retry_in_s=delay,
                 error=error.message,
             )
+            return True
+        p.next_attempt_at = None
+        return False
+
+    def _void_search_failed(self, p: Payment, error: ProviderError) -> None:
+        """A cancelled payment's search for an intent to void failed: a refusal says none exists; a transient
+        failure is retried like the creation."""
+        if not self._retry_later(p, error) and error.transient:
+            log.warning("payment_intent_void_gave_up", payment_id=str(p.id), attempts=p.attempts)
+
+    async def _intent_not_created(self, session: AsyncSession, p: Payment, error: ProviderError) -> None:
+        """Retry a transient failure later (backoff); fail the payment on a refusal or the last attempt."""
+        if self._retry_later(p, error):
             return
         reason = error.message
         if error.transient:
             reason = f"{error.message} (gave up after {p.attempts} attempts)"
         p.status = PaymentStatus.FAILED
         p.failure_reason = reason[:500]
-        p.next_attempt_at = None
         PROVIDER_GAVE_UP.inc()
         log.warning("payment_intent_failed", payment_id=str(p.id), attempts=p.attempts, reason=reason)
         await record_event(session, events.payment_failed(p, reason[:500]), key=str(p.order_id))

@@ -76,7 +76,7 @@ def _search_query(
             else (search.relevance(newest, postgres=postgres), *sorts["-created_at"])
         )
         total = select(func.count()).select_from(matches)
-        return paged_then_read(select(*newest.c), order, Product.__table__, _PUBLIC_COLUMNS, total)
+        return paged_then_read(newest, order, Product.__table__, _PUBLIC_COLUMNS, total)
     total = None
     if not (min_price or max_price):  # the whole listing or a category: the kept count
         total = select(func.coalesce(func.sum(ListedCount.n), 0))
